@@ -1,0 +1,30 @@
+# The two commands that matter: `make demo` (the main job) and `make test`.
+# Each creates .venv if missing and installs the project into it (an isolated venv, so nothing left
+# on this machine can hide a missing dependency).
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+WORKDIR ?= work/demo
+
+.PHONY: demo test lint bench install clean
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: $(VENV)/.installed
+	$(PY) -m pipeline.demo --workdir $(WORKDIR)
+
+test: $(VENV)/.installed
+	$(PY) -m ruff check .
+	$(PY) -m pytest -q
+
+bench: $(VENV)/.installed
+	$(PY) bench/build_records.py
+
+clean:
+	rm -rf $(VENV) work
