@@ -10,4 +10,9 @@ errors) and ``tracking`` (MLflow set-up) that the stages above import.
 Importing this package imports nothing heavy: TensorFlow is only loaded by the modules that need it.
 """
 
+import os
+
 SCHEMA_VERSION = 1
+
+# TensorFlow's C++ INFO lines drown our one-line errors and progress bars; a user's setting wins.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

@@ -10,10 +10,23 @@ from __future__ import annotations
 import json
 import math
 from collections import defaultdict
+from dataclasses import dataclass
 
 from tfrecords.cleaning import Rejection, unsafe_name_reason
 from tfrecords.layout import BOX_COLUMNS, DataError, read_bytes, read_csv
-from tfrecords.schema import Box
+
+
+
+@dataclass(frozen=True)
+class Box:
+    """Normalised [0, 1] corners plus the part label."""
+
+    xmin: float
+    ymin: float
+    xmax: float
+    ymax: float
+    label: str
+
 
 PixelBox = tuple[float, float, float, float, str]  # x_min, y_min, x_max, y_max, label
 

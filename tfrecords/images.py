@@ -114,3 +114,19 @@ def prepare_image(
     ws, hs = (h0, w0) if orientation in (5, 6, 7, 8) else (w0, h0)
     rgb = resize_longer_side(_to_rgb8(img), max_side)
     return PreparedImage(encode_jpeg(rgb), rgb.shape[0], rgb.shape[1], hs, ws)
+
+
+def load_and_prepare(job: tuple[str, int, int, int]) -> PreparedImage | str:
+    """Worker entry point: ``(path, max_side, max_pixels, min_side)`` -> a prepared image, or the
+    rejection reason as a string (a worker never raises for a bad image)."""
+    from tfrecords.layout import read_bytes
+
+    path, max_side, max_pixels, min_side = job
+    try:
+        data = read_bytes(path)
+    except OSError as e:
+        return f"unreadable file ({e.strerror or type(e).__name__})"
+    try:
+        return prepare_image(data, max_side=max_side, max_pixels=max_pixels, min_side=min_side)
+    except ImageRejected as e:
+        return str(e)

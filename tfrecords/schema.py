@@ -25,18 +25,9 @@ from dataclasses import dataclass, field
 
 import tensorflow as tf
 
+from tfrecords.boxes import Box
+
 BBOX_KEYS = ("image/object/bbox/xmin", "image/object/bbox/ymin", "image/object/bbox/xmax", "image/object/bbox/ymax")
-
-
-@dataclass(frozen=True)
-class Box:
-    """Normalised [0, 1] corners plus the part label."""
-
-    xmin: float
-    ymin: float
-    xmax: float
-    ymax: float
-    label: str
 
 
 @dataclass(frozen=True)
@@ -91,7 +82,8 @@ def to_example(r: ImageRecord) -> tf.train.Example:
 
 
 def serialize(r: ImageRecord) -> bytes:
-    return to_example(r).SerializeToString()
+    # deterministic: map entries in key order, so the same image gives the same bytes in any process
+    return to_example(r).SerializeToString(deterministic=True)
 
 
 FEATURES = {

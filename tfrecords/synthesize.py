@@ -88,12 +88,12 @@ def _hex_ids(rng: np.random.Generator, n: int, chars: int, taken: set[str]) -> l
 
 
 def image_counts(rng: np.random.Generator, n: int, total: int) -> np.ndarray:
-    """A Happywhale-like long tail: Zipf(2) draws (61 % ones), then adjusted to sum to ``total``
-    by adding to individuals in proportion to what they have (the rich get richer, the singletons
-    stay) or removing from the largest; the largest ends with >= 20 where ``total`` allows."""
-    c = np.minimum(rng.zipf(2.0, n), 80)
+    """A Happywhale-like long tail: Zipf(2) draws (61 % ones, capped at 25), then adjusted to sum
+    to ``total`` by adding to individuals in proportion to what they have (the rich get richer, the
+    singletons stay) or removing from the largest; the largest ends with >= 20 where ``total`` allows."""
+    c = np.minimum(rng.zipf(2.0, n), 25)
     while c.sum() < total:
-        c[rng.choice(n, p=(c - 0.5) ** 1.5 / ((c - 0.5) ** 1.5).sum())] += 1
+        c[rng.choice(n, p=(c - 0.5) / (c - 0.5).sum())] += 1
     while c.sum() > total:
         c[rng.choice(np.flatnonzero(c == c.max()))] -= 1
     top = int(np.argmax(c))
@@ -132,7 +132,7 @@ def plan(cfg: SynthConfig) -> tuple[list[Shot], pd.DataFrame, pd.DataFrame]:
             long = int(rng.uniform(cfg.max_side / 2, cfg.max_side))
             aspect = ASPECTS[rng.integers(len(ASPECTS))]
             wd, ht = (long, int(long / aspect)) if aspect >= 1 else (int(long * aspect), long)
-            area = float(np.exp(rng.uniform(np.log(0.05), np.log(0.6))))
+            area = float(np.exp(rng.uniform(np.log(0.07), np.log(0.6))))  # box/frame, before the sea cuts a fin
             shots.append(Shot(split, i, f"{name}.jpg", ind, ht, wd, area))
 
     def written_species(s: str) -> str:

@@ -1,0 +1,41 @@
+"""Session-scoped fixtures: one tiny synthetic dataset and its records, shared by every test."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+TINY = dict(seed=3, individuals=20, train_images=60, test_images=20, species=4, max_side=160)
+
+
+def run_script(args: list[str], **kw):
+    """Run a project script in a fresh interpreter (as a user would), from the repo root."""
+    import subprocess
+
+    return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=300, **kw)
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory) -> Path:
+    from tfrecords.synthesize import SynthConfig, synthesize
+
+    out = tmp_path_factory.mktemp("data")
+    synthesize(SynthConfig(**TINY), str(out), workers=2, progress=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_records(tiny_data, tmp_path_factory) -> Path:
+    from tfrecords.build import build
+    from tfrecords.plan import BuildConfig
+
+    out = tmp_path_factory.mktemp("records")
+    build(BuildConfig(data=str(tiny_data), out=str(out), folds=3, holdout_individuals=0.2, max_side=128,
+                      shards=3, workers=2), progress=False)
+    return out

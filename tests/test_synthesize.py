@@ -1,0 +1,98 @@
+import filecmp
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import TINY, run_script
+
+from tfrecords.cleaning import normalize_species
+from tfrecords.layout import NEW_INDIVIDUAL
+from tfrecords.render import SPECIES, make_individual, render_sprite
+from tfrecords.synthesize import SynthConfig, plan, synthesize
+
+
+def test_default_plan_has_happywhale_statistics():
+    shots, train, truth = plan(SynthConfig(seed=1))
+    per = train["individual_id"].value_counts()
+    assert len(train) >= 1000 and len(per) >= 250 and len(truth) >= 400
+    assert (per == 1).mean() >= 0.40
+    assert 2.5 <= per.mean() <= 5.0
+    assert per.max() >= 20
+    assert 0.15 <= (truth["individual_id"] == NEW_INDIVIDUAL).mean() <= 0.30
+    # unseen test individuals really are absent from train; known ones really are present
+    known = truth[truth["individual_id"] != NEW_INDIVIDUAL]
+    assert set(known["individual_id"]) <= set(train["individual_id"])
+    # several species, with Kaggle's misspellings present and fixed by the cleaning table
+    assert train["species"].map(normalize_species).nunique() == 8
+    assert {"kiler_whale", "bottlenose_dolpin"} & set(train["species"])
+    # one individual, one species (after normalisation)
+    assert (train.assign(s=train["species"].map(normalize_species)).groupby("individual_id")["s"].nunique() == 1).all()
+    sizes = {(s.width, s.height) for s in shots}
+    assert len(sizes) > 100  # varied sizes and aspect ratios
+
+
+def test_layout_and_boxes(tiny_data):
+    train = pd.read_csv(tiny_data / "train.csv")
+    assert list(train.columns) == ["image", "species", "individual_id"]
+    assert list(pd.read_csv(tiny_data / "sample_submission.csv").columns) == ["image", "predictions"]
+    truth = pd.read_csv(tiny_data / "test_truth.csv")
+    assert list(truth.columns) == ["image", "species", "individual_id"]
+    assert sorted(p.name for p in (tiny_data / "train_images").iterdir()) == sorted(train["image"])
+    assert sorted(p.name for p in (tiny_data / "test_images").iterdir()) == sorted(truth["image"])
+    boxes = pd.read_csv(tiny_data / "boxes.csv")
+    assert set(boxes["image"]) == set(train["image"]) | set(truth["image"])
+    from PIL import Image
+
+    species = dict(zip(train["image"], train["species"].map(normalize_species), strict=True))
+    species.update(zip(truth["image"], truth["species"], strict=True))
+    for b in boxes.itertuples():
+        folder = "train_images" if b.image in set(train["image"]) else "test_images"
+        w, h = Image.open(tiny_data / folder / b.image).size
+        assert 0 <= b.x_min < b.x_max <= w and 0 <= b.y_min < b.y_max <= h
+        share = (b.x_max - b.x_min) * (b.y_max - b.y_min) / (w * h)
+        assert 0.02 <= share <= 0.65, share
+        assert b.label == SPECIES[species[b.image]].part
+
+
+def test_deterministic_per_seed_whatever_the_workers(tmp_path):
+    cfg = SynthConfig(seed=5, individuals=6, train_images=10, test_images=4, species=3, max_side=128)
+    synthesize(cfg, str(tmp_path / "a"), workers=1, progress=False)
+    synthesize(cfg, str(tmp_path / "b"), workers=2, progress=False)
+    cmp = filecmp.dircmp(tmp_path / "a", tmp_path / "b")
+    assert not cmp.diff_files and not cmp.left_only and not cmp.right_only
+    for sub in ("train_images", "test_images"):
+        names = [p.name for p in (tmp_path / "a" / sub).iterdir()]
+        match, mismatch, errors = filecmp.cmpfiles(tmp_path / "a" / sub, tmp_path / "b" / sub, names, shallow=False)
+        assert not mismatch and not errors and len(match) == len(names)
+    synthesize(SynthConfig(**{**cfg.__dict__, "seed": 6}), str(tmp_path / "c"), workers=1, progress=False)
+    assert (tmp_path / "a" / "train.csv").read_bytes() != (tmp_path / "c" / "train.csv").read_bytes()
+
+
+def test_identity_lives_in_marks_not_in_pose():
+    rng = np.random.default_rng(0)
+    a = make_individual(rng, "a", "bottlenose_dolphin")
+    b = make_individual(rng, "b", "bottlenose_dolphin")
+    _, ma1 = render_sprite(a, np.random.default_rng(1))
+    _, ma2 = render_sprite(a, np.random.default_rng(2))
+    _, mb = render_sprite(b, np.random.default_rng(1))
+    assert np.array_equal(ma1, ma2)  # the same individual keeps its outline (notches) photo to photo
+    assert np.abs(ma1 - mb).mean() > 0.01  # another individual's outline differs
+    assert a.notches and a.patches
+
+
+@pytest.mark.parametrize("bad", [["--species", "99"], ["--individuals", "10", "--train-images", "5"]])
+def test_cli_bad_arguments_give_one_line(tmp_path, bad):
+    r = run_script(["tfrecords/synthesize.py", "--out", str(tmp_path / "x"), *bad])
+    assert r.returncode == 2
+    assert r.stderr.strip().startswith("error:") and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_cli_help_both_ways():
+    for args in (["tfrecords/synthesize.py", "--help"], ["-m", "tfrecords.synthesize", "--help"]):
+        r = run_script(args)
+        assert r.returncode == 0 and "--individuals" in r.stdout
+
+
+def test_tiny_fixture_matches_its_config(tiny_data):
+    train = pd.read_csv(tiny_data / "train.csv")
+    assert len(train) == TINY["train_images"] and train["individual_id"].nunique() == TINY["individuals"]
