@@ -42,8 +42,9 @@ def test_safe_names(name):
 
 
 def palette_png() -> bytes:
-    from PIL import Image
     import io
+
+    from PIL import Image
 
     img = Image.new("P", (60, 40), 1)
     img.putpalette([0, 0, 0, 50, 100, 150] + [0] * 762)

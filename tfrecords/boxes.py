@@ -16,7 +16,6 @@ from tfrecords.cleaning import Rejection, unsafe_name_reason
 from tfrecords.layout import BOX_COLUMNS, DataError, read_bytes, read_csv
 
 
-
 @dataclass(frozen=True)
 class Box:
     """Normalised [0, 1] corners plus the part label."""
@@ -98,7 +97,8 @@ def normalise(
         nx0, nx1 = max(0.0, x0 / width), min(1.0, x1 / width)
         ny0, ny1 = max(0.0, y0 / height), min(1.0, y1 / height)
         if nx1 - nx0 <= 1e-6 or ny1 - ny0 <= 1e-6:
-            rej.append(Rejection(split, image, f"box {x0:g},{y0:g},{x1:g},{y1:g} lies outside the {width}x{height} image"))
+            where = f"box {x0:g},{y0:g},{x1:g},{y1:g} lies outside the {width}x{height} image"
+            rej.append(Rejection(split, image, where))
             continue
         out.append(Box(nx0, ny0, nx1, ny1, label))
     return out, rej

@@ -20,6 +20,7 @@ import multiprocessing as mp
 import re
 import shutil
 import sys
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a file: import the repo's packages, not this folder's files
@@ -30,7 +31,7 @@ from tqdm import tqdm
 from tfrecords import SCHEMA_VERSION, atomic, cli
 from tfrecords.boxes import normalise
 from tfrecords.cleaning import Rejection, rejections_frame
-from tfrecords.images import PreparedImage, load_and_prepare
+from tfrecords.images import PreparedImage, load_and_prepare, worker_init
 from tfrecords.layout import exists, gfile, is_url, join, listdir, makedirs, read_bytes
 from tfrecords.plan import BuildConfig, BuildPlan, Shard, index_frame, make_plan
 
@@ -117,6 +118,19 @@ def _write_shard(plan: BuildPlan, shard: Shard, results, maps: dict[str, dict[st
     return state
 
 
+def _pool(workers: int) -> ProcessPoolExecutor:
+    """Image worker processes. Forked directly while this process has not loaded TensorFlow (the
+    command-line case: instant start); otherwise forked from a fresh server that preloads only
+    ``tfrecords.images``, so no TensorFlow state is ever forked. A worker that dies breaks the
+    build with an error rather than a hang (as ``mp.Pool`` would); rerunning resumes."""
+    if "tensorflow" not in sys.modules:
+        ctx = mp.get_context("fork")
+    else:
+        ctx = mp.get_context("forkserver")
+        ctx.set_forkserver_preload(["tfrecords.images"])
+    return ProcessPoolExecutor(workers, mp_context=ctx, initializer=worker_init)
+
+
 def build(cfg: BuildConfig, progress: bool = True) -> dict:
     """Run a build (or resume one); returns the manifest."""
     makedirs(cfg.out)
@@ -132,15 +146,15 @@ def build(cfg: BuildConfig, progress: bool = True) -> dict:
         total = sum(len(s.rows) for s in plan.shards)
         workers = cfg.workers or mp.cpu_count()
         bar = tqdm(total=total, initial=total - len(jobs), desc="build", unit="img", disable=not progress)
-        pool = mp.get_context("spawn").Pool(workers) if workers > 1 and len(jobs) > 1 else None
+        pool = _pool(workers) if workers > 1 and len(jobs) > 1 else None
         try:
-            it = pool.imap(load_and_prepare, jobs, chunksize=4) if pool else map(load_and_prepare, jobs)
+            it = pool.map(load_and_prepare, jobs, chunksize=16) if pool else map(load_and_prepare, jobs)
             results = (bar.update(1) or r for r in it)
             for s in pending:
                 done[s.name] = _write_shard(plan, s, results, maps)
         finally:
             if pool:
-                pool.terminate()
+                pool.shutdown(cancel_futures=True)
             bar.close()
         return _finish(plan, done)
 
@@ -181,7 +195,7 @@ def _finish(plan: BuildPlan, done: dict[str, dict]) -> dict:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     d = BuildConfig(data="", out="")
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", required=True, help="Kaggle-layout folder (local or gs://)")
     p.add_argument("--out", required=True, help="records folder to write")
     p.add_argument("--boxes", default=None, help="boxes CSV or COCO JSON (default: DATA/boxes.csv if present)")

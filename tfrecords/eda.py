@@ -29,7 +29,16 @@ from tqdm import tqdm
 from tfrecords import atomic, cli
 from tfrecords.cleaning import normalize_species
 from tfrecords.layout import (
-    BOX_COLUMNS, BOXES_CSV, TEST_DIR, TRAIN_COLUMNS, TRAIN_CSV, TRAIN_DIR, exists, join, list_images, makedirs,
+    BOX_COLUMNS,
+    BOXES_CSV,
+    TEST_DIR,
+    TRAIN_COLUMNS,
+    TRAIN_CSV,
+    TRAIN_DIR,
+    exists,
+    join,
+    list_images,
+    makedirs,
     read_csv,
 )
 
@@ -77,7 +86,8 @@ def _plots(train, sizes, boxes, out: str) -> dict[str, str]:
     fig, ax = plt.subplots(figsize=(6, 4))
     per = train["individual_id"].value_counts()
     ax.hist(per, bins=range(1, per.max() + 2), color="#2b6a99", log=True)
-    ax.set(title=f"Images per individual ({(per == 1).mean():.0%} have one)", xlabel="images", ylabel="individuals (log)")
+    ax.set(title=f"Images per individual ({(per == 1).mean():.0%} have one)", xlabel="images",
+           ylabel="individuals (log)")
     figs["images_per_individual.png"] = fig
     fig, ax = plt.subplots(figsize=(5, 5))
     for split, c in (("train", "#2b6a99"), ("test", "#d9822b")):

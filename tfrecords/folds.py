@@ -12,13 +12,13 @@ import warnings
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import StratifiedKFold
 
 
 def assign_folds(individual_ids: pd.Series, k: int, seed: int) -> np.ndarray:
     """Fold index (0..k-1) per row. Deterministic for the same rows in any order."""
     if k < 2:
         return np.zeros(len(individual_ids), dtype=np.int64)
+    from sklearn.model_selection import StratifiedKFold  # imported here: worker start-up stays light
     # sort first so the answer does not depend on the CSV's row order
     order = np.argsort(individual_ids.to_numpy().astype(str), kind="stable")
     y = pd.factorize(individual_ids.to_numpy()[order], sort=True)[0]

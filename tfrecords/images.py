@@ -107,13 +107,20 @@ def prepare_image(
         raise ImageRejected(f"image does not decode ({str(e).splitlines()[0][:80]})") from None
     if passthrough:
         return PreparedImage(data, h0, w0, h0, w0)
-    try:
-        img = ImageOps.exif_transpose(img)
-    except (OSError, ValueError, KeyError):
-        pass  # a broken EXIF block: keep the stored orientation
+    if orientation not in (0, 1):
+        try:
+            img = ImageOps.exif_transpose(img)
+        except (OSError, ValueError, KeyError):
+            pass  # a broken EXIF block: keep the stored orientation
     ws, hs = (h0, w0) if orientation in (5, 6, 7, 8) else (w0, h0)
     rgb = resize_longer_side(_to_rgb8(img), max_side)
     return PreparedImage(encode_jpeg(rgb), rgb.shape[0], rgb.shape[1], hs, ws)
+
+
+def worker_init() -> None:
+    """Pool initializer: parallelism is across processes, so OpenCV's own threads would only
+    oversubscribe the cores."""
+    cv2.setNumThreads(1)
 
 
 def load_and_prepare(job: tuple[str, int, int, int]) -> PreparedImage | str:

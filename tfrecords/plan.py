@@ -22,8 +22,19 @@ from tfrecords.cleaning import Rejection, clean_test_names, clean_train_rows
 from tfrecords.folds import assign_folds, holdout_individuals
 from tfrecords.images import DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIDE
 from tfrecords.layout import (
-    BOXES_CSV, SAMPLE_SUBMISSION, TEST_DIR, TRAIN_COLUMNS, TRAIN_CSV, TRAIN_DIR, DataError, exists, is_url, join,
-    list_images, read_bytes, read_csv,
+    BOXES_CSV,
+    SAMPLE_SUBMISSION,
+    TEST_DIR,
+    TRAIN_COLUMNS,
+    TRAIN_CSV,
+    TRAIN_DIR,
+    DataError,
+    exists,
+    is_url,
+    join,
+    list_images,
+    read_bytes,
+    read_csv,
 )
 
 RECORDS_PER_SHARD = 512  # ~75 MB shards on Kaggle-sized images: enough files for interleave and sharding
@@ -125,7 +136,9 @@ def make_plan(cfg: BuildConfig) -> BuildPlan:
             if n not in listed_in_csv]
 
     sample_path = join(cfg.data, SAMPLE_SUBMISSION)
-    listed = read_csv(sample_path, ("image",), "sample_submission.csv")["image"].tolist() if exists(sample_path) else None
+    listed = None
+    if exists(sample_path):
+        listed = read_csv(sample_path, ("image",), "sample_submission.csv")["image"].tolist()
     test_names, test_rej = clean_test_names(test_files, listed)
     rej += test_rej
 

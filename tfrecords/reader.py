@@ -62,8 +62,7 @@ def box_union(ex: dict[str, tf.Tensor], margin: float = 0.0) -> tf.Tensor:
     """The union of the image's boxes (ymin, xmin, ymax, xmax; normalised), grown by ``margin`` of
     its size on each side and clamped to the frame; the whole frame when there is no box."""
     b = ex["image/object/bbox"]
-    has = tf.shape(b)[0] > 0
-    safe = tf.where(has, b, tf.constant([[0.0, 0.0, 1.0, 1.0]]))
+    safe = tf.cond(tf.shape(b)[0] > 0, lambda: b, lambda: tf.constant([[0.0, 0.0, 1.0, 1.0]]))
     u = tf.concat([tf.reduce_min(safe[:, :2], 0), tf.reduce_max(safe[:, 2:], 0)], 0)
     size = tf.tile(u[2:] - u[:2], [2])
     return tf.clip_by_value(u + margin * size * tf.constant([-1.0, -1.0, 1.0, 1.0]), 0.0, 1.0)

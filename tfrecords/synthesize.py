@@ -29,7 +29,15 @@ from tqdm import tqdm
 
 from tfrecords import atomic, cli
 from tfrecords.layout import (
-    BOXES_CSV, NEW_INDIVIDUAL, SAMPLE_SUBMISSION, TEST_DIR, TEST_TRUTH_CSV, TRAIN_CSV, TRAIN_DIR, makedirs, join,
+    BOXES_CSV,
+    NEW_INDIVIDUAL,
+    SAMPLE_SUBMISSION,
+    TEST_DIR,
+    TEST_TRUTH_CSV,
+    TRAIN_CSV,
+    TRAIN_DIR,
+    join,
+    makedirs,
 )
 from tfrecords.render import SPECIES, Individual, compose, make_individual
 
@@ -196,7 +204,7 @@ def synthesize(cfg: SynthConfig, out: str, workers: int = 0, progress: bool = Tr
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     d = SynthConfig()
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", required=True, help="dataset folder to write (local or gs://)")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--individuals", type=int, default=d.individuals, help="individuals in train")

@@ -1,0 +1,1 @@
+"""Pipeline: detector + embedder + nearest-neighbour search -> submission.csv; evaluation; the demo."""

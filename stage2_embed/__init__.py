@@ -1,0 +1,1 @@
+"""Stage 2: EfficientNet backbone with a (sub-center) ArcFace embedding head, trained on crops."""
