@@ -37,5 +37,5 @@ def tiny_records(tiny_data, tmp_path_factory) -> Path:
 
     out = tmp_path_factory.mktemp("records")
     build(BuildConfig(data=str(tiny_data), out=str(out), folds=3, holdout_individuals=0.2, max_side=128,
-                      shards=3, workers=2), progress=False)
+                      shards=3, workers=2), progress=True)  # the bar path too
     return out

@@ -179,3 +179,17 @@ def test_missing_data_folder_is_one_clear_line(tmp_path):
     assert r.returncode == 2
     assert r.stderr.strip().splitlines()[-1].startswith("error:") and "nope" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_progress_ticks_never_replace_results():
+    from tfrecords.build import _counted
+
+    class Bar:  # tqdm.update returns True whenever it redraws
+        n = 0
+
+        def update(self, k):
+            self.n += k
+            return True
+
+    bar = Bar()
+    assert list(_counted(iter(["a", "b"]), bar)) == ["a", "b"] and bar.n == 2

@@ -138,7 +138,7 @@ def corpus(tmp_path_factory):
         "nowhere.jpg,1,1,5,5,fin\n"
         "t1.jpg,0,0,48,32,fin\n")
     out = tmp_path_factory.mktemp("bad_records")
-    manifest = build(BuildConfig(data=str(d), out=str(out), folds=2, max_side=256, workers=1), progress=False)
+    manifest = build(BuildConfig(data=str(d), out=str(out), folds=2, max_side=256, workers=1), progress=True)
     return d, out, manifest
 
 

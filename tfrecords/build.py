@@ -131,6 +131,13 @@ def _pool(workers: int) -> ProcessPoolExecutor:
     return ProcessPoolExecutor(workers, mp_context=ctx, initializer=worker_init)
 
 
+def _counted(it, bar):
+    """Yield ``it``'s items, ticking the progress bar for each."""
+    for r in it:
+        bar.update(1)
+        yield r
+
+
 def build(cfg: BuildConfig, progress: bool = True) -> dict:
     """Run a build (or resume one); returns the manifest."""
     makedirs(cfg.out)
@@ -149,7 +156,7 @@ def build(cfg: BuildConfig, progress: bool = True) -> dict:
         pool = _pool(workers) if workers > 1 and len(jobs) > 1 else None
         try:
             it = pool.map(load_and_prepare, jobs, chunksize=16) if pool else map(load_and_prepare, jobs)
-            results = (bar.update(1) or r for r in it)
+            results = _counted(it, bar)
             for s in pending:
                 done[s.name] = _write_shard(plan, s, results, maps)
         finally:
