@@ -57,6 +57,7 @@ class SynthConfig:
     new_fraction: float = 0.2
     max_side: int = 800
     misspell_rate: float = 0.25
+    size: tuple[int, int] | None = None  # (width, height) for every photo; None: varied sizes
 
     def __post_init__(self) -> None:
         if not 1 <= self.species <= len(SPECIES):
@@ -140,6 +141,8 @@ def plan(cfg: SynthConfig) -> tuple[list[Shot], pd.DataFrame, pd.DataFrame]:
             long = int(rng.uniform(cfg.max_side / 2, cfg.max_side))
             aspect = ASPECTS[rng.integers(len(ASPECTS))]
             wd, ht = (long, int(long / aspect)) if aspect >= 1 else (int(long * aspect), long)
+            if cfg.size:
+                wd, ht = cfg.size
             area = float(np.exp(rng.uniform(np.log(0.07), np.log(0.6))))  # box/frame, before the sea cuts a fin
             shots.append(Shot(split, i, f"{name}.jpg", ind, ht, wd, area))
 
