@@ -44,6 +44,10 @@ class ImageRecord:
     holdout: int = 0
     boxes: tuple[Box, ...] = field(default_factory=tuple)
     box_labels: tuple[int, ...] = field(default_factory=tuple)
+    # crop records only (stage 1): where in the source image this crop was cut, and by what
+    crop_box: tuple[float, float, float, float] | None = None  # ymin, xmin, ymax, xmax normalised
+    crop_score: float = -1.0
+    crop_source: str = ""  # detector | boxes | full
 
 
 def _bytes(values: Sequence[bytes]) -> tf.train.Feature:
@@ -78,6 +82,10 @@ def to_example(r: ImageRecord) -> tf.train.Example:
         "image/object/class/text": _bytes([b.label.encode() for b in r.boxes]),
         "image/object/class/label": _ints(list(r.box_labels)),
     }
+    if r.crop_box is not None:
+        f["crop/box"] = _floats(list(r.crop_box))
+        f["crop/score"] = _floats([r.crop_score])
+        f["crop/source"] = _bytes([r.crop_source.encode()])
     return tf.train.Example(features=tf.train.Features(feature=f))
 
 
@@ -103,6 +111,10 @@ FEATURES = {
     "image/object/bbox/ymax": tf.io.VarLenFeature(tf.float32),
     "image/object/class/text": tf.io.VarLenFeature(tf.string),
     "image/object/class/label": tf.io.VarLenFeature(tf.int64),
+    # present in crop records only; image records parse with these defaults
+    "crop/box": tf.io.FixedLenFeature([4], tf.float32, default_value=[0.0, 0.0, 1.0, 1.0]),
+    "crop/score": tf.io.FixedLenFeature([], tf.float32, default_value=-1.0),
+    "crop/source": tf.io.FixedLenFeature([], tf.string, default_value=""),
 }
 
 
@@ -116,3 +128,26 @@ def parse_example(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
          out["image/object/bbox/ymax"], out["image/object/bbox/xmax"]], axis=-1
     )
     return out
+
+
+def from_parsed(p: dict) -> ImageRecord:
+    """A parsed example (``parse_example``'s dict, as NumPy values) back to an ``ImageRecord``."""
+    def s(k: str) -> str:
+        v = p[k]
+        return (v.numpy() if hasattr(v, "numpy") else v).decode()
+
+    def n(k: str):
+        v = p[k]
+        return v.numpy() if hasattr(v, "numpy") else v
+
+    texts = [t.decode() for t in n("image/object/class/text")]
+    boxes = tuple(Box(float(x0), float(y0), float(x1), float(y1), t) for x0, y0, x1, y1, t in zip(
+        n("image/object/bbox/xmin"), n("image/object/bbox/ymin"), n("image/object/bbox/xmax"),
+        n("image/object/bbox/ymax"), texts, strict=True))
+    return ImageRecord(
+        encoded=n("image/encoded"), filename=s("image/filename"), height=int(n("image/height")),
+        width=int(n("image/width")), species=s("image/species"), species_index=int(n("image/species_index")),
+        individual_id=s("image/individual_id"), individual_index=int(n("image/individual_index")),
+        fold=int(n("image/fold")), holdout=int(n("image/holdout")), boxes=boxes,
+        box_labels=tuple(int(v) for v in n("image/object/class/label")),
+    )

@@ -38,14 +38,15 @@ def flat_params(config: Any, prefix: str = "") -> dict[str, str]:
 @contextlib.contextmanager
 def start_run(
     experiment: str, config: Any, run_name: str | None = None, tags: dict[str, str] | None = None,
-    nested: bool = False,
+    nested: bool = False, run_id: str | None = None,
 ) -> Iterator[Any]:
-    """Start (or nest) an MLflow run with the config logged as params and as ``config.json``."""
+    """Start (or nest, or with ``run_id`` continue) an MLflow run with the config logged as params
+    and as ``config.json``."""
     import mlflow
 
     mlflow.set_tracking_uri(tracking_uri())
     mlflow.set_experiment(experiment)
-    with mlflow.start_run(run_name=run_name, tags=tags, nested=nested) as run:
+    with mlflow.start_run(run_id=run_id, run_name=None if run_id else run_name, tags=tags, nested=nested) as run:
         mlflow.log_params(flat_params(config))
         cfg = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else dict(config)
         mlflow.log_dict(cfg, "config.json")

@@ -1,0 +1,91 @@
+"""Detection inputs from the image records, as dict -> dict ``tf.data`` ops.
+
+``to_detection`` decodes a record and resizes it to the square model input with its boxes in
+``BOX_FORMAT`` (pixels of that input); ``augmenter`` is keras-cv's box-aware flip, jittered resize
+and colour jitter, applied to ragged batches inside the pipeline; ``to_model_inputs`` pads the
+boxes densely for ``YOLOV8Detector.fit``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import keras_cv
+import tensorflow as tf
+
+from stage1_detect.model import BOX_FORMAT
+from tfrecords.reader import list_shards
+from tfrecords.schema import parse_example
+
+AUTOTUNE = tf.data.AUTOTUNE
+MAX_BOXES = 8
+
+
+def to_detection(ex: dict[str, tf.Tensor], image_size: int) -> dict[str, tf.Tensor]:
+    """A parsed record -> {"images": float32 [S, S, 3] in 0..255, "bounding_boxes": {boxes xyxy px,
+    classes}}, plus the filename for bookkeeping."""
+    img = tf.cast(tf.io.decode_jpeg(ex["image/encoded"], channels=3), tf.float32)
+    img = tf.image.resize(img, (image_size, image_size))
+    b = tf.reshape(ex["image/object/bbox"], (-1, 4)) * float(image_size)  # rel yxyx -> px yxyx
+    boxes = tf.stack([b[:, 1], b[:, 0], b[:, 3], b[:, 2]], axis=-1)
+    classes = tf.cast(ex["image/object/class/label"], tf.float32)
+    return {"images": img, "bounding_boxes": {"boxes": boxes, "classes": classes},
+            "filename": ex["image/filename"]}
+
+
+def augmenter(image_size: int, seed: int = 0) -> Callable[[dict], dict]:
+    layers = [
+        keras_cv.layers.RandomFlip(mode="horizontal", bounding_box_format=BOX_FORMAT, seed=seed),
+        keras_cv.layers.JitteredResize(target_size=(image_size, image_size), scale_factor=(0.7, 1.3),
+                                       bounding_box_format=BOX_FORMAT, seed=seed),
+        keras_cv.layers.RandomColorDegeneration(0.3, seed=seed),
+        keras_cv.layers.RandomBrightness(0.15, seed=seed),
+    ]
+
+    def apply(d: dict) -> dict:
+        out = {"images": d["images"], "bounding_boxes": d["bounding_boxes"]}
+        for layer in layers:
+            out = layer(out, training=True)
+        return {**d, **out}
+
+    return apply
+
+
+def to_model_inputs(d: dict) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
+    return d["images"], keras_cv.bounding_box.to_dense(d["bounding_boxes"], max_boxes=MAX_BOXES)
+
+
+def records_dataset(records: str, split: str, folds: list[int] | None = None,
+                    exclude_folds: list[int] | None = None) -> tf.data.Dataset:
+    ds = tf.data.TFRecordDataset(list_shards(records, split), num_parallel_reads=AUTOTUNE)
+    ds = ds.map(parse_example, num_parallel_calls=AUTOTUNE)
+    if folds is not None:
+        ds = ds.filter(lambda e: tf.reduce_any(tf.equal(e["image/fold"], tf.constant(folds, tf.int64))))
+    if exclude_folds:
+        ds = ds.filter(lambda e: tf.reduce_all(tf.not_equal(e["image/fold"], tf.constant(exclude_folds, tf.int64))))
+    return ds
+
+
+def count_with_boxes(records: str, val_fold: int) -> int:
+    """Training images (folds != val_fold) that have a box: parsed, not decoded."""
+    ds = records_dataset(records, "train", exclude_folds=[val_fold])
+    return int(ds.reduce(0, lambda c, e: c + tf.cast(tf.size(e["image/object/class/label"]) > 0, tf.int32)))
+
+
+def train_dataset(records: str, image_size: int, batch_size: int, val_fold: int, seed: int = 0,
+                  augment: bool = True) -> tf.data.Dataset:
+    ds = records_dataset(records, "train", exclude_folds=[val_fold])
+    ds = ds.filter(lambda e: tf.size(e["image/object/class/label"]) > 0)  # images without boxes teach nothing here
+    ds = ds.map(lambda e: to_detection(e, image_size), num_parallel_calls=AUTOTUNE)
+    ds = ds.shuffle(1024, seed=seed).ragged_batch(batch_size, drop_remainder=True)
+    if augment:
+        ds = ds.map(augmenter(image_size, seed), num_parallel_calls=AUTOTUNE)
+    return ds.map(to_model_inputs, num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)
+
+
+def eval_dataset(records: str, image_size: int, batch_size: int, val_fold: int) -> tf.data.Dataset:
+    """The validation fold, unaugmented, as (images, dense boxes), with boxes only."""
+    ds = records_dataset(records, "train", folds=[val_fold])
+    ds = ds.filter(lambda e: tf.size(e["image/object/class/label"]) > 0)
+    ds = ds.map(lambda e: to_detection(e, image_size), num_parallel_calls=AUTOTUNE)
+    return ds.ragged_batch(batch_size).map(to_model_inputs).prefetch(AUTOTUNE)

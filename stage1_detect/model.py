@@ -1,0 +1,100 @@
+"""The stage-1 detector: keras-cv's YOLOV8Detector with a backbone built from its class.
+
+Presets would download weights, so the backbone is built from ``YOLOV8Backbone``'s own arguments
+(the published xs/s/m sizes) and ``--weights`` is ``none`` or a local ``.weights.h5`` file.
+
+Box format, stated once: ``BOX_FORMAT = "xyxy"`` in pixels of the square model input
+(``image_size`` x ``image_size``). Records hold normalised ``rel_yxyx``; ``stage1_detect.data``
+converts on the way in and ``to_relative`` on the way out.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+
+import keras
+import keras_cv
+import numpy as np
+
+BOX_FORMAT = "xyxy"
+
+# YOLOv8 n / s / m scaling (keras-cv's yolo_v8_{xs,s,m}_backbone presets, without their weights)
+BACKBONES: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {
+    "xs": ((32, 64, 128, 256), (1, 2, 2, 1)),
+    "s": ((64, 128, 256, 512), (1, 2, 2, 1)),
+    "m": ((96, 192, 384, 576), (2, 4, 4, 2)),
+}
+
+
+@dataclass(frozen=True)
+class DetectorConfig:
+    classes: tuple[str, ...] = ("body", "fin", "fluke")
+    backbone: str = "xs"
+    image_size: int = 256
+    fpn_depth: int = 1
+    weights: str = "none"  # none | path to a backbone .weights.h5
+
+    def __post_init__(self) -> None:
+        if self.backbone not in BACKBONES:
+            raise ValueError(f"--backbone must be one of {', '.join(BACKBONES)}, got {self.backbone!r}")
+        if self.image_size % 32:
+            raise ValueError(f"--image-size must be a multiple of 32, got {self.image_size}")
+        if not self.classes:
+            raise ValueError("the records have no part labels (no boxes): train the detector on records with boxes")
+
+
+def build_detector(cfg: DetectorConfig) -> keras_cv.models.YOLOV8Detector:
+    channels, depth = BACKBONES[cfg.backbone]
+    backbone = keras_cv.models.YOLOV8Backbone(
+        stackwise_channels=list(channels), stackwise_depth=list(depth), include_rescaling=True,
+        activation="swish", input_shape=(cfg.image_size, cfg.image_size, 3))
+    if cfg.weights not in ("none", "", None):
+        if not os.path.exists(cfg.weights):
+            raise FileNotFoundError(
+                f"--weights {cfg.weights}: no such file. Offline, put a YOLOV8Backbone({cfg.backbone}) "
+                "weights file (saved with backbone.save_weights('x.weights.h5')) there, or use --weights none")
+        backbone.load_weights(cfg.weights)
+    return keras_cv.models.YOLOV8Detector(
+        num_classes=len(cfg.classes), bounding_box_format=BOX_FORMAT, backbone=backbone, fpn_depth=cfg.fpn_depth)
+
+
+def save_config(cfg: DetectorConfig, run_dir: str) -> None:
+    from tfrecords import atomic
+
+    atomic.write_json(os.path.join(run_dir, "detector_config.json"), asdict(cfg))
+
+
+def load_config(run_dir: str) -> DetectorConfig:
+    path = os.path.join(run_dir, "detector_config.json")
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{run_dir}: no detector_config.json; is this a run folder of stage1_detect/train.py?")
+    d = json.loads(open(path).read())
+    return DetectorConfig(**{**d, "classes": tuple(d["classes"])})
+
+
+def load_detector(run_dir: str) -> tuple[keras.Model, DetectorConfig]:
+    """``RUN_DIR/detector.keras`` (loaded with ``safe_mode=True``) and its config."""
+    cfg = load_config(run_dir)
+    path = os.path.join(run_dir, "detector.keras")
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path} not found: train the detector first (stage1_detect/train.py)")
+    return keras.saving.load_model(path, safe_mode=True), cfg
+
+
+def best_boxes(pred: dict, image_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """From a batch of decoded predictions, each image's highest-scoring box: rel_yxyx [B, 4],
+    score [B] (-1 where the detector found nothing) and class [B]."""
+    boxes = np.asarray(pred["boxes"], np.float32)  # [B, N, 4] xyxy px, padded with -1
+    conf = np.asarray(pred["confidence"], np.float32)  # [B, N]
+    cls = np.asarray(pred["classes"])
+    n = boxes.shape[0]
+    out, score, label = np.tile([[0.0, 0.0, 1.0, 1.0]], (n, 1)).astype(np.float32), np.full(n, -1.0), np.full(n, -1)
+    for i in range(n):
+        valid = conf[i] > 0
+        if valid.any():
+            j = int(np.argmax(np.where(valid, conf[i], -np.inf)))
+            x0, y0, x1, y1 = np.clip(boxes[i, j] / image_size, 0.0, 1.0)
+            out[i], score[i], label[i] = (y0, x0, y1, x1), conf[i, j], int(cls[i, j])
+    return out, score.astype(np.float32), label

@@ -1,0 +1,207 @@
+"""Train the stage-1 detector on image records with boxes.
+
+    python stage1_detect/train.py --records OUT --out RUN_DIR [--image-size 256] [--backbone xs]
+        [--epochs E] [--batch-size B] [--lr LR] [--val-fold K] [--weights none|PATH] [--resume]
+
+Trains on folds != ``--val-fold``; after each epoch evaluates COCO mAP@0.5 and mAP@0.5:0.95 on the
+validation fold (keras-cv's ``BoxCOCOMetrics``, i.e. pycocotools), checkpoints (weights, optimizer
+state, history), and logs to MLflow. ``--resume`` continues a killed run from its last epoch.
+Ends with ``RUN_DIR/detector.keras`` and ``RUN_DIR/detector_config.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a file: import the repo's packages, not this folder's files
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+from tfrecords import atomic, cli
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    records: str
+    out: str
+    image_size: int = 256
+    backbone: str = "xs"
+    weights: str = "none"
+    epochs: int = 14
+    batch_size: int = 16
+    lr: float = 2e-3
+    warmup_epochs: float = 1.0
+    val_fold: int = 0
+    fpn_depth: int = 1
+    seed: int = 0
+    augment: bool = True
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
+            raise ValueError("--epochs, --batch-size and --lr must be positive")
+
+
+def smoke(records: str, out: str) -> TrainConfig:
+    """A tiny run for tests and the small demo."""
+    return TrainConfig(records=records, out=out, image_size=96, epochs=2, batch_size=4, warmup_epochs=0.5)
+
+
+def coco_map(model, ds) -> dict[str, float]:
+    """COCO mAP@0.5 and mAP@0.5:0.95 of ``model`` on ``ds`` (images, dense boxes)."""
+    import keras_cv
+
+    from stage1_detect.model import BOX_FORMAT
+
+    metric = keras_cv.metrics.BoxCOCOMetrics(bounding_box_format=BOX_FORMAT, evaluate_freq=1_000_000_000)
+    for x, y in ds:
+        metric.update_state(y, model.predict(x, verbose=0))
+    r = metric.result(force=True)
+    return {"map50": float(r["MaP@[IoU=50]"]), "map": float(r["MaP"])}
+
+
+class Checkpoint:
+    """RUN_DIR/ckpt: last weights, optimizer variables (npz) and a state file, each written atomically;
+    the state is written last, so a state always names a whole checkpoint."""
+
+    def __init__(self, run_dir: str):
+        self.dir = os.path.join(run_dir, "ckpt")
+        os.makedirs(self.dir, exist_ok=True)
+        self.state_path = os.path.join(self.dir, "state.json")
+
+    def state(self) -> dict | None:
+        return json.loads(open(self.state_path).read()) if os.path.exists(self.state_path) else None
+
+    def save(self, model, state: dict) -> None:
+        import numpy as np
+
+        e = state["epoch"]
+        tmp = os.path.join(self.dir, f".tmp-{os.getpid()}.weights.h5")
+        model.save_weights(tmp)
+        os.replace(tmp, os.path.join(self.dir, f"epoch{e}.weights.h5"))
+        store: dict = {}
+        model.optimizer.save_own_variables(store)
+        tmp = os.path.join(self.dir, f".tmp-{os.getpid()}.npz")
+        np.savez(tmp, **store)
+        os.replace(tmp, os.path.join(self.dir, f"epoch{e}.optimizer.npz"))
+        atomic.write_json(self.state_path, state)
+        for name in os.listdir(self.dir):  # keep only the checkpoint the state names
+            if name.startswith("epoch") and not name.startswith(f"epoch{e}."):
+                os.remove(os.path.join(self.dir, name))
+
+    def restore(self, model, state: dict) -> None:
+        import numpy as np
+
+        e = state["epoch"]
+        model.load_weights(os.path.join(self.dir, f"epoch{e}.weights.h5"))
+        model.optimizer.build(model.trainable_variables)
+        with np.load(os.path.join(self.dir, f"epoch{e}.optimizer.npz"), allow_pickle=False) as z:
+            model.optimizer.load_own_variables({k: z[k] for k in z.files})
+
+
+def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict:
+    """Train (or resume); returns the final metrics. Writes everything under ``cfg.out``."""
+    import keras
+    import mlflow
+
+    from stage1_detect.data import count_with_boxes, eval_dataset, train_dataset
+    from stage1_detect.model import DetectorConfig, build_detector, save_config
+    from tfrecords.reader import read_manifest
+    from tfrecords.tracking import start_run
+
+    manifest = read_manifest(cfg.records)
+    os.makedirs(cfg.out, exist_ok=True)
+    ckpt = Checkpoint(cfg.out)
+    state = ckpt.state() if resume else None
+    if ckpt.state() and not resume:
+        raise ValueError(f"{cfg.out} holds a run already: pass --resume to continue it, or choose another --out")
+    dcfg = DetectorConfig(classes=tuple(manifest["parts"]), backbone=cfg.backbone, image_size=cfg.image_size,
+                          fpn_depth=cfg.fpn_depth, weights=cfg.weights)
+    keras.utils.set_random_seed(cfg.seed)
+    train_ds = train_dataset(cfg.records, cfg.image_size, cfg.batch_size, cfg.val_fold, cfg.seed, cfg.augment)
+    val_ds = eval_dataset(cfg.records, cfg.image_size, cfg.batch_size, cfg.val_fold).cache()
+    n_train = count_with_boxes(cfg.records, cfg.val_fold) // cfg.batch_size  # steps per epoch
+    if n_train == 0:
+        raise ValueError(f"{cfg.records}: fewer than --batch-size {cfg.batch_size} training images with boxes "
+                         f"outside fold {cfg.val_fold}")
+    total = n_train * cfg.epochs
+    warm = max(1, int(cfg.warmup_epochs * n_train))
+    schedule = keras.optimizers.schedules.CosineDecay(
+        cfg.lr * 0.05, max(1, total - warm), alpha=0.01, warmup_target=cfg.lr, warmup_steps=warm)
+    model = build_detector(dcfg)
+    model.compile(optimizer=keras.optimizers.AdamW(schedule, weight_decay=5e-4, global_clipnorm=10.0),
+                  classification_loss="binary_crossentropy", box_loss="ciou")
+    history: list[dict] = []
+    start, run_id = 0, None
+    if state:
+        ckpt.restore(model, state)
+        start, history, run_id = state["epoch"] + 1, state["history"], state.get("mlflow_run_id")
+        print(f"resuming {cfg.out} after epoch {state['epoch'] + 1}/{cfg.epochs}", flush=True)
+    save_config(dcfg, cfg.out)
+    atomic.write_json(os.path.join(cfg.out, "train_config.json"), asdict(cfg))
+    with start_run("stage1-detect", cfg, run_name=f"yolov8-{cfg.backbone}-{cfg.image_size}", run_id=run_id) as run:
+        mlflow.log_dict(asdict(dcfg), "detector_config.json")
+        for epoch in range(start, cfg.epochs):
+            t = time.perf_counter()
+            h = model.fit(train_ds, epochs=1, verbose=2 if progress else 0)
+            metrics = {k: float(v[-1]) for k, v in h.history.items()}
+            metrics.update(coco_map(model, val_ds))
+            metrics["epoch_seconds"] = time.perf_counter() - t
+            history.append({"epoch": epoch, **metrics})
+            mlflow.log_metrics(metrics, step=epoch)
+            ckpt.save(model, {"epoch": epoch, "history": history, "mlflow_run_id": run.info.run_id})
+            print(f"epoch {epoch + 1}/{cfg.epochs} " + " ".join(f"{k}={v:.4g}" for k, v in metrics.items()),
+                  flush=True)
+        path = os.path.join(cfg.out, "detector.keras")
+        tmp = os.path.join(cfg.out, f".tmp-{os.getpid()}.keras")
+        model.save(tmp)
+        os.replace(tmp, path)
+        atomic.write_json(os.path.join(cfg.out, "history.json"), history)
+        mlflow.log_artifact(path)
+        mlflow.log_artifact(os.path.join(cfg.out, "detector_config.json"))
+    return history[-1] if history else {}
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    d = TrainConfig(records="", out="")
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--records", required=True, help="image records folder (tfrecords/build.py output)")
+    p.add_argument("--out", required=True, help="run folder: checkpoints, detector.keras, config")
+    p.add_argument("--image-size", type=int, default=d.image_size, help="square model input, multiple of 32")
+    p.add_argument("--backbone", default=d.backbone, choices=["xs", "s", "m"])
+    p.add_argument("--weights", default=d.weights, help="none, or a local backbone .weights.h5")
+    p.add_argument("--epochs", type=int, default=d.epochs)
+    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--lr", type=float, default=d.lr)
+    p.add_argument("--val-fold", type=int, default=d.val_fold)
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--no-augment", action="store_true")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--smoke", action="store_true", help="tiny settings for smoke tests")
+    p.add_argument("--quiet", action="store_true")
+    cli.add_debug_flag(p)
+    return p.parse_args(argv)
+
+
+def _main(a: argparse.Namespace) -> int:
+    cfg = smoke(a.records, a.out) if a.smoke else TrainConfig(
+        records=a.records, out=a.out, image_size=a.image_size, backbone=a.backbone, weights=a.weights,
+        epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, val_fold=a.val_fold, seed=a.seed,
+        augment=not a.no_augment)
+    if a.smoke:
+        cfg = replace(cfg, val_fold=a.val_fold, seed=a.seed)
+    final = train(cfg, resume=a.resume, progress=not a.quiet)
+    print(json.dumps({"run_dir": a.out, **final}))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return cli.run(_main, parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

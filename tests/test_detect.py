@@ -1,0 +1,96 @@
+"""Stage 1: detector geometry, a tiny training run, reload, crops and the fallback path."""
+
+import json
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from stage1_detect.crop import CropConfig, boxes_in_crop, crop_records, cut, grow
+from stage1_detect.evaluate import iou
+from stage1_detect.model import best_boxes
+from tfrecords.boxes import Box
+from tfrecords.reader import list_shards
+from tfrecords.schema import parse_example
+
+
+def test_iou_known_values():
+    a = np.array([[0, 0, 2, 2], [0, 0, 1, 1], [0, 0, 1, 1]], float)
+    b = np.array([[1, 1, 3, 3], [0, 0, 1, 1], [2, 2, 3, 3]], float)
+    np.testing.assert_allclose(iou(a, b), [1 / 7, 1.0, 0.0])
+
+
+def test_grow_and_clamp():
+    np.testing.assert_allclose(grow([[0.2, 0.2, 0.4, 0.6]], 0.5).numpy(), [[0.1, 0.0, 0.5, 0.8]], atol=1e-6)
+    np.testing.assert_allclose(grow([[0.0, 0.5, 1.0, 1.0]], 0.1).numpy(), [[0.0, 0.45, 1.0, 1.0]], atol=1e-6)
+
+
+def test_best_boxes_picks_the_highest_score_and_falls_back():
+    pred = {"boxes": np.array([[[0, 0, 10, 10], [20, 40, 60, 80]], [[-1, -1, -1, -1]] * 2], np.float32),
+            "confidence": np.array([[0.3, 0.9], [-1, -1]], np.float32),
+            "classes": np.array([[0, 2], [-1, -1]])}
+    boxes, scores, labels = best_boxes(pred, 100)
+    np.testing.assert_allclose(boxes, [[0.4, 0.2, 0.8, 0.6], [0, 0, 1, 1]])  # rel yxyx
+    np.testing.assert_allclose(scores, [0.9, -1.0])
+    assert labels.tolist() == [2, -1]
+
+
+def test_cut_stays_inside_and_keeps_aspect():
+    img = np.zeros((100, 200, 3), np.uint8)
+    img[20:60, 50:150] = 255
+    enc = tf.io.encode_jpeg(img)
+    out, exact = cut(enc, tf.constant([0.2, 0.25, 0.6, 0.75]), crop_size=50)
+    crop = tf.io.decode_jpeg(out).numpy()
+    assert crop.shape == (20, 50, 3)  # 40 x 100 px scaled to a longer side of 50
+    assert crop.mean() > 240  # exactly the white part
+    np.testing.assert_allclose(exact.numpy(), [0.2, 0.25, 0.6, 0.75])
+    small, _ = cut(enc, tf.constant([0.0, 0.0, 0.1, 0.1]), crop_size=384)
+    assert tf.io.decode_jpeg(small).shape[:2] == (10, 20)  # never scaled up
+
+
+def test_boxes_move_into_the_crop_frame():
+    moved = boxes_in_crop([Box(0.3, 0.2, 0.5, 0.6, "fin"), Box(0.9, 0.9, 1.0, 1.0, "fin")], (0.2, 0.2, 0.6, 0.6))
+    assert len(moved) == 1
+    b = moved[0]
+    np.testing.assert_allclose([b.xmin, b.ymin, b.xmax, b.ymax], [0.25, 0.0, 0.75, 1.0])
+
+
+@pytest.fixture(scope="module")
+def box_crops(tiny_records, tmp_path_factory):
+    out = tmp_path_factory.mktemp("crops")
+    m = crop_records(CropConfig(records=str(tiny_records), out=str(out), source="boxes", crop_size=64,
+                                margin=0.1), progress=False)
+    return out, m
+
+
+def test_box_crops_keep_labels_and_cover_the_truth(tiny_records, box_crops):
+    out, m = box_crops
+    src = json.loads((tiny_records / "manifest.json").read_text())
+    assert m["counts"] == {"train": src["counts"]["train"], "test": src["counts"]["test"]}
+    assert m["sources"] == {"boxes": src["counts"]["train"] + src["counts"]["test"]}
+    assert m["individuals"] == src["individuals"] and m["kind"] == "crops"
+    orig = {e["image/filename"].numpy(): e for e in
+            tf.data.TFRecordDataset(list_shards(str(tiny_records), "train")).map(parse_example)}
+    n = 0
+    for c in tf.data.TFRecordDataset(list_shards(str(out), "train")).map(parse_example):
+        o = orig[c["image/filename"].numpy()]
+        for k in ("image/individual_id", "image/species", "image/fold", "image/holdout", "image/individual_index"):
+            assert c[k].numpy() == o[k].numpy(), k
+        cb = c["crop/box"].numpy()
+        assert (cb >= 0).all() and (cb <= 1).all() and (cb[2:] > cb[:2]).all()
+        truth = o["image/object/bbox"].numpy()[0]
+        assert iou(cb[None], truth[None])[0] > 0.6  # the crop is the box plus a 10 % margin
+        assert max(int(c["image/height"]), int(c["image/width"])) <= 64
+        assert c["crop/source"].numpy() == b"boxes" and float(c["crop/score"]) == 1.0
+        # the part's box, moved into the crop, sits inside the margin
+        inner = c["image/object/bbox"].numpy()[0]
+        assert 0.0 < inner[0] < 0.15 and 0.85 < inner[2] < 1.0
+        n += 1
+    assert n == src["counts"]["train"]
+
+
+def test_crop_cli_needs_a_model_for_detector_source(tmp_path, tiny_records):
+    from conftest import run_script
+
+    r = run_script(["stage1_detect/crop.py", "--records", str(tiny_records), "--out", str(tmp_path / "c")])
+    assert r.returncode == 2 and "needs --model" in r.stderr
