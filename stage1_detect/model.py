@@ -56,8 +56,12 @@ def build_detector(cfg: DetectorConfig) -> keras_cv.models.YOLOV8Detector:
                 f"--weights {cfg.weights}: no such file. Offline, put a YOLOV8Backbone({cfg.backbone}) "
                 "weights file (saved with backbone.save_weights('x.weights.h5')) there, or use --weights none")
         backbone.load_weights(cfg.weights)
+    # a low confidence floor: COCO mAP ranks every candidate, and crop.py applies its own --min-score
+    decoder = keras_cv.layers.NonMaxSuppression(bounding_box_format=BOX_FORMAT, from_logits=False,
+                                                confidence_threshold=0.01, iou_threshold=0.5, max_detections=20)
     return keras_cv.models.YOLOV8Detector(
-        num_classes=len(cfg.classes), bounding_box_format=BOX_FORMAT, backbone=backbone, fpn_depth=cfg.fpn_depth)
+        num_classes=len(cfg.classes), bounding_box_format=BOX_FORMAT, backbone=backbone, fpn_depth=cfg.fpn_depth,
+        prediction_decoder=decoder)
 
 
 def save_config(cfg: DetectorConfig, run_dir: str) -> None:

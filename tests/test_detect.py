@@ -94,3 +94,78 @@ def test_crop_cli_needs_a_model_for_detector_source(tmp_path, tiny_records):
 
     r = run_script(["stage1_detect/crop.py", "--records", str(tiny_records), "--out", str(tmp_path / "c")])
     assert r.returncode == 2 and "needs --model" in r.stderr
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tiny_records, tmp_path_factory):
+    """The smoke trainer, through its CLI: 2 epochs at 96 px, then a resume that has nothing to do."""
+    from conftest import run_script
+
+    out = tmp_path_factory.mktemp("det_run")
+    env_db = f"sqlite:///{out}/mlflow.db"
+    import os
+
+    env = {**os.environ, "MLFLOW_TRACKING_URI": env_db}
+    r = run_script(["stage1_detect/train.py", "--records", str(tiny_records), "--out", str(out), "--smoke",
+                    "--quiet"], env=env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return out, json.loads(r.stdout.strip().splitlines()[-1]), env_db
+
+
+def test_training_writes_checkpoint_history_and_mlflow(tiny_run):
+    import mlflow
+
+    out, final, uri = tiny_run
+    hist = json.loads((out / "history.json").read_text())
+    assert [h["epoch"] for h in hist] == [0, 1]
+    assert {"loss", "box_loss", "class_loss", "map50", "map"} <= set(hist[-1])
+    assert hist[1]["loss"] < hist[0]["loss"]
+    state = json.loads((out / "ckpt" / "state.json").read_text())
+    assert state["epoch"] == 1
+    run = mlflow.MlflowClient(uri).get_run(state["mlflow_run_id"])
+    assert run.data.params["image_size"] == "96" and "map50" in run.data.metrics
+    hist_m = mlflow.MlflowClient(uri).get_metric_history(run.info.run_id, "loss")
+    assert len(hist_m) == 2
+
+
+def test_detector_reloads_with_safe_mode_and_gives_the_same_boxes(tiny_run, tiny_records):
+    import keras
+
+    from stage1_detect.data import eval_dataset
+    from stage1_detect.model import build_detector, load_config, load_detector
+
+    out, _, _ = tiny_run
+    model, cfg = load_detector(str(out))
+    x, _ = next(iter(eval_dataset(str(tiny_records), cfg.image_size, 8, 0)))
+    fresh = build_detector(load_config(str(out)))
+    fresh.load_weights(str(out / "ckpt" / "epoch1.weights.h5"))
+    a, b = model.predict(x, verbose=0), fresh.predict(x, verbose=0)
+    raw_a, raw_b = model(x, training=False), fresh(x, training=False)
+    for k in raw_a:
+        np.testing.assert_allclose(np.asarray(raw_a[k]), np.asarray(raw_b[k]), atol=1e-5)
+    np.testing.assert_allclose(a["boxes"], b["boxes"], atol=1e-4)
+    assert isinstance(keras.saving.load_model(str(out / "detector.keras"), safe_mode=True), keras.Model)
+
+
+def test_detector_loss_falls_on_a_handful_of_images(tiny_records):
+    import keras
+
+    from stage1_detect.data import train_dataset
+    from stage1_detect.model import DetectorConfig, build_detector
+
+    keras.utils.set_random_seed(0)
+    ds = train_dataset(str(tiny_records), 64, 8, val_fold=0, augment=False).take(1).cache().repeat(12)
+    model = build_detector(DetectorConfig(image_size=64))
+    model.compile(optimizer=keras.optimizers.Adam(2e-3), classification_loss="binary_crossentropy", box_loss="ciou")
+    h = model.fit(ds, epochs=2, verbose=0).history["loss"]
+    assert h[1] < 0.7 * h[0]
+
+
+def test_detector_crops_fall_back_to_the_full_image(tiny_run, tiny_records, tmp_path):
+    out, _, _ = tiny_run
+    m = crop_records(CropConfig(records=str(tiny_records), out=str(tmp_path / "c"), model=str(out),
+                                min_score=1.01, crop_size=64), progress=False)  # nothing can pass
+    assert m["sources"] == {"full": m["counts"]["train"] + m["counts"]["test"]}
+    c = next(iter(tf.data.TFRecordDataset(list_shards(str(tmp_path / "c"), "test")).map(parse_example)))
+    np.testing.assert_allclose(c["crop/box"].numpy(), [0, 0, 1, 1])
+    assert c["crop/source"].numpy() == b"full"
