@@ -1,0 +1,96 @@
+"""GeM and (sub-center) ArcFace against NumPy references; serialization round trips."""
+
+import math
+
+import keras
+import numpy as np
+import pytest
+
+from stage2_embed.layers import ArcMarginLogits, GeMPooling2D, dynamic_margins
+
+
+def np_arcface(emb, w, labels, num_classes, k, s, m, easy=False):
+    """The reference: normalise, nearest sub-centre, margin on the target class only."""
+    e = emb / np.linalg.norm(emb, axis=1, keepdims=True)
+    c = w / np.linalg.norm(w, axis=0, keepdims=True)
+    cos = np.clip((e @ c).reshape(len(e), num_classes, k).max(-1), -1, 1)
+    out = cos.copy()
+    for i, y in enumerate(labels):
+        mi = m[y] if np.ndim(m) else m
+        theta = math.acos(cos[i, y])
+        if easy:
+            out[i, y] = math.cos(theta + mi) if cos[i, y] > 0 else cos[i, y]
+        else:
+            out[i, y] = math.cos(theta + mi) if theta + mi <= math.pi else cos[i, y] - math.sin(math.pi - mi) * mi
+    return s * out
+
+
+@pytest.mark.parametrize(("k", "easy"), [(1, False), (3, False), (3, True)])
+def test_arcface_logits_match_numpy(k, easy):
+    rng = np.random.default_rng(k)
+    layer = ArcMarginLogits(num_classes=5, k=k, scale=16.0, margin=0.4, easy_margin=easy)
+    emb = rng.normal(size=(6, 8)).astype("float32")
+    labels = np.array([0, 1, 2, 3, 4, 0])
+    got = keras.ops.convert_to_numpy(layer([emb, labels]))
+    w = keras.ops.convert_to_numpy(layer.centres)
+    np.testing.assert_allclose(got, np_arcface(emb, w, labels, 5, k, 16.0, 0.4, easy), rtol=1e-4, atol=1e-4)
+    # without labels: plain scaled cosines, margin nowhere
+    plain = keras.ops.convert_to_numpy(layer(emb))
+    np.testing.assert_allclose(plain, np_arcface(emb, w, labels, 5, k, 16.0, 0.0), rtol=1e-4, atol=1e-4)
+    off_target = np.ones_like(got, bool)
+    off_target[np.arange(6), labels] = False
+    np.testing.assert_allclose(got[off_target], plain[off_target], rtol=1e-5)
+
+
+def test_theta_plus_m_past_pi_stays_monotone():
+    layer = ArcMarginLogits(num_classes=2, k=1, scale=1.0, margin=0.5)
+    layer.build((None, 2))
+    layer.centres.assign(np.array([[1.0, 0.0], [0.0, 1.0]], "float32"))
+    angles = np.linspace(2.4, math.pi - 1e-3, 20)  # theta + m crosses pi at theta = 2.64
+    emb = np.stack([np.cos(angles), np.sin(angles)], 1).astype("float32")
+    logit = keras.ops.convert_to_numpy(layer([emb, np.zeros(20, int)]))[:, 0]
+    assert np.all(np.diff(logit) < 0)  # falls as theta grows, never rises again
+    theta = 2.9
+    expected = math.cos(theta) - math.sin(math.pi - 0.5) * 0.5
+    e = np.array([[math.cos(theta), math.sin(theta)]], "float32")
+    assert keras.ops.convert_to_numpy(layer([e, np.array([0])]))[0, 0] == pytest.approx(expected, abs=1e-5)
+
+
+def test_per_class_dynamic_margins():
+    m = dynamic_margins([1, 4, 100])
+    assert m[0] == pytest.approx(0.5) and m[2] == pytest.approx(0.2) and m[0] > m[1] > m[2]
+    layer = ArcMarginLogits(num_classes=3, k=2, scale=10.0, margins=m)
+    rng = np.random.default_rng(0)
+    emb, labels = rng.normal(size=(3, 4)).astype("float32"), np.array([0, 1, 2])
+    got = keras.ops.convert_to_numpy(layer([emb, labels]))
+    w = keras.ops.convert_to_numpy(layer.centres)
+    np.testing.assert_allclose(got, np_arcface(emb, w, labels, 3, 2, 10.0, np.array(m)), rtol=1e-4, atol=1e-4)
+
+
+def test_gem_with_p_1_is_average_pooling_and_large_p_nears_max():
+    x = np.random.default_rng(0).uniform(0.1, 1.0, (2, 5, 5, 3)).astype("float32")
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(GeMPooling2D(p=1.0)(x)), x.mean((1, 2)), rtol=1e-5)
+    big = keras.ops.convert_to_numpy(GeMPooling2D(p=60.0)(x))
+    # max * n^(-1/p) <= GeM_p <= max over n = 25 places: the bounds tighten to max as p grows
+    assert np.all(big <= x.max((1, 2)) + 1e-5) and np.all(big >= x.max((1, 2)) * 25 ** (-1 / 60) - 1e-5)
+
+
+@pytest.mark.parametrize("layer", [GeMPooling2D(p=2.5, trainable_p=False, name="g"),
+                                   ArcMarginLogits(7, k=2, scale=20.0, margin=0.25, easy_margin=True, name="a")])
+def test_config_round_trip(layer):
+    clone = layer.__class__.from_config(layer.get_config())
+    assert clone.get_config() == layer.get_config()
+
+
+def test_keras_file_round_trip_with_safe_mode(tmp_path):
+    inp = keras.Input((6, 6, 4))
+    lab = keras.Input((), dtype="int32")
+    emb = keras.layers.Dense(8)(GeMPooling2D()(inp))
+    model = keras.Model([inp, lab], ArcMarginLogits(5, k=2)([emb, lab]))
+    path = tmp_path / "m.keras"
+    model.save(path)
+    again = keras.saving.load_model(path, safe_mode=True)
+    x = np.random.default_rng(1).uniform(size=(3, 6, 6, 4)).astype("float32")
+    y = np.array([0, 1, 4])
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(model([x, y])), keras.ops.convert_to_numpy(again([x, y])),
+                               rtol=1e-6)
