@@ -23,6 +23,7 @@ if __package__ in (None, ""):  # run as a file: import the repo's packages, not 
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 from tfrecords import atomic, cli
+from tfrecords.checkpoint import Checkpoint
 
 
 @dataclass(frozen=True)
@@ -62,45 +63,6 @@ def coco_map(model, ds) -> dict[str, float]:
         metric.update_state(y, model.predict(x, verbose=0))
     r = metric.result(force=True)
     return {"map50": float(r["MaP@[IoU=50]"]), "map": float(r["MaP"])}
-
-
-class Checkpoint:
-    """RUN_DIR/ckpt: last weights, optimizer variables (npz) and a state file, each written atomically;
-    the state is written last, so a state always names a whole checkpoint."""
-
-    def __init__(self, run_dir: str):
-        self.dir = os.path.join(run_dir, "ckpt")
-        os.makedirs(self.dir, exist_ok=True)
-        self.state_path = os.path.join(self.dir, "state.json")
-
-    def state(self) -> dict | None:
-        return json.loads(open(self.state_path).read()) if os.path.exists(self.state_path) else None
-
-    def save(self, model, state: dict) -> None:
-        import numpy as np
-
-        e = state["epoch"]
-        tmp = os.path.join(self.dir, f".tmp-{os.getpid()}.weights.h5")
-        model.save_weights(tmp)
-        os.replace(tmp, os.path.join(self.dir, f"epoch{e}.weights.h5"))
-        store: dict = {}
-        model.optimizer.save_own_variables(store)
-        tmp = os.path.join(self.dir, f".tmp-{os.getpid()}.npz")
-        np.savez(tmp, **store)
-        os.replace(tmp, os.path.join(self.dir, f"epoch{e}.optimizer.npz"))
-        atomic.write_json(self.state_path, state)
-        for name in os.listdir(self.dir):  # keep only the checkpoint the state names
-            if name.startswith("epoch") and not name.startswith(f"epoch{e}."):
-                os.remove(os.path.join(self.dir, name))
-
-    def restore(self, model, state: dict) -> None:
-        import numpy as np
-
-        e = state["epoch"]
-        model.load_weights(os.path.join(self.dir, f"epoch{e}.weights.h5"))
-        model.optimizer.build(model.trainable_variables)
-        with np.load(os.path.join(self.dir, f"epoch{e}.optimizer.npz"), allow_pickle=False) as z:
-            model.optimizer.load_own_variables({k: z[k] for k in z.files})
 
 
 def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict:

@@ -1,0 +1,103 @@
+"""The stage-2 embedder: an EfficientNet backbone, GeM pooling, a neck to an L2-normalised
+embedding, and the heads it is trained with.
+
+    backbone (keras.applications EfficientNetB0-B7 / V2 B0-B3, S, M, L; include_top=False)
+      -> GeMPooling2D -> Dropout -> Dense(embedding_dim) -> BatchNormalization -> "embedding"
+      -> heads: ArcMarginLogits (arcface: k=1; subcenter: k>1) or Dense softmax, + species Dense
+
+``build_models`` returns the training model ({"image", "label"} -> {"individual", "species"} logits)
+and the embedding model (image -> L2-normalised embedding) sharing the same layers. Images enter as
+float 0..255: the EfficientNets rescale and normalise inside.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import keras
+
+from stage2_embed.layers import ArcMarginLogits, GeMPooling2D
+
+# name -> (keras.applications constructor, the weights file Keras caches in ~/.keras/models)
+BACKBONES: dict[str, tuple[str, str]] = {
+    **{f"b{i}": (f"EfficientNetB{i}", f"efficientnetb{i}_notop.h5") for i in range(8)},
+    **{f"v2b{i}": (f"EfficientNetV2B{i}", f"efficientnetv2-b{i}_notop.h5") for i in range(4)},
+    **{f"v2{s}": (f"EfficientNetV2{s.upper()}", f"efficientnetv2-{s}_notop.h5") for s in ("s", "m", "l")},
+}
+HEADS = ("subcenter", "arcface", "softmax")
+
+
+@dataclass(frozen=True)
+class EmbedderConfig:
+    num_classes: int
+    num_species: int = 0  # 0: no auxiliary species head
+    backbone: str = "b0"
+    weights: str = "none"  # imagenet | none | path to a .h5 / .weights.h5 of the backbone
+    image_size: int = 128
+    embedding_dim: int = 256
+    head: str = "subcenter"
+    k: int = 3  # sub-centres (subcenter head)
+    scale: float = 30.0
+    margin: float = 0.3
+    margins: tuple[float, ...] | None = None  # per-class dynamic margins
+    dropout: float = 0.2
+    gem_p: float = 3.0
+
+    def __post_init__(self) -> None:
+        if self.backbone not in BACKBONES:
+            raise ValueError(f"--backbone must be one of {', '.join(BACKBONES)}, got {self.backbone!r}")
+        if self.head not in HEADS:
+            raise ValueError(f"--head must be one of {', '.join(HEADS)}, got {self.head!r}")
+        if self.num_classes < 2:
+            raise ValueError("an embedder needs at least 2 individuals to train on")
+
+
+def weights_path(backbone: str) -> str:
+    """Where Keras looks for (and downloads) the ImageNet weights of ``backbone``."""
+    home = os.environ.get("KERAS_HOME", os.path.join(os.path.expanduser("~"), ".keras"))
+    return os.path.join(home, "models", BACKBONES[backbone][1])
+
+
+def build_backbone(name: str, weights: str, image_size: int) -> keras.Model:
+    """``keras.applications`` EfficientNet without its top. ``weights``: ``imagenet`` (downloaded
+    where the network allows, else read from Keras' cache), ``none``, or a local weights file."""
+    ctor = getattr(keras.applications, BACKBONES[name][0])
+    shape = (image_size, image_size, 3)
+    if weights == "imagenet":
+        try:
+            return ctor(include_top=False, weights="imagenet", input_shape=shape)
+        except Exception as e:  # noqa: BLE001 - urllib, http and OS errors all mean "could not fetch"
+            raise FileNotFoundError(
+                f"--weights imagenet: could not download the {BACKBONES[name][0]} weights ({type(e).__name__}); "
+                f"offline, put {BACKBONES[name][1]} at {weights_path(name)}, or pass --weights PATH or none"
+            ) from None
+    model = ctor(include_top=False, weights=None, input_shape=shape)
+    if weights not in ("none", "", None):
+        if not os.path.exists(weights):
+            raise FileNotFoundError(f"--weights {weights}: no such file (a {BACKBONES[name][0]} .h5 without top)")
+        model.load_weights(weights)
+    return model
+
+
+def build_models(cfg: EmbedderConfig) -> tuple[keras.Model, keras.Model]:
+    """(training model, embedding model), sharing every layer."""
+    image = keras.Input((cfg.image_size, cfg.image_size, 3), name="image")
+    label = keras.Input((), dtype="int32", name="label")
+    feats = build_backbone(cfg.backbone, cfg.weights, cfg.image_size)(image)
+    x = GeMPooling2D(p=cfg.gem_p, name="gem")(feats)
+    x = keras.layers.Dropout(cfg.dropout, name="neck_dropout")(x)
+    x = keras.layers.Dense(cfg.embedding_dim, name="neck_dense")(x)
+    x = keras.layers.BatchNormalization(name="neck_bn")(x)
+    emb = keras.layers.UnitNormalization(name="embedding")(x)
+    if cfg.head == "softmax":
+        logits = keras.layers.Dense(cfg.num_classes, name="individual")(x)
+    else:
+        k = cfg.k if cfg.head == "subcenter" else 1
+        logits = ArcMarginLogits(cfg.num_classes, k=k, scale=cfg.scale, margin=cfg.margin,
+                                 margins=list(cfg.margins) if cfg.margins else None, name="individual")([x, label])
+    outputs = {"individual": logits}
+    if cfg.num_species:
+        outputs["species"] = keras.layers.Dense(cfg.num_species, name="species")(x)
+    train_model = keras.Model({"image": image, "label": label}, outputs, name="embedder_train")
+    return train_model, keras.Model(image, emb, name="embedder")
