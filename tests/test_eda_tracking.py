@@ -35,3 +35,19 @@ def test_tracking_logs_the_whole_config(tmp_path, monkeypatch):
     got = mlflow.MlflowClient(uri).get_run(run.info.run_id)
     assert got.data.params["folds"] == "7" and got.data.params["data"] == "d"
     assert got.data.metrics["m"] == 0.5
+
+
+def test_continuing_a_run_with_a_changed_config_records_the_change(tmp_path, monkeypatch):
+    import mlflow
+
+    from tfrecords.plan import BuildConfig
+    from tfrecords.tracking import start_run
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    with start_run("exp", BuildConfig(data="d", out="o", folds=3)) as run:
+        pass
+    with start_run("exp", BuildConfig(data="d", out="o", folds=4), run_id=run.info.run_id):
+        pass
+    got = mlflow.MlflowClient(uri).get_run(run.info.run_id)
+    assert got.data.params["folds"] == "3" and got.data.tags["resumed_with.folds"] == "4"

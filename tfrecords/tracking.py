@@ -47,7 +47,14 @@ def start_run(
     mlflow.set_tracking_uri(tracking_uri())
     mlflow.set_experiment(experiment)
     with mlflow.start_run(run_id=run_id, run_name=None if run_id else run_name, tags=tags, nested=nested) as run:
-        mlflow.log_params(flat_params(config))
+        params = flat_params(config)
         cfg = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else dict(config)
-        mlflow.log_dict(cfg, "config.json")
+        if run_id:  # continuing: MLflow params are immutable, so changed values become tags
+            old = run.data.params
+            mlflow.log_params({k: v for k, v in params.items() if k not in old})
+            mlflow.set_tags({f"resumed_with.{k}": v for k, v in params.items() if k in old and old[k] != v})
+            mlflow.log_dict(cfg, "config_resumed.json")
+        else:
+            mlflow.log_params(params)
+            mlflow.log_dict(cfg, "config.json")
         yield run

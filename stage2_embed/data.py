@@ -1,0 +1,96 @@
+"""Training and embedding inputs from crop records, as dict -> dict ``tf.data`` ops.
+
+Augmentation (training only): a random resized crop (70-100 % of the area), small rotations,
+brightness / contrast / saturation jitter; a horizontal flip only when asked, since it moves a
+dorsal fin's marks to the other side and real photos of the left and right side differ.
+Class imbalance: ``class_weight`` (per-example weights ~ count^-1/2) or ``resample`` (rare
+individuals repeated ~ (median / count)^1/2 times per epoch).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+from tfrecords.reader import crop_to_box, decode, list_shards
+from tfrecords.schema import parse_example
+
+AUTOTUNE = tf.data.AUTOTUNE
+
+
+def augment(ex: dict, image_size: int, flip: bool = False) -> dict:
+    img = ex["image"]
+    shape = tf.shape(img)
+    begin, size, _ = tf.image.sample_distorted_bounding_box(
+        shape, tf.zeros((1, 0, 4)), min_object_covered=0.0, aspect_ratio_range=(0.8, 1.25),
+        area_range=(0.7, 1.0), use_image_if_no_bounding_boxes=True)
+    img = tf.image.resize(tf.slice(img, begin, size), (image_size, image_size), antialias=True)
+    angle = tf.random.uniform((), -0.12, 0.12)  # ~7 degrees
+    img = _rotate(img, angle)
+    img = tf.image.random_brightness(img, 25.0)
+    img = tf.image.random_contrast(img, 0.8, 1.2)
+    img = tf.image.random_saturation(img, 0.8, 1.2)
+    if flip:
+        img = tf.image.random_flip_left_right(img)
+    return {**ex, "image": tf.clip_by_value(img, 0.0, 255.0)}
+
+
+def _rotate(img: tf.Tensor, angle: tf.Tensor) -> tf.Tensor:
+    """Rotate about the centre (bilinear, edges reflected) with ``ImageProjectiveTransformV3``."""
+    h, w = tf.cast(tf.shape(img)[0], tf.float32), tf.cast(tf.shape(img)[1], tf.float32)
+    c, s = tf.cos(angle), tf.sin(angle)
+    x0 = (w - 1) / 2 - c * (w - 1) / 2 + s * (h - 1) / 2
+    y0 = (h - 1) / 2 - s * (w - 1) / 2 - c * (h - 1) / 2
+    m = tf.stack([c, -s, x0, s, c, y0, 0.0, 0.0])[None]
+    out = tf.raw_ops.ImageProjectiveTransformV3(
+        images=img[None], transforms=m, output_shape=tf.shape(img)[:2], fill_value=0.0,
+        interpolation="BILINEAR", fill_mode="REFLECT")
+    return out[0]
+
+
+def read(records: str, split: str = "train") -> tf.data.Dataset:
+    return tf.data.TFRecordDataset(list_shards(records, split), num_parallel_reads=AUTOTUNE).map(
+        parse_example, num_parallel_calls=AUTOTUNE)
+
+
+def repeat_factors(counts: np.ndarray) -> np.ndarray:
+    """Per-class repeats for ``resample``: ~(median / count)^1/2, at least 1."""
+    med = np.median(counts[counts > 0]) if (counts > 0).any() else 1.0
+    return np.maximum(1, np.round(np.sqrt(med / np.maximum(counts, 1)))).astype(np.int64)
+
+
+def train_dataset(records: str, image_size: int, batch_size: int, val_fold: int, counts: np.ndarray,
+                  balance: str = "none", flip: bool = False, seed: int = 0, crop: bool = False) -> tf.data.Dataset:
+    """((inputs, targets[, sample_weight]) batches, repeated; training folds only, holdouts excluded.
+    ``crop=True`` cuts image records to their boxes first (for records that are not crops)."""
+    ds = read(records).filter(lambda e: tf.logical_and(tf.not_equal(e["image/fold"], val_fold),
+                                                       tf.equal(e["image/holdout"], 0)))
+    if balance == "resample":
+        rep = tf.constant(repeat_factors(counts))
+        ds = ds.flat_map(lambda e: tf.data.Dataset.from_tensors(e).repeat(rep[e["image/individual_index"]]))
+    ds = ds.shuffle(4096, seed=seed).repeat()
+    load = (lambda e: crop_to_box(e, image_size * 5 // 4)) if crop else decode
+    ds = ds.map(load, num_parallel_calls=AUTOTUNE).map(
+        lambda e: augment(e, image_size, flip), num_parallel_calls=AUTOTUNE)
+    weights = tf.constant((np.maximum(counts, 1) ** -0.5 / np.mean(np.maximum(counts, 1) ** -0.5)).astype("float32"))
+
+    def to_xy(e):
+        x = {"image": e["image"], "label": tf.cast(e["image/individual_index"], tf.int32)}
+        y = {"individual": x["label"], "species": tf.cast(e["image/species_index"], tf.int32)}
+        if balance == "class_weight":
+            return x, y, weights[e["image/individual_index"]]
+        return x, y
+
+    return ds.map(to_xy, num_parallel_calls=AUTOTUNE).batch(batch_size, drop_remainder=True).prefetch(AUTOTUNE)
+
+
+def image_dataset(records: str, split: str, image_size: int, batch_size: int, crop: bool = False,
+                  folds: list[int] | None = None) -> tf.data.Dataset:
+    """Every record of a split (optionally some folds), in order: dicts with ``image`` and labels."""
+    ds = read(records, split)
+    if folds is not None:
+        ds = ds.filter(lambda e: tf.reduce_any(tf.equal(e["image/fold"], tf.constant(folds, tf.int64))))
+    load = (lambda e: crop_to_box(e, image_size)) if crop else (lambda e: decode(e, image_size))
+    keep = ("image", "image/filename", "image/individual_id", "image/species", "image/fold", "image/holdout")
+    return ds.map(load, num_parallel_calls=AUTOTUNE).map(lambda e: {k: e[k] for k in keep}).batch(
+        batch_size).prefetch(AUTOTUNE)

@@ -1,0 +1,80 @@
+"""Stage 2 training: the loss falls on a separable set; a run checkpoints, resumes, and saves an
+embedder that reloads with safe_mode and gives identical embeddings."""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+
+from stage2_embed.model import EmbedderConfig, build_models
+
+
+def test_loss_falls_and_classes_separate_on_a_tiny_separable_set():
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(0)
+    colours = np.array([[220, 30, 30], [30, 220, 30], [30, 30, 220], [220, 220, 30]], "float32")
+    y = np.repeat(np.arange(4), 8)
+    x = np.clip(colours[y][:, None, None, :] + rng.normal(0, 20, (32, 32, 32, 3)), 0, 255).astype("float32")
+    train, embed = build_models(EmbedderConfig(num_classes=4, image_size=32, embedding_dim=16, head="subcenter",
+                                               k=2, scale=10.0, margin=0.2, dropout=0.0))
+    ce = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    train.compile(optimizer=keras.optimizers.Adam(3e-3), loss={"individual": ce})
+    h = train.fit({"image": x, "label": y}, {"individual": y}, batch_size=16, epochs=15, verbose=0).history["loss"]
+    assert h[-1] < 0.5 * h[0]
+    # batch statistics: 30 steps are too few for BatchNorm's moving averages (momentum 0.99) to settle
+    e = np.asarray(embed(x, training=True))
+    sim = e @ e.T
+    same = y[:, None] == y[None, :]
+    assert sim[same].mean() > sim[~same].mean() + 0.3
+
+
+@pytest.fixture(scope="module")
+def embed_run(tiny_records, tmp_path_factory):
+    import os
+
+    from stage2_embed.train import smoke, train
+
+    out = tmp_path_factory.mktemp("emb_run")
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{out}/mlflow.db"
+    try:
+        cfg = smoke(str(tiny_records), str(out), crop=True, epochs=1, balance="resample")
+        train(cfg, progress=False)
+        first = json.loads((out / "ckpt" / "state.json").read_text())["history"]
+        from dataclasses import replace
+
+        final = train(replace(cfg, epochs=2), resume=True, progress=False)  # resumes after epoch 1
+    finally:
+        os.environ.pop("MLFLOW_TRACKING_URI")
+    return out, first, final
+
+
+def test_resume_continues_the_history(embed_run):
+    out, first, final = embed_run
+    hist = json.loads((out / "history.json").read_text())
+    assert [h["epoch"] for h in hist] == [0, 1] and hist[0] == first[0]
+    assert final["epoch"] == 1 and 0.0 <= final["val_map5"] <= 1.0
+
+
+def test_saved_embedder_reloads_with_identical_embeddings(embed_run, tiny_records):
+    from stage2_embed.data import image_dataset
+
+    out, _, _ = embed_run
+    cfg = json.loads((out / "embedder_config.json").read_text())
+    again = keras.saving.load_model(out / "embedder.keras", safe_mode=True)
+    fresh_train, fresh_embed = build_models(EmbedderConfig(**{**cfg, "margins": None}))
+    fresh_train.load_weights(out / "ckpt" / "epoch1.weights.h5")
+    batch = next(iter(image_dataset(str(tiny_records), "train", cfg["image_size"], 8, crop=True)))
+    a = np.asarray(again(batch["image"], training=False))
+    b = np.asarray(fresh_embed(batch["image"], training=False))
+    np.testing.assert_allclose(a, b, atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(a, axis=1), 1.0, atol=1e-5)
+
+
+def test_train_cli_help_and_bad_balance():
+    from conftest import run_script
+
+    r = run_script(["stage2_embed/train.py", "--help"])
+    assert r.returncode == 0 and "--dynamic-margin" in r.stdout
+    r = run_script(["stage2_embed/train.py", "--records", "x", "--out", "y", "--balance", "magic"])
+    assert r.returncode == 2 and "--balance must be" in r.stderr
