@@ -48,6 +48,17 @@ def _rotate(img: tf.Tensor, angle: tf.Tensor) -> tf.Tensor:
     return out[0]
 
 
+def _loader(crop: bool, size: int | None):
+    """Decode (and with ``crop`` cut to the boxes); ``size`` squares the result, None keeps it."""
+    def load_crop(e):
+        return crop_to_box(e, size)
+
+    def load_whole(e):
+        return decode(e, size)
+
+    return load_crop if crop else load_whole
+
+
 def read(records: str, split: str = "train") -> tf.data.Dataset:
     return tf.data.TFRecordDataset(list_shards(records, split), num_parallel_reads=AUTOTUNE).map(
         parse_example, num_parallel_calls=AUTOTUNE)
@@ -69,8 +80,7 @@ def train_dataset(records: str, image_size: int, batch_size: int, val_fold: int,
         rep = tf.constant(repeat_factors(counts))
         ds = ds.flat_map(lambda e: tf.data.Dataset.from_tensors(e).repeat(rep[e["image/individual_index"]]))
     ds = ds.shuffle(4096, seed=seed).repeat()
-    load = (lambda e: crop_to_box(e, image_size * 5 // 4)) if crop else decode
-    ds = ds.map(load, num_parallel_calls=AUTOTUNE).map(
+    ds = ds.map(_loader(crop, image_size * 5 // 4 if crop else None), num_parallel_calls=AUTOTUNE).map(
         lambda e: augment(e, image_size, flip), num_parallel_calls=AUTOTUNE)
     weights = tf.constant((np.maximum(counts, 1) ** -0.5 / np.mean(np.maximum(counts, 1) ** -0.5)).astype("float32"))
 
@@ -90,7 +100,7 @@ def image_dataset(records: str, split: str, image_size: int, batch_size: int, cr
     ds = read(records, split)
     if folds is not None:
         ds = ds.filter(lambda e: tf.reduce_any(tf.equal(e["image/fold"], tf.constant(folds, tf.int64))))
-    load = (lambda e: crop_to_box(e, image_size)) if crop else (lambda e: decode(e, image_size))
+    load = _loader(crop, image_size)
     keep = ("image", "image/filename", "image/individual_id", "image/species", "image/fold", "image/holdout")
     return ds.map(load, num_parallel_calls=AUTOTUNE).map(lambda e: {k: e[k] for k in keep}).batch(
         batch_size).prefetch(AUTOTUNE)

@@ -71,9 +71,12 @@ def smoke(records: str, out: str, **kw) -> TrainConfig:
 
 def embed_all(model, ds) -> tuple:
     """Embeddings and labels of every batch of ``ds`` (``stage2_embed.data.image_dataset``)."""
+    import tensorflow as tf
+
+    forward = tf.function(lambda x: model(x, training=False), reduce_retracing=True)  # eager calls are ~3x slower
     embs, ids, species, names, folds, holdout = [], [], [], [], [], []
     for b in ds:
-        embs.append(np.asarray(model(b["image"], training=False)))
+        embs.append(np.asarray(forward(b["image"])))
         ids += [v.decode() for v in b["image/individual_id"].numpy()]
         species += [v.decode() for v in b["image/species"].numpy()]
         names += [v.decode() for v in b["image/filename"].numpy()]

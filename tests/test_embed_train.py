@@ -78,3 +78,18 @@ def test_train_cli_help_and_bad_balance():
     assert r.returncode == 0 and "--dynamic-margin" in r.stdout
     r = run_script(["stage2_embed/train.py", "--records", "x", "--out", "y", "--balance", "magic"])
     assert r.returncode == 2 and "--balance must be" in r.stderr
+
+
+def test_embedding_export_covers_every_record_without_pickle(embed_run, tiny_records, tmp_path):
+    from stage2_embed.embed import export
+
+    out, _, _ = embed_run
+    export(str(out), str(tiny_records), str(tmp_path / "e.npz"), crop=True, batch_size=16)
+    with np.load(tmp_path / "e.npz", allow_pickle=False) as z:
+        assert set(z.files) == {"embeddings", "filenames", "individual_ids", "species", "splits", "folds", "holdout"}
+        m = json.loads((tiny_records / "manifest.json").read_text())
+        n = m["counts"]["train"] + m["counts"]["test"]
+        assert z["embeddings"].shape == (n, 32) and len(set(z["filenames"])) == n
+        assert (z["splits"] == "test").sum() == m["counts"]["test"]
+        np.testing.assert_allclose(np.linalg.norm(z["embeddings"], axis=1), 1.0, atol=1e-5)
+        assert set(z["individual_ids"][z["splits"] == "train"]) <= set(m["individuals"])

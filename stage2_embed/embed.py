@@ -1,0 +1,83 @@
+"""Export embeddings of every record of the given splits, batched through tf.data.
+
+    python stage2_embed/embed.py --model RUN_DIR --records R --out emb.npz [--splits train,test] [--crop]
+
+Writes an ``.npz`` (no pickled objects: load with ``allow_pickle=False``) with arrays
+``embeddings`` [N, D] float32 (L2-normalised), ``filenames``, ``individual_ids``, ``species``,
+``splits``, ``folds``, ``holdout``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a file: import the repo's packages, not this folder's files
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+import numpy as np
+
+from tfrecords import cli
+
+KEYS = ("embeddings", "filenames", "individual_ids", "species", "splits", "folds", "holdout")
+
+
+def load_embedder(run_dir: str):
+    import keras
+
+    path = os.path.join(run_dir, "embedder.keras")
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path} not found: is {run_dir} a run folder of stage2_embed/train.py?")
+    cfg = json.loads(open(os.path.join(run_dir, "embedder_config.json")).read())
+    return keras.saving.load_model(path, safe_mode=True), cfg
+
+
+def export(run_dir: str, records: str, out: str, splits: tuple[str, ...] = ("train", "test"),
+           crop: bool = False, batch_size: int = 64) -> dict[str, np.ndarray]:
+    from stage2_embed.data import image_dataset
+    from stage2_embed.train import embed_all
+    from tfrecords import atomic
+
+    model, cfg = load_embedder(run_dir)
+    parts = []
+    for split in splits:
+        emb, ids, species, names, folds, holdout = embed_all(
+            model, image_dataset(records, split, cfg["image_size"], batch_size, crop=crop))
+        parts.append((emb, names, ids, species, np.full(len(names), split), folds, holdout))
+    arrays = {k: np.concatenate([p[i] for p in parts]) for i, k in enumerate(KEYS)}
+    arrays = {k: (v.astype(np.float32) if k == "embeddings" else v.astype(str) if v.dtype.kind in "OUS" else v)
+              for k, v in arrays.items()}
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    atomic.write_bytes(out, buf.getvalue())
+    return arrays
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", required=True, help="embedder run folder")
+    p.add_argument("--records", required=True, help="crop records (or image records with --crop)")
+    p.add_argument("--out", required=True, help="the .npz to write")
+    p.add_argument("--splits", default="train,test")
+    p.add_argument("--crop", action="store_true", help="records are image records: cut them to their boxes")
+    p.add_argument("--batch-size", type=int, default=64)
+    cli.add_debug_flag(p)
+    return p.parse_args(argv)
+
+
+def _main(a: argparse.Namespace) -> int:
+    arr = export(a.model, a.records, a.out, tuple(s for s in a.splits.split(",") if s), a.crop, a.batch_size)
+    print(f"wrote {a.out}: {len(arr['filenames'])} embeddings of dimension {arr['embeddings'].shape[1]}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return cli.run(_main, parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
