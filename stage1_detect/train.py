@@ -23,7 +23,7 @@ if __package__ in (None, ""):  # run as a file: import the repo's packages, not 
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 from tfrecords import atomic, cli
-from tfrecords.checkpoint import Checkpoint
+from tfrecords.checkpoint import Checkpoint, save_model
 
 
 @dataclass(frozen=True)
@@ -113,15 +113,9 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
             metrics = {k: float(v[-1]) for k, v in h.history.items()}
             metrics.update(coco_map(model, val_ds))
             metrics["epoch_seconds"] = time.perf_counter() - t
-            history.append({"epoch": epoch, **metrics})
-            mlflow.log_metrics(metrics, step=epoch)
-            ckpt.save(model, {"epoch": epoch, "history": history, "mlflow_run_id": run.info.run_id})
-            print(f"epoch {epoch + 1}/{cfg.epochs} " + " ".join(f"{k}={v:.4g}" for k, v in metrics.items()),
-                  flush=True)
+            ckpt.end_epoch(model, epoch, cfg.epochs, metrics, history, run.info.run_id)
         path = os.path.join(cfg.out, "detector.keras")
-        tmp = os.path.join(cfg.out, f".tmp-{os.getpid()}.keras")
-        model.save(tmp)
-        os.replace(tmp, path)
+        save_model(model, path)
         atomic.write_json(os.path.join(cfg.out, "history.json"), history)
         mlflow.log_artifact(path)
         mlflow.log_artifact(os.path.join(cfg.out, "detector_config.json"))

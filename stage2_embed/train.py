@@ -107,7 +107,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
     from stage2_embed.data import train_dataset
     from stage2_embed.layers import dynamic_margins
     from stage2_embed.model import EmbedderConfig, build_models
-    from tfrecords.checkpoint import Checkpoint
+    from tfrecords.checkpoint import Checkpoint, save_model
     from tfrecords.reader import read_manifest
     from tfrecords.strategy import choose_strategy
     from tfrecords.tracking import start_run
@@ -159,15 +159,9 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
             metrics = {k: float(v[-1]) for k, v in h.history.items()}
             metrics["val_map5"] = validation_map5(embed_model, cfg.records, cfg)
             metrics["epoch_seconds"] = time.perf_counter() - t
-            history.append({"epoch": epoch, **metrics})
-            mlflow.log_metrics(metrics, step=epoch)
-            ckpt.save(train_model, {"epoch": epoch, "history": history, "mlflow_run_id": run.info.run_id})
-            print(f"epoch {epoch + 1}/{cfg.epochs} " + " ".join(f"{k}={v:.4g}" for k, v in metrics.items()),
-                  flush=True)
+            ckpt.end_epoch(train_model, epoch, cfg.epochs, metrics, history, run.info.run_id)
         for name, model in (("embedder.keras", embed_model), ("train_model.keras", train_model)):
-            tmp = os.path.join(cfg.out, f".tmp-{os.getpid()}-{name}")
-            model.save(tmp)
-            os.replace(tmp, os.path.join(cfg.out, name))
+            save_model(model, os.path.join(cfg.out, name))
         atomic.write_json(os.path.join(cfg.out, "history.json"), history)
         mlflow.log_artifact(os.path.join(cfg.out, "embedder.keras"))
         mlflow.log_artifact(os.path.join(cfg.out, "embedder_config.json"))

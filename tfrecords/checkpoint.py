@@ -50,3 +50,20 @@ class Checkpoint:
         model.optimizer.build(model.trainable_variables)
         with np.load(os.path.join(self.dir, f"epoch{e}.optimizer.npz"), allow_pickle=False) as z:
             model.optimizer.load_own_variables({k: z[k] for k in z.files})
+
+    def end_epoch(self, model, epoch: int, epochs: int, metrics: dict[str, float], history: list[dict],
+                  run_id: str) -> None:
+        """The end of every trainer's epoch: record, log to MLflow, checkpoint, print one line."""
+        import mlflow
+
+        history.append({"epoch": epoch, **metrics})
+        mlflow.log_metrics(metrics, step=epoch)
+        self.save(model, {"epoch": epoch, "history": history, "mlflow_run_id": run_id})
+        print(f"epoch {epoch + 1}/{epochs} " + " ".join(f"{k}={v:.4g}" for k, v in metrics.items()), flush=True)
+
+
+def save_model(model, path: str) -> None:
+    """``model.save`` to a temporary name, then rename: a reader never sees half a ``.keras``."""
+    tmp = os.path.join(os.path.dirname(path), f".tmp-{os.getpid()}-{os.path.basename(path)}")
+    model.save(tmp)
+    os.replace(tmp, path)
