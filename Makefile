@@ -25,6 +25,8 @@ test: $(VENV)/.installed
 
 bench: $(VENV)/.installed
 	$(PY) bench/build_records.py
+	$(PY) bench/synthesize.py
+	$(PY) bench/detect.py
 
 clean:
 	rm -rf $(VENV) work
