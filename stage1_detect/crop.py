@@ -162,7 +162,7 @@ def crop_records(cfg: CropConfig, progress: bool = True) -> dict:
                             crop_source=source)))
                         bar.update(1)
                 st = {"file": s["file"], "split": s["split"], "records": len(sources),
-                      "sources": dict(Counter(sources)), "sha256": _sha(tmp)}
+                      "sources": dict(Counter(sources)), "sha256": atomic.sha256_file(tmp)}
                 os.makedirs(os.path.dirname(state_path), exist_ok=True)
                 atomic.write_json(state_path, st)
                 atomic.commit(tmp, final)
@@ -179,13 +179,6 @@ def crop_records(cfg: CropConfig, progress: bool = True) -> dict:
 
         shutil.rmtree(os.path.join(cfg.out, ".state"), ignore_errors=True)
     return manifest
-
-
-def _sha(path: str) -> str:
-    import hashlib
-
-    with open(path, "rb") as f:
-        return hashlib.sha256(f.read()).hexdigest()
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -14,8 +14,7 @@ import keras_cv
 import tensorflow as tf
 
 from stage1_detect.model import BOX_FORMAT
-from tfrecords.reader import list_shards
-from tfrecords.schema import parse_example
+from tfrecords.reader import parsed_records
 
 AUTOTUNE = tf.data.AUTOTUNE
 MAX_BOXES = 8
@@ -55,26 +54,15 @@ def to_model_inputs(d: dict) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
     return d["images"], keras_cv.bounding_box.to_dense(d["bounding_boxes"], max_boxes=MAX_BOXES)
 
 
-def records_dataset(records: str, split: str, folds: list[int] | None = None,
-                    exclude_folds: list[int] | None = None) -> tf.data.Dataset:
-    ds = tf.data.TFRecordDataset(list_shards(records, split), num_parallel_reads=AUTOTUNE)
-    ds = ds.map(parse_example, num_parallel_calls=AUTOTUNE)
-    if folds is not None:
-        ds = ds.filter(lambda e: tf.reduce_any(tf.equal(e["image/fold"], tf.constant(folds, tf.int64))))
-    if exclude_folds:
-        ds = ds.filter(lambda e: tf.reduce_all(tf.not_equal(e["image/fold"], tf.constant(exclude_folds, tf.int64))))
-    return ds
-
-
 def count_with_boxes(records: str, val_fold: int) -> int:
     """Training images (folds != val_fold) that have a box: parsed, not decoded."""
-    ds = records_dataset(records, "train", exclude_folds=[val_fold])
+    ds = parsed_records(records, "train", exclude_folds=[val_fold])
     return int(ds.reduce(0, lambda c, e: c + tf.cast(tf.size(e["image/object/class/label"]) > 0, tf.int32)))
 
 
 def train_dataset(records: str, image_size: int, batch_size: int, val_fold: int, seed: int = 0,
                   augment: bool = True) -> tf.data.Dataset:
-    ds = records_dataset(records, "train", exclude_folds=[val_fold])
+    ds = parsed_records(records, "train", exclude_folds=[val_fold])
     ds = ds.filter(lambda e: tf.size(e["image/object/class/label"]) > 0)  # images without boxes teach nothing here
     ds = ds.map(lambda e: to_detection(e, image_size), num_parallel_calls=AUTOTUNE)
     ds = ds.shuffle(1024, seed=seed).ragged_batch(batch_size, drop_remainder=True)
@@ -85,7 +73,7 @@ def train_dataset(records: str, image_size: int, batch_size: int, val_fold: int,
 
 def eval_dataset(records: str, image_size: int, batch_size: int, val_fold: int) -> tf.data.Dataset:
     """The validation fold, unaugmented, as (images, dense boxes), with boxes only."""
-    ds = records_dataset(records, "train", folds=[val_fold])
+    ds = parsed_records(records, "train", folds=[val_fold])
     ds = ds.filter(lambda e: tf.size(e["image/object/class/label"]) > 0)
     ds = ds.map(lambda e: to_detection(e, image_size), num_parallel_calls=AUTOTUNE)
     return ds.ragged_batch(batch_size).map(to_model_inputs).prefetch(AUTOTUNE)

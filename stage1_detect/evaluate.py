@@ -36,10 +36,10 @@ def evaluate(run_dir: str, records: str, val_fold: int | None = None, out: str |
              batch_size: int = 16, grid: int = 16) -> dict:
     import tensorflow as tf
 
-    from stage1_detect.data import eval_dataset, records_dataset
+    from stage1_detect.data import eval_dataset
     from stage1_detect.model import best_boxes, load_detector
     from stage1_detect.train import coco_map
-    from tfrecords.reader import box_union
+    from tfrecords.reader import box_union, parsed_records
 
     model, cfg = load_detector(run_dir)
     if val_fold is None:
@@ -47,7 +47,7 @@ def evaluate(run_dir: str, records: str, val_fold: int | None = None, out: str |
         val_fold = json.loads(open(train_cfg).read())["val_fold"] if os.path.exists(train_cfg) else 0
     s = cfg.image_size
     result = {"val_fold": val_fold, **coco_map(model, eval_dataset(records, s, batch_size, val_fold))}
-    val = records_dataset(records, "train", folds=[val_fold]).filter(
+    val = parsed_records(records, "train", folds=[val_fold]).filter(
         lambda e: tf.size(e["image/object/class/label"]) > 0)
     images = val.map(lambda e: tf.image.resize(tf.cast(tf.io.decode_jpeg(e["image/encoded"], channels=3),
                                                        tf.float32), (s, s))).batch(batch_size)

@@ -12,8 +12,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from tfrecords.reader import crop_to_box, decode, list_shards
-from tfrecords.schema import parse_example
+from tfrecords.reader import crop_to_box, decode, parsed_records
 
 AUTOTUNE = tf.data.AUTOTUNE
 
@@ -59,11 +58,6 @@ def _loader(crop: bool, size: int | None):
     return load_crop if crop else load_whole
 
 
-def read(records: str, split: str = "train") -> tf.data.Dataset:
-    return tf.data.TFRecordDataset(list_shards(records, split), num_parallel_reads=AUTOTUNE).map(
-        parse_example, num_parallel_calls=AUTOTUNE)
-
-
 def repeat_factors(counts: np.ndarray) -> np.ndarray:
     """Per-class repeats for ``resample``: ~(median / count)^1/2, at least 1."""
     med = np.median(counts[counts > 0]) if (counts > 0).any() else 1.0
@@ -74,8 +68,7 @@ def train_dataset(records: str, image_size: int, batch_size: int, val_fold: int,
                   balance: str = "none", flip: bool = False, seed: int = 0, crop: bool = False) -> tf.data.Dataset:
     """((inputs, targets[, sample_weight]) batches, repeated; training folds only, holdouts excluded.
     ``crop=True`` cuts image records to their boxes first (for records that are not crops)."""
-    ds = read(records).filter(lambda e: tf.logical_and(tf.not_equal(e["image/fold"], val_fold),
-                                                       tf.equal(e["image/holdout"], 0)))
+    ds = parsed_records(records, "train", exclude_folds=[val_fold], include_holdout=False)
     if balance == "resample":
         rep = tf.constant(repeat_factors(counts))
         ds = ds.flat_map(lambda e: tf.data.Dataset.from_tensors(e).repeat(rep[e["image/individual_index"]]))
@@ -97,9 +90,7 @@ def train_dataset(records: str, image_size: int, batch_size: int, val_fold: int,
 def image_dataset(records: str, split: str, image_size: int, batch_size: int, crop: bool = False,
                   folds: list[int] | None = None) -> tf.data.Dataset:
     """Every record of a split (optionally some folds), in order: dicts with ``image`` and labels."""
-    ds = read(records, split)
-    if folds is not None:
-        ds = ds.filter(lambda e: tf.reduce_any(tf.equal(e["image/fold"], tf.constant(folds, tf.int64))))
+    ds = parsed_records(records, split, folds=folds)
     load = _loader(crop, image_size)
     keep = ("image", "image/filename", "image/individual_id", "image/species", "image/fold", "image/holdout")
     return ds.map(load, num_parallel_calls=AUTOTUNE).map(lambda e: {k: e[k] for k in keep}).batch(

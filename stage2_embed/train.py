@@ -151,8 +151,9 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
     atomic.write_json(os.path.join(cfg.out, "embedder_config.json"), asdict(ecfg))
     atomic.write_json(os.path.join(cfg.out, "train_config.json"), asdict(cfg))
     with start_run("stage2-embed", cfg, run_name=f"{cfg.backbone}-{cfg.head}-{cfg.image_size}", run_id=run_id) as run:
-        mlflow.log_params({"replicas": strategy.num_replicas_in_sync, "global_batch": global_batch,
-                           "mixed": str(mixed)}) if not run_id else None
+        if not run_id:  # a resumed run logged these when it started
+            mlflow.log_params({"replicas": strategy.num_replicas_in_sync, "global_batch": global_batch,
+                               "mixed": str(mixed)})
         for epoch in range(start, cfg.epochs):
             t = time.perf_counter()
             h = train_model.fit(ds, epochs=1, steps_per_epoch=steps, verbose=2 if progress else 0)
@@ -170,13 +171,10 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
 
 def _train_counts(cfg: TrainConfig, individuals: list[str]) -> np.ndarray:
     """Training images per individual (folds != val, holdouts out), from the records themselves."""
-    import tensorflow as tf
-
-    from stage2_embed.data import read
+    from tfrecords.reader import parsed_records
 
     counts = np.zeros(len(individuals), np.int64)
-    ds = read(cfg.records).filter(lambda e: tf.logical_and(tf.not_equal(e["image/fold"], cfg.val_fold),
-                                                           tf.equal(e["image/holdout"], 0)))
+    ds = parsed_records(cfg.records, "train", exclude_folds=[cfg.val_fold], include_holdout=False)
     for i in ds.map(lambda e: e["image/individual_index"]).batch(4096):
         np.add.at(counts, i.numpy(), 1)
     return counts

@@ -47,6 +47,15 @@ def write_json(path: str, obj: object) -> None:
     write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
+def sha256_file(path: str) -> str:
+    """SHA-256 of a (local or URL) file, as recorded in every manifest."""
+    import hashlib
+
+    from tfrecords.layout import read_bytes
+
+    return hashlib.sha256(read_bytes(path)).hexdigest()
+
+
 def commit(tmp: str, path: str) -> None:
     """Rename a finished temp file into place (fsync first where the disk is local)."""
     if is_url(path):

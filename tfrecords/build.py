@@ -14,7 +14,6 @@ same command again resumes, ending with the same bytes as an uninterrupted run.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import multiprocessing as mp
 import re
@@ -44,10 +43,6 @@ def _remove(path: str) -> None:
         gfile().remove(path)
     else:
         Path(path).unlink(missing_ok=True)
-
-
-def _sha256(path: str) -> str:
-    return hashlib.sha256(read_bytes(path)).hexdigest()
 
 
 def _up_to_date(plan: BuildPlan) -> dict | None:
@@ -111,7 +106,7 @@ def _write_shard(plan: BuildPlan, shard: Shard, results, maps: dict[str, dict[st
                 box_labels=tuple(maps["parts"][b.label] for b in boxes),
             )))
             written += 1
-    state = {"file": shard.name, "split": shard.split, "records": written, "sha256": _sha256(tmp),
+    state = {"file": shard.name, "split": shard.split, "records": written, "sha256": atomic.sha256_file(tmp),
              "rejected": rejected}
     atomic.write_json(join(out, STATE, shard.name + ".json"), state)
     atomic.commit(tmp, final)  # after the state: a final shard always has its state beside it

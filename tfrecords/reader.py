@@ -49,6 +49,28 @@ def list_shards(records: str, split: str) -> list[str]:
     return files
 
 
+def filter_folds(ds: tf.data.Dataset, folds: Sequence[int] | None = None,
+                 exclude_folds: Sequence[int] | None = None, include_holdout: bool = True) -> tf.data.Dataset:
+    """Keep parsed records of ``folds``, drop those of ``exclude_folds``, and with
+    ``include_holdout=False`` drop held-out individuals."""
+    if folds is not None:
+        keep = tf.constant(list(folds), tf.int64)
+        ds = ds.filter(lambda ex: tf.reduce_any(tf.equal(ex["image/fold"], keep)))
+    if exclude_folds:
+        drop = tf.constant(list(exclude_folds), tf.int64)
+        ds = ds.filter(lambda ex: tf.logical_not(tf.reduce_any(tf.equal(ex["image/fold"], drop))))
+    if not include_holdout:
+        ds = ds.filter(lambda ex: tf.equal(ex["image/holdout"], 0))
+    return ds
+
+
+def parsed_records(records: str, split: str, folds: Sequence[int] | None = None,
+                   exclude_folds: Sequence[int] | None = None, include_holdout: bool = True) -> tf.data.Dataset:
+    """A split's records, parsed (not decoded), read in parallel and filtered by ``filter_folds``."""
+    ds = tf.data.TFRecordDataset(list_shards(records, split), num_parallel_reads=AUTOTUNE)
+    return filter_folds(ds.map(parse_example, num_parallel_calls=AUTOTUNE), folds, exclude_folds, include_holdout)
+
+
 def decode(ex: dict[str, tf.Tensor], image_size: int | None = None) -> dict[str, tf.Tensor]:
     """Add ``image`` (float32, 0..255), resized to ``image_size`` squared when given."""
     img = tf.io.decode_jpeg(ex["image/encoded"], channels=3)
@@ -107,14 +129,7 @@ def make_dataset(
     ds = ds.interleave(tf.data.TFRecordDataset, cycle_length=min(len(files), 8), num_parallel_calls=AUTOTUNE,
                        deterministic=deterministic)
     ds = ds.map(parse_example, num_parallel_calls=AUTOTUNE, deterministic=deterministic)
-    if folds is not None:
-        keep = tf.constant(list(folds), tf.int64)
-        ds = ds.filter(lambda ex: tf.reduce_any(tf.equal(ex["image/fold"], keep)))
-    if exclude_folds:
-        drop = tf.constant(list(exclude_folds), tf.int64)
-        ds = ds.filter(lambda ex: tf.logical_not(tf.reduce_any(tf.equal(ex["image/fold"], drop))))
-    if not include_holdout:
-        ds = ds.filter(lambda ex: tf.equal(ex["image/holdout"], 0))
+    ds = filter_folds(ds, folds, exclude_folds, include_holdout)
     if shuffle:
         ds = ds.shuffle(2048, seed=seed, reshuffle_each_iteration=True)
     if repeat:
