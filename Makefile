@@ -27,6 +27,9 @@ bench: $(VENV)/.installed
 	$(PY) bench/build_records.py
 	$(PY) bench/synthesize.py
 	$(PY) bench/detect.py
+	$(PY) bench/train_step.py
+	$(PY) bench/infer.py
+	$(PY) bench/search.py
 
 clean:
 	rm -rf $(VENV) work

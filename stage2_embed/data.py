@@ -58,6 +58,13 @@ def _loader(crop: bool, size: int | None):
     return load_crop if crop else load_whole
 
 
+def _to_uint8(ex: dict) -> dict:
+    """Only what training reads, the image as uint8 (a quarter of the float32 bytes to cache)."""
+    keep = ("image/individual_index", "image/species_index")
+    return {"image": tf.cast(tf.round(tf.clip_by_value(ex["image"], 0.0, 255.0)), tf.uint8),
+            **{k: ex[k] for k in keep}}
+
+
 def repeat_factors(counts: np.ndarray) -> np.ndarray:
     """Per-class repeats for ``resample``: ~(median / count)^1/2, at least 1."""
     med = np.median(counts[counts > 0]) if (counts > 0).any() else 1.0
@@ -65,16 +72,23 @@ def repeat_factors(counts: np.ndarray) -> np.ndarray:
 
 
 def train_dataset(records: str, image_size: int, batch_size: int, val_fold: int, counts: np.ndarray,
-                  balance: str = "none", flip: bool = False, seed: int = 0, crop: bool = False) -> tf.data.Dataset:
-    """((inputs, targets[, sample_weight]) batches, repeated; training folds only, holdouts excluded.
-    ``crop=True`` cuts image records to their boxes first (for records that are not crops)."""
+                  balance: str = "none", flip: bool = False, seed: int = 0, crop: bool = False,
+                  cache: bool = False) -> tf.data.Dataset:
+    """((inputs, targets[, sample_weight]) batches, repeated; training folds only, holdouts out.
+    ``crop=True`` cuts image records to their boxes first (for records that are not crops).
+    ``cache`` keeps the decoded images (uint8, 5/4 of ``image_size``) in memory after the first pass:
+    on a small CPU the JPEG decode otherwise competes with the training step for the same cores."""
     ds = parsed_records(records, "train", exclude_folds=[val_fold], include_holdout=False)
+    load = _loader(crop, image_size * 5 // 4)  # room for the random resized crop
+    ds = ds.map(lambda e: _to_uint8(load(e)), num_parallel_calls=AUTOTUNE)
+    if cache:
+        ds = ds.cache()
     if balance == "resample":
         rep = tf.constant(repeat_factors(counts))
         ds = ds.flat_map(lambda e: tf.data.Dataset.from_tensors(e).repeat(rep[e["image/individual_index"]]))
     ds = ds.shuffle(4096, seed=seed).repeat()
-    ds = ds.map(_loader(crop, image_size * 5 // 4 if crop else None), num_parallel_calls=AUTOTUNE).map(
-        lambda e: augment(e, image_size, flip), num_parallel_calls=AUTOTUNE)
+    ds = ds.map(lambda e: augment({**e, "image": tf.cast(e["image"], tf.float32)}, image_size, flip),
+                num_parallel_calls=AUTOTUNE)
     weights = tf.constant((np.maximum(counts, 1) ** -0.5 / np.mean(np.maximum(counts, 1) ** -0.5)).astype("float32"))
 
     def to_xy(e):

@@ -27,7 +27,10 @@ KEYS = ("embeddings", "filenames", "individual_ids", "species", "splits", "folds
 
 
 def load_embedder(run_dir: str):
+    """(``RUN_DIR/embedder.keras`` loaded with ``safe_mode=True``, its config dict)."""
     import keras
+
+    from stage2_embed import layers  # noqa: F401 - registers GeM and ArcFace for deserialisation
 
     path = os.path.join(run_dir, "embedder.keras")
     if not os.path.exists(path):
@@ -36,24 +39,36 @@ def load_embedder(run_dir: str):
     return keras.saving.load_model(path, safe_mode=True), cfg
 
 
-def export(run_dir: str, records: str, out: str, splits: tuple[str, ...] = ("train", "test"),
-           crop: bool = False, batch_size: int = 64) -> dict[str, np.ndarray]:
+def embed_records(model, image_size: int, records: str, splits: tuple[str, ...] = ("train", "test"),
+                  crop: bool = False, batch_size: int = 64) -> dict[str, np.ndarray]:
+    """Embeddings and labels of every record of ``splits``, as the arrays of ``KEYS``."""
     from stage2_embed.data import image_dataset
     from stage2_embed.train import embed_all
-    from tfrecords import atomic
 
-    model, cfg = load_embedder(run_dir)
     parts = []
     for split in splits:
         emb, ids, species, names, folds, holdout = embed_all(
-            model, image_dataset(records, split, cfg["image_size"], batch_size, crop=crop))
+            model, image_dataset(records, split, image_size, batch_size, crop=crop))
         parts.append((emb, names, ids, species, np.full(len(names), split), folds, holdout))
     arrays = {k: np.concatenate([p[i] for p in parts]) for i, k in enumerate(KEYS)}
-    arrays = {k: (v.astype(np.float32) if k == "embeddings" else v.astype(str) if v.dtype.kind in "OUS" else v)
-              for k, v in arrays.items()}
+    return {k: (v.astype(np.float32) if k == "embeddings" else v.astype(str) if v.dtype.kind in "OUS" else v)
+            for k, v in arrays.items()}
+
+
+def save_npz(path: str, arrays: dict[str, np.ndarray]) -> None:
+    """Atomic ``.npz`` of plain arrays (strings as unicode, never objects: no pickle needed to read)."""
+    from tfrecords import atomic
+
     buf = io.BytesIO()
-    np.savez(buf, **arrays)
-    atomic.write_bytes(out, buf.getvalue())
+    np.savez(buf, **{k: (v.astype(str) if v.dtype.kind == "O" else v) for k, v in arrays.items()})
+    atomic.write_bytes(path, buf.getvalue())
+
+
+def export(run_dir: str, records: str, out: str, splits: tuple[str, ...] = ("train", "test"),
+           crop: bool = False, batch_size: int = 64) -> dict[str, np.ndarray]:
+    model, cfg = load_embedder(run_dir)
+    arrays = embed_records(model, cfg["image_size"], records, splits, crop, batch_size)
+    save_npz(out, arrays)
     return arrays
 
 

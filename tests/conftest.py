@@ -39,3 +39,27 @@ def tiny_records(tiny_data, tmp_path_factory) -> Path:
     build(BuildConfig(data=str(tiny_data), out=str(out), folds=3, holdout_individuals=0.2, max_side=128,
                       shards=3, workers=2), progress=True)  # the bar path too
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_crops(tiny_records, tmp_path_factory) -> Path:
+    """Crop records cut at the records' own boxes (no detector needed)."""
+    from stage1_detect.crop import CropConfig, crop_records
+
+    out = tmp_path_factory.mktemp("tiny_crops")
+    crop_records(CropConfig(records=str(tiny_records), out=str(out), source="boxes", crop_size=96), progress=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_embedder(tiny_crops, tmp_path_factory) -> Path:
+    """A smoke sub-center ArcFace embedder (2 epochs, 64 px) trained on the tiny crops."""
+    from stage2_embed.train import smoke, train
+
+    out = tmp_path_factory.mktemp("tiny_embedder")
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{out}/mlflow.db"
+    try:
+        train(smoke(str(tiny_crops), str(out / "run"), epochs=2), progress=False)
+    finally:
+        os.environ.pop("MLFLOW_TRACKING_URI")
+    return out / "run"

@@ -1,6 +1,10 @@
 import json
+import os
 
+import pandas as pd
 from conftest import run_script
+
+from pipeline.infer import validate_submission
 
 
 def test_small_demo_runs_end_to_end(tmp_path):
@@ -14,4 +18,10 @@ def test_small_demo_runs_end_to_end(tmp_path):
     crops = json.loads((tmp_path / "crops" / "manifest.json").read_text())
     assert crops["counts"] == {"train": 72, "test": 24} and sum(crops["sources"].values()) == 96
     assert (tmp_path / "mlflow.db").exists()
-    assert "[6/6]" in r.stdout
+    assert "[10/10]" in r.stdout
+    for key in ("submission", "evaluation_report", "embedder"):  # every artefact the demo printed exists
+        assert os.path.exists(out[key])
+    images = pd.read_csv(tmp_path / "data" / "test_truth.csv")["image"].tolist()
+    assert len(validate_submission(out["submission"], images)) == 24
+    for key in ("test_map5", "baseline_most_frequent_map5", "baseline_untrained_map5"):
+        assert 0.0 <= out[key] <= 1.0

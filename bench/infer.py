@@ -1,0 +1,117 @@
+"""End-to-end identification throughput: ``pipeline/infer.py``'s batched path beside a naive
+per-image loop (decode, ``predict`` the detector on one image, crop, ``predict`` the embedder on
+one crop, brute-force search in NumPy) over the same models and catalog; plus the share of time
+per stage of the batched path.
+
+    python bench/infer.py [--images 120] [--catalog 400] [--det-size 192] [--emb-size 96]
+
+Untrained models (speed does not depend on the weights) and generated data. The last line is JSON
+with images/s of both paths and their ratio (target >= 3).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--images", type=int, default=120)
+    p.add_argument("--catalog", type=int, default=400)
+    p.add_argument("--det-size", type=int, default=192)
+    p.add_argument("--emb-size", type=int, default=96)
+    a = p.parse_args(argv)
+
+    import numpy as np
+    import tensorflow as tf
+
+    from pipeline.infer import InferConfig, embed_chunk, run
+    from pipeline.search import search
+    from stage1_detect.crop import CropConfig, choose_boxes, grow
+    from stage1_detect.model import DetectorConfig, best_boxes, build_detector, save_config
+    from stage2_embed.model import EmbedderConfig, build_models
+    from tfrecords import atomic
+    from tfrecords.build import build
+    from tfrecords.checkpoint import save_model
+    from tfrecords.plan import BuildConfig
+    from tfrecords.reader import parsed_records
+    from tfrecords.synthesize import SynthConfig, synthesize
+
+    os.environ.setdefault("MLFLOW_TRACKING_URI", "sqlite:///" + os.path.join(tempfile.gettempdir(), "bench.db"))
+    with tempfile.TemporaryDirectory() as tmp:
+        data, rec, det, emb = (os.path.join(tmp, d) for d in ("data", "rec", "det", "emb"))
+        synthesize(SynthConfig(seed=4, individuals=60, train_images=120, test_images=a.images, max_side=640),
+                   data, progress=False)
+        build(BuildConfig(data=data, out=rec, max_side=640, shards=1), progress=False)
+        dcfg = DetectorConfig(image_size=a.det_size)
+        detector = build_detector(dcfg)
+        os.makedirs(det)
+        save_model(detector, os.path.join(det, "detector.keras"))
+        save_config(dcfg, det)
+        ecfg = EmbedderConfig(num_classes=a.catalog // 4, image_size=a.emb_size)
+        embedder = build_models(ecfg)[1]
+        os.makedirs(emb)
+        save_model(embedder, os.path.join(emb, "embedder.keras"))
+        atomic.write_json(os.path.join(emb, "embedder_config.json"), {**ecfg.__dict__})
+        rng = np.random.default_rng(0)  # a catalog of random unit vectors: search cost is what counts
+        cat = rng.normal(size=(a.catalog, 256)).astype(np.float32)
+        cat /= np.linalg.norm(cat, axis=1, keepdims=True)
+        ids = np.array([f"id{i % (a.catalog // 4)}" for i in range(a.catalog)])
+        from pipeline.catalog import Catalog, save_npz
+
+        save_npz(Catalog(cat, np.array([f"c{i}.jpg" for i in range(a.catalog)]), ids, np.full(a.catalog, "s"),
+                         json.dumps({**ecfg.__dict__}, sort_keys=True)), os.path.join(tmp, "cat.npz"))
+
+        cfg = InferConfig(detector=det, embedder=emb, catalog=os.path.join(tmp, "cat.npz"), records=rec,
+                          out=os.path.join(tmp, "warm.csv"), threshold=0.5)
+        run(cfg, progress=False)  # warm-up: tracing, file cache
+        t = time.perf_counter()
+        run(InferConfig(**{**cfg.__dict__, "out": os.path.join(tmp, "sub.csv")}), progress=False)
+        batched = a.images / (time.perf_counter() - t)
+
+        encoded = [e["image/encoded"].numpy() for e in parsed_records(rec, "test")]
+        parsed = tf.data.Dataset.from_tensor_slices({"image/encoded": tf.constant(encoded)})
+        t = time.perf_counter()
+        choose_boxes(CropConfig(records="", out="", model="-"), detector, a.det_size, parsed)
+        t_detect = time.perf_counter() - t
+        t = time.perf_counter()
+        q, _ = embed_chunk(encoded, None, 0, embedder, a.emb_size, cfg)
+        t_embed = time.perf_counter() - t
+        t = time.perf_counter()
+        search(q, cat, ids, np.full(a.catalog, "s"))
+        t_search = time.perf_counter() - t
+
+        t = time.perf_counter()
+        for enc in encoded:
+            img = tf.cast(tf.io.decode_jpeg(enc, channels=3), tf.float32)
+            box, _, _ = best_boxes(detector.predict(tf.image.resize(img, (a.det_size,) * 2)[None], verbose=0),
+                                   a.det_size)
+            crop = tf.image.crop_and_resize(img[None], grow(box, 0.1), [0], (a.emb_size, a.emb_size))
+            e = embedder.predict(crop, verbose=0)[0]
+            sims = cat @ e
+            best: dict[str, float] = {}
+            for i, s in zip(ids, sims, strict=True):
+                best[i] = max(best.get(i, -2.0), float(s))
+            sorted(best, key=best.get, reverse=True)[:5]
+        loop = a.images / (time.perf_counter() - t)
+    total = t_detect + t_embed + t_search
+    shares = {"detect": t_detect / total, "crop_embed": t_embed / total, "search": t_search / total}
+    print(f"batched {batched:.1f} img/s, per-image loop {loop:.1f} img/s; time per stage: "
+          + ", ".join(f"{k} {v:.0%}" for k, v in shares.items()))
+    print(json.dumps({"images": a.images, "catalog": a.catalog, "batched_img_s": round(batched, 1),
+                      "per_image_loop_img_s": round(loop, 1), "speedup": round(batched / loop, 2),
+                      **{f"share_{k}": round(v, 3) for k, v in shares.items()}}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,126 @@
+"""Embedder training throughput: the compiled Keras ``fit`` step beside a plain ``tf.GradientTape``
+loop (in a ``tf.function``) and beside ``fit`` with ``jit_compile=True``, with the achieved GFLOP/s
+against a large fp32 matmul measured in the same run.
+
+    python bench/train_step.py [--backbone b0] [--image-size 128] [--batch-size 32] [--steps 20]
+
+Random images in memory (speed does not depend on the pixels); the sub-center ArcFace head plus
+the species head, as ``stage2_embed/train.py`` trains them. Training FLOPs are taken as 3x the
+forward pass's (forward + two backward matmuls per layer), the forward counted by TF's profiler.
+The last line is JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+
+def matmul_gflops(n: int = 4096, reps: int = 10) -> float:
+    """fp32 GFLOP/s of an n x n matmul: the machine's practical ceiling."""
+    import tensorflow as tf
+
+    a = tf.random.normal((n, n))
+    b = tf.random.normal((n, n))
+    f = tf.function(lambda: tf.reduce_sum(tf.matmul(a, b)))
+    f().numpy()
+    t = time.perf_counter()
+    for _ in range(reps):
+        f().numpy()
+    return 2 * n**3 * reps / (time.perf_counter() - t) / 1e9
+
+
+def forward_flops(model, image_size: int) -> float:
+    """FLOPs of one image's forward pass, from TF's graph profiler."""
+    import tensorflow as tf
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    fn = tf.function(lambda x: model(x, training=False))
+    frozen = convert_variables_to_constants_v2(fn.get_concrete_function(tf.TensorSpec((1, image_size, image_size, 3))))
+    opts = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
+    opts["output"] = "none"
+    return float(tf.compat.v1.profiler.profile(frozen.graph, options=opts).total_float_ops)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--backbone", default="b0")
+    p.add_argument("--image-size", type=int, default=128)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--classes", type=int, default=300)
+    a = p.parse_args(argv)
+
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    from stage2_embed.model import EmbedderConfig
+    from stage2_embed.train import TrainConfig, compiled_models
+
+    n, s, b = a.batch_size * a.steps, a.image_size, a.batch_size
+    rng = np.random.default_rng(0)
+    x = {"image": rng.uniform(0, 255, (n, s, s, 3)).astype("float32"),
+         "label": rng.integers(0, a.classes, n).astype("int32")}
+    y = {"individual": x["label"], "species": x["label"] % 8}
+    ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(b, drop_remainder=True).cache().repeat()
+    cfg = TrainConfig(records="", out="", backbone=a.backbone, image_size=s, batch_size=b, epochs=1)
+    ecfg = EmbedderConfig(num_classes=a.classes, num_species=8, backbone=a.backbone, image_size=s)
+
+    def fit_rate(jit: bool) -> float:
+        keras.utils.set_random_seed(0)
+        model, _ = compiled_models(cfg, ecfg, a.steps)
+        model.jit_compile = jit
+        model.fit(ds, steps_per_epoch=2, epochs=1, verbose=0)  # trace / compile
+        t = time.perf_counter()
+        model.fit(ds, steps_per_epoch=a.steps, epochs=1, verbose=0)
+        return n / (time.perf_counter() - t)
+
+    def tape_rate() -> float:
+        keras.utils.set_random_seed(0)
+        model, _ = compiled_models(cfg, ecfg, a.steps)
+        opt, ce = model.optimizer, keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+        @tf.function
+        def step(xb, yb):
+            with tf.GradientTape() as tape:
+                out = model(xb, training=True)
+                loss = ce(yb["individual"], out["individual"]) + 0.1 * ce(yb["species"], out["species"])
+            grads = tape.gradient(loss, model.trainable_variables)
+            opt.apply_gradients(zip(grads, model.trainable_variables, strict=True))
+            return loss
+
+        it = iter(ds)
+        for _ in range(2):
+            step(*next(it)).numpy()
+        t = time.perf_counter()
+        for _ in range(a.steps):
+            loss = step(*next(it))
+        loss.numpy()
+        return n / (time.perf_counter() - t)
+
+    ceiling = matmul_gflops()
+    keras.utils.set_random_seed(0)
+    _, embed_model = compiled_models(cfg, ecfg, a.steps)
+    train_flops = 3 * forward_flops(embed_model, s)
+    rates = {"fit": fit_rate(False), "gradient_tape": tape_rate(), "fit_jit": fit_rate(True)}
+    for name, r in rates.items():
+        gf = r * train_flops / 1e9
+        print(f"{name:14s} {r:7.1f} img/s  {gf:6.1f} GFLOP/s  {gf / ceiling:6.1%} of the matmul ceiling")
+    print(json.dumps({
+        "backbone": a.backbone, "image_size": s, "batch_size": b, "train_gflop_per_image": train_flops / 1e9,
+        "matmul_ceiling_gflops": round(ceiling, 1), **{f"{k}_img_s": round(v, 2) for k, v in rates.items()},
+        "tape_vs_fit": round(rates["gradient_tape"] / rates["fit"], 3),
+        "jit_vs_fit": round(rates["fit_jit"] / rates["fit"], 3),
+        "fit_utilisation": round(rates["fit"] * train_flops / 1e9 / ceiling, 4)}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

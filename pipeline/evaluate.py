@@ -1,0 +1,143 @@
+"""Open-set evaluation on a validation fold, the ``new_individual`` threshold, and an HTML report.
+
+    python pipeline/evaluate.py --embedder EMB_DIR --records CROPS [--fold K] [--out DIR]
+        [--species-consistency]
+
+The catalog is the training folds (holdout individuals left out); the queries are the validation
+fold plus every image of the holdout individuals, which play ``new_individual``. Scores Kaggle's
+MAP@5 over a sweep of thresholds, keeps the best one in ``EMB_DIR/threshold.json`` (``infer``
+reads it), and writes ``DIR/report.html``: a self-contained page with the threshold curve, MAP@5 per
+species, the species confusion matrix and a match gallery (each query beside its top five).
+Everything is logged to MLflow.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a file: import the repo's packages, not this folder's files
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+import numpy as np
+
+from tfrecords import cli
+
+THRESHOLDS = tuple(float(t) for t in np.round(np.arange(0.0, 1.0001, 0.025), 3))
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    embedder: str
+    records: str
+    out: str
+    fold: int | None = None  # default: the embedder's validation fold
+    species_consistency: bool = False
+    gallery: int = 24  # queries shown in the report
+
+
+def split_queries(folds: np.ndarray, holdout: np.ndarray, ids: np.ndarray, fold: int
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(catalog mask, query mask, query truths): unknown individuals' truth is new_individual."""
+    from pipeline.search import NEW
+
+    catalog = (folds != fold) & (holdout == 0)
+    query = (folds == fold) | (holdout == 1)
+    known = set(ids[catalog].tolist())
+    truths = np.array([i if i in known else NEW for i in ids[query]], dtype=object)
+    return catalog, query, truths
+
+
+def per_species_map5(preds: list[list[str]], truths: np.ndarray, species: np.ndarray) -> dict[str, float]:
+    from pipeline.search import map_at_5
+
+    return {s: map_at_5([p for p, k in zip(preds, species == s, strict=True) if k], list(truths[species == s]))
+            for s in sorted(set(species.tolist()))}
+
+
+def evaluate(cfg: EvalConfig, progress: bool = True) -> dict:
+    import mlflow
+
+    from pipeline.catalog import from_records
+    from pipeline.search import NEW, map_at_5, predict, search, threshold_sweep
+    from stage2_embed.confusion import species_confusion
+    from stage2_embed.embed import load_embedder
+    from tfrecords import atomic
+    from tfrecords.reader import read_manifest
+    from tfrecords.tracking import start_run
+
+    model, ecfg = load_embedder(cfg.embedder)
+    tcfg_path = os.path.join(cfg.embedder, "train_config.json")
+    fold = cfg.fold if cfg.fold is not None else (
+        json.loads(open(tcfg_path).read())["val_fold"] if os.path.exists(tcfg_path) else 0)
+    _, arr = from_records(model, ecfg, cfg.records)
+    cat_mask, q_mask, truths = split_queries(arr["folds"], arr["holdout"], arr["individual_ids"], fold)
+    if not q_mask.any() or not cat_mask.any():
+        raise ValueError(f"{cfg.records}: fold {fold} leaves no queries or no catalog; choose another --fold")
+    cands = search(arr["embeddings"][q_mask], arr["embeddings"][cat_mask], arr["individual_ids"][cat_mask],
+                   arr["species"][cat_mask])
+    curve = threshold_sweep(cands, list(truths), THRESHOLDS, cfg.species_consistency)
+    best = int(np.argmax(curve))
+    threshold = THRESHOLDS[best]
+    preds = predict(cands, threshold, cfg.species_consistency)
+    q_species = arr["species"][q_mask]
+    new = truths == NEW
+    result = {
+        "fold": fold, "threshold": threshold, "map5": float(curve[best]),
+        "map5_known": map_at_5([p for p, n in zip(preds, new, strict=True) if not n], list(truths[~new])),
+        "new_individual_found": float(np.mean([p[0] == NEW for p, n in zip(preds, new, strict=True) if n]))
+        if new.any() else float("nan"),
+        "queries": int(q_mask.sum()), "new_queries": int(new.sum()), "catalog_images": int(cat_mask.sum()),
+        "per_species_map5": per_species_map5(preds, truths, q_species)}
+    species = read_manifest(cfg.records)["species"]
+    index = {s: i for i, s in enumerate(species)}
+    cm = species_confusion(np.array([index[s] for s in q_species]),
+                           np.array([index.get(s, 0) for s in cands.query_species]), species)
+    os.makedirs(cfg.out, exist_ok=True)
+    from pipeline.report import write_report
+
+    result["report"] = write_report(cfg, result, THRESHOLDS, curve, cm, cands, preds, truths, arr, q_mask, cat_mask)
+    atomic.write_json(os.path.join(cfg.out, "evaluation.json"), result)
+    atomic.write_json(os.path.join(cfg.embedder, "threshold.json"),
+                      {"threshold": threshold, "map5": result["map5"], "fold": fold, "records": cfg.records,
+                       "species_consistency": cfg.species_consistency})
+    with start_run("pipeline-evaluate", cfg, run_name=f"evaluate-fold{fold}"):
+        mlflow.log_metrics({k: v for k, v in result.items() if isinstance(v, float) and np.isfinite(v)})
+        mlflow.log_metrics({f"map5_{s}": v for s, v in result["per_species_map5"].items()})
+        for t, m in zip(THRESHOLDS, curve, strict=True):
+            mlflow.log_metric("map5_at_threshold", float(m), step=int(round(t * 1000)))
+        mlflow.log_artifacts(cfg.out, "evaluation")
+    return result
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--embedder", required=True, help="embedder run folder (threshold.json is written there)")
+    p.add_argument("--records", required=True, help="crop records the embedder was trained on")
+    p.add_argument("--fold", type=int, help="validation fold (default: the embedder's)")
+    p.add_argument("--out", help="report folder (default EMB_DIR/evaluation)")
+    p.add_argument("--species-consistency", action="store_true")
+    p.add_argument("--gallery", type=int, default=24, help="queries in the match gallery")
+    cli.add_debug_flag(p)
+    return p.parse_args(argv)
+
+
+def _main(a: argparse.Namespace) -> int:
+    cfg = EvalConfig(embedder=a.embedder, records=a.records, out=a.out or os.path.join(a.embedder, "evaluation"),
+                     fold=a.fold, species_consistency=a.species_consistency, gallery=a.gallery)
+    r = evaluate(cfg)
+    print(json.dumps({k: v for k, v in r.items() if k != "per_species_map5"}))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return cli.run(_main, parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+

@@ -1,0 +1,256 @@
+"""Photos in, ``submission.csv`` out: detect the fin / fluke / body, crop, embed, search the catalog.
+
+    python pipeline/infer.py --detector DET_DIR --embedder EMB_DIR --catalog RECORDS_OR_NPZ
+        (--images DIR | --records RECORDS [--split test]) --out submission.csv [--threshold T]
+        [--species-consistency] [--tta flip] [--batch-size 32]
+
+One batched ``tf.data`` path per chunk of images: decode -> detector (best box, grown by
+``--margin``; the whole image below ``--min-score``) -> crop at the embedder's size -> embed
+(``--tta flip`` averages with the mirrored crop) -> cosine search over the catalog (exact with
+scikit-learn; a FAISS IVF index above 200k catalog images) -> best score per individual -> five
+distinct ids, ``new_individual`` inserted where the score falls below the threshold
+(``EMB_DIR/threshold.json``, written by ``pipeline/evaluate.py``, unless ``--threshold``).
+``--detector none`` takes the images as crops.
+
+Writes ``submission.csv`` (every input image exactly once; an undecodable one still gets a row
+and is listed in ``failures.csv``) and ``matches.csv`` (top candidates with scores) beside it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a file: import the repo's packages, not this folder's files
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+import numpy as np
+import pandas as pd
+
+from tfrecords import cli
+
+DEFAULT_THRESHOLD = 0.5  # used, with a warning, when the embedder has no threshold.json yet
+
+
+@dataclass(frozen=True)
+class InferConfig:
+    detector: str  # run folder, or "none": the images are crops already
+    embedder: str
+    catalog: str
+    out: str
+    images: str | None = None
+    records: str | None = None
+    split: str = "test"
+    threshold: float | None = None
+    species_consistency: bool = False
+    tta: str = "none"
+    batch_size: int = 32
+    margin: float = 0.1
+    min_score: float = 0.2
+    max_side: int = 1024
+    chunk: int = 512  # images held in memory at once
+
+    def __post_init__(self) -> None:
+        if (self.images is None) == (self.records is None):
+            raise ValueError("give exactly one of --images DIR and --records RECORDS")
+        if self.tta not in ("none", "flip"):
+            raise ValueError("--tta must be none or flip")
+
+
+def load_threshold(embedder: str, given: float | None) -> float:
+    if given is not None:
+        return given
+    path = os.path.join(embedder, "threshold.json")
+    if os.path.exists(path):
+        return float(json.loads(open(path).read())["threshold"])
+    print(f"warning: {path} not found (run pipeline/evaluate.py); new_individual threshold {DEFAULT_THRESHOLD}",
+          file=sys.stderr)
+    return DEFAULT_THRESHOLD
+
+
+def inputs(cfg: InferConfig, failures: dict[str, str]) -> Iterator[tuple[str, bytes]]:
+    """(name, JPEG bytes) of every input image, in name order; rejected ones go to ``failures``."""
+    if cfg.records:
+        from tfrecords.reader import parsed_records
+
+        for e in parsed_records(cfg.records, cfg.split):
+            yield e["image/filename"].numpy().decode(), e["image/encoded"].numpy()
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tfrecords.images import PreparedImage, load_and_prepare
+    from tfrecords.layout import exists, join, list_images
+
+    if not exists(cfg.images):
+        raise FileNotFoundError(f"--images {cfg.images}: no such folder")
+    names = list_images(cfg.images)
+    if not names:
+        raise ValueError(f"--images {cfg.images}: no .jpg/.jpeg/.png images in it")
+    with ThreadPoolExecutor(4) as pool:  # decoding in Pillow releases the GIL
+        jobs = ((join(cfg.images, n), cfg.max_side, 80_000_000, 8) for n in names)
+        for name, r in zip(names, pool.map(load_and_prepare, jobs), strict=True):
+            if isinstance(r, PreparedImage):
+                yield name, r.encoded
+            else:
+                failures[name] = r
+
+
+def _chunks(it: Iterator[tuple[str, bytes]], n: int) -> Iterator[tuple[list[str], list[bytes]]]:
+    names, data = [], []
+    for name, enc in it:
+        names.append(name)
+        data.append(enc)
+        if len(names) == n:
+            yield names, data
+            names, data = [], []
+    if names:
+        yield names, data
+
+
+def embed_chunk(encoded: list[bytes], detector, det_size: int, embedder, emb_size: int, cfg: InferConfig
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """(embeddings [N, D], detection scores [N]; -1 where the whole image was used)."""
+    import tensorflow as tf
+
+    from stage1_detect.crop import CropConfig, choose_boxes, grow
+
+    parsed = tf.data.Dataset.from_tensor_slices({"image/encoded": tf.constant(encoded, tf.string)})
+    if detector is None:
+        boxes, scores = np.tile([[0.0, 0.0, 1.0, 1.0]], (len(encoded), 1)).astype(np.float32), -np.ones(len(encoded))
+    else:
+        ccfg = CropConfig(records="", out="", model="-", min_score=cfg.min_score, batch_size=cfg.batch_size)
+        boxes, scores, sources = choose_boxes(ccfg, detector, det_size, parsed)
+        scores = np.where(np.array(sources) == "detector", scores, -1.0)
+        boxes = grow(boxes, cfg.margin).numpy()
+
+    def crop(e, box):
+        img = tf.cast(tf.io.decode_jpeg(e["image/encoded"], channels=3), tf.float32)
+        return tf.image.crop_and_resize(img[None], box[None], [0], (emb_size, emb_size))[0]
+
+    crops = tf.data.Dataset.zip(parsed, tf.data.Dataset.from_tensor_slices(boxes)).map(
+        crop, num_parallel_calls=tf.data.AUTOTUNE).batch(cfg.batch_size).prefetch(tf.data.AUTOTUNE)
+    forward = tf.function(lambda x: embedder(x, training=False), reduce_retracing=True)
+    out = []
+    for x in crops:
+        e = forward(x)
+        if cfg.tta == "flip":
+            e = tf.math.l2_normalize(e + forward(tf.image.flip_left_right(x)), axis=-1)
+        out.append(np.asarray(e))
+    return np.concatenate(out), scores
+
+
+def run(cfg: InferConfig, progress: bool = True) -> dict:
+    from tqdm import tqdm
+
+    from pipeline import catalog as catalog_lib
+    from pipeline import index as approx
+    from pipeline.search import NEW, predict, search
+    from stage2_embed.embed import load_embedder
+    from tfrecords import atomic
+
+    embedder, ecfg = load_embedder(cfg.embedder)
+    detector, det_size = None, 0
+    if cfg.detector != "none":
+        from stage1_detect.model import load_detector
+
+        detector, dcfg = load_detector(cfg.detector)
+        det_size = dcfg.image_size
+    threshold = load_threshold(cfg.embedder, cfg.threshold)
+    cat = catalog_lib.load(cfg.catalog, embedder, ecfg)
+    if not len(cat):
+        raise ValueError(f"--catalog {cfg.catalog} holds no labelled images")
+    failures: dict[str, str] = {}
+    names, embs, det_scores = [], [], []
+    with tqdm(desc="infer", unit="img", disable=not progress) as bar:
+        for chunk_names, encoded in _chunks(inputs(cfg, failures), cfg.chunk):
+            e, s = embed_chunk(encoded, detector, det_size, embedder, ecfg["image_size"], cfg)
+            names += chunk_names
+            embs.append(e)
+            det_scores.append(s)
+            bar.update(len(chunk_names))
+    if not names and not failures:
+        raise ValueError("no input images: the records split or the folder is empty")
+    emb = np.concatenate(embs) if embs else np.zeros((0, cat.embeddings.shape[1]), np.float32)
+    index = approx.for_catalog(cfg.catalog, cat.embeddings)  # None (exact) below pipeline.index.APPROX_FROM
+    cands = search(emb, cat.embeddings, cat.individual_ids, cat.species, index=index)
+    preds = predict(cands, threshold, cfg.species_consistency)
+    frequent = pd.Series(cat.individual_ids).value_counts().index[:4].tolist()
+    rows = [(n, " ".join(p)) for n, p in zip(names, preds, strict=True)]
+    rows += [(n, " ".join([NEW, *frequent])) for n in sorted(failures)]  # still one row each
+    sub = pd.DataFrame(rows, columns=["image", "predictions"]).sort_values("image")
+    os.makedirs(os.path.dirname(os.path.abspath(cfg.out)), exist_ok=True)
+    atomic.write_bytes(cfg.out, sub.to_csv(index=False).encode())
+    out_dir = os.path.dirname(os.path.abspath(cfg.out))
+    det = np.concatenate(det_scores) if det_scores else np.zeros(0)
+    matches = pd.DataFrame([
+        {"image": n, "rank": r + 1, "individual_id": cands.ids[i, r], "species": cands.species[i, r],
+         "score": round(float(cands.scores[i, r]), 5), "predicted_species": cands.query_species[i],
+         "detection_score": round(float(det[i]), 4)}
+        for i, n in enumerate(names) for r in range(cands.ids.shape[1]) if cands.ids[i, r]])
+    atomic.write_bytes(os.path.join(out_dir, "matches.csv"), matches.to_csv(index=False).encode())
+    if failures:
+        atomic.write_bytes(os.path.join(out_dir, "failures.csv"), pd.DataFrame(
+            sorted(failures.items()), columns=["image", "reason"]).to_csv(index=False).encode())
+        print(f"warning: {len(failures)} image(s) could not be read; they got a default row: "
+              f"{os.path.join(out_dir, 'failures.csv')}", file=sys.stderr)
+    return {"submission": cfg.out, "images": len(sub), "failures": len(failures), "threshold": threshold,
+            "catalog_images": len(cat), "new_individual_first": float(np.mean([p[0] == NEW for p in preds]))
+            if preds else 0.0}
+
+
+def validate_submission(path: str, expected: list[str]) -> pd.DataFrame:
+    """A Kaggle submission: columns image,predictions; every expected image exactly once; five
+    distinct space-separated ids per row (fewer only when the catalog is that small)."""
+    sub = pd.read_csv(path, dtype=str, keep_default_na=False)
+    if list(sub.columns) != ["image", "predictions"]:
+        raise ValueError(f"{path}: columns {list(sub.columns)}, expected image,predictions")
+    if sub["image"].duplicated().any():
+        raise ValueError(f"{path}: duplicated images {sub['image'][sub['image'].duplicated()].tolist()[:3]}")
+    if set(sub["image"]) != set(expected):
+        missing, extra = set(expected) - set(sub["image"]), set(sub["image"]) - set(expected)
+        raise ValueError(f"{path}: {len(missing)} images missing, {len(extra)} unexpected")
+    for p in sub["predictions"]:
+        ids = p.split()
+        if not 1 <= len(ids) <= 5 or len(set(ids)) != len(ids):
+            raise ValueError(f"{path}: bad predictions {p!r} (five distinct ids expected)")
+    return sub
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--detector", required=True, help="detector run folder, or none (the images are crops)")
+    p.add_argument("--embedder", required=True, help="embedder run folder")
+    p.add_argument("--catalog", required=True, help="crop records of the known individuals, or a catalog .npz")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--images", help="folder of photos")
+    src.add_argument("--records", help="image records (tfrecords/build.py output)")
+    p.add_argument("--split", default="test", help="with --records: the split to identify")
+    p.add_argument("--out", required=True, help="submission.csv to write (matches.csv goes beside it)")
+    p.add_argument("--threshold", type=float, help="new_individual threshold (default: EMB_DIR/threshold.json)")
+    p.add_argument("--species-consistency", action="store_true", help="demote candidates of another species")
+    p.add_argument("--tta", choices=("none", "flip"), default="none")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--quiet", action="store_true")
+    cli.add_debug_flag(p)
+    return p.parse_args(argv)
+
+
+def _main(a: argparse.Namespace) -> int:
+    cfg = InferConfig(detector=a.detector, embedder=a.embedder, catalog=a.catalog, out=a.out, images=a.images,
+                      records=a.records, split=a.split, threshold=a.threshold,
+                      species_consistency=a.species_consistency, tta=a.tta, batch_size=a.batch_size)
+    print(json.dumps(run(cfg, progress=not a.quiet)))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return cli.run(_main, parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,116 @@
+"""From query embeddings to five predicted individuals: nearest catalog images (scikit-learn, or
+FAISS for large catalogs), the best score per individual, species consistency and the
+``new_individual`` threshold.
+
+The pure functions here take small arrays and are tested on hand-made score tables; ``search``
+does the nearest-neighbour step over a ``Catalog``.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+NEW = "new_individual"
+
+
+@dataclass(frozen=True)
+class Candidates:
+    """Per query, the catalog individuals found, best score first: ids/species [Q, K] (object),
+    scores [Q, K] (cosine; -inf pads), and the query's species as predicted from its neighbours."""
+    ids: np.ndarray
+    species: np.ndarray
+    scores: np.ndarray
+    query_species: np.ndarray
+
+
+def best_per_individual(nbr_ids: np.ndarray, nbr_species: np.ndarray, nbr_scores: np.ndarray,
+                        k: int = 10) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Collapse each query's neighbour list (sorted by score, best first) to distinct individuals,
+    keeping each one's best score: (ids, species, scores), each [Q, k], padded with "" / -inf."""
+    q = nbr_ids.shape[0]
+    ids = np.full((q, k), "", dtype=object)
+    species = np.full((q, k), "", dtype=object)
+    scores = np.full((q, k), -np.inf)
+    for i in range(q):
+        seen: set[str] = set()
+        j = 0
+        for ind, sp, s in zip(nbr_ids[i], nbr_species[i], nbr_scores[i], strict=True):
+            if ind in seen or ind == "":
+                continue
+            seen.add(ind)
+            ids[i, j], species[i, j], scores[i, j] = ind, sp, s
+            j += 1
+            if j == k:
+                break
+    return ids, species, scores
+
+
+def vote_species(nbr_species: np.ndarray, nbr_scores: np.ndarray, top: int = 5) -> np.ndarray:
+    """Each query's species: a score-weighted vote of its ``top`` nearest catalog images."""
+    out = np.empty(nbr_species.shape[0], dtype=object)
+    for i in range(nbr_species.shape[0]):
+        votes: Counter[str] = Counter()
+        for sp, s in zip(nbr_species[i, :top], nbr_scores[i, :top], strict=True):
+            if np.isfinite(s) and sp:
+                votes[sp] += max(float(s), 0.0) + 1e-6
+        out[i] = votes.most_common(1)[0][0] if votes else ""
+    return out
+
+
+def predict(cands: Candidates, threshold: float, species_consistency: bool = False) -> list[list[str]]:
+    """Five distinct ids per query. Candidates whose species differs from the query's predicted one
+    go after all others (``species_consistency``: two species are never one individual);
+    ``new_individual`` enters just before the first candidate scoring below ``threshold`` (first of
+    all when even the best is below), or last if every candidate clears it."""
+    out = []
+    for i in range(cands.ids.shape[0]):
+        order = [j for j in range(cands.ids.shape[1]) if cands.ids[i, j] != ""]
+        if species_consistency and cands.query_species[i]:
+            order.sort(key=lambda j: cands.species[i, j] != cands.query_species[i])  # stable: keeps score order
+        preds: list[str] = []
+        for j in order:
+            if NEW not in preds and cands.scores[i, j] < threshold:
+                preds.append(NEW)
+            preds.append(str(cands.ids[i, j]))
+        if NEW not in preds:
+            preds.append(NEW)
+        out.append(preds[:5])
+    return out
+
+
+def map_at_5(predictions: Sequence[Sequence[str]], truths: Sequence[str]) -> float:
+    """Kaggle's MAP@5 (the stage-2 implementation; one definition for the whole project)."""
+    from stage2_embed.retrieval import map_at_5 as _map5
+
+    return _map5(predictions, truths)
+
+
+def threshold_sweep(cands: Candidates, truths: Sequence[str], thresholds: Sequence[float],
+                    species_consistency: bool = False) -> np.ndarray:
+    """MAP@5 at each threshold."""
+    return np.array([map_at_5(predict(cands, t, species_consistency), truths) for t in thresholds])
+
+
+def search(query_emb: np.ndarray, catalog_emb: np.ndarray, catalog_ids: Sequence[str],
+           catalog_species: Sequence[str], neighbours: int = 50, k: int = 10, index=None) -> Candidates:
+    """Cosine nearest neighbours (embeddings are L2-normalised): exact with scikit-learn, or through
+    a FAISS ``index`` for large catalogs (``pipeline.index``); then the best score per individual."""
+    from pipeline.index import knn
+
+    n = min(neighbours, len(catalog_emb))
+    if n == 0 or len(query_emb) == 0:
+        empty = np.full((len(query_emb), k), "", dtype=object)
+        return Candidates(empty, empty.copy(), np.full((len(query_emb), k), -np.inf),
+                          np.full(len(query_emb), "", dtype=object))
+    scores, idx = knn(query_emb, catalog_emb, n, index)
+    valid = idx >= 0  # an approximate index may return fewer than n
+    idx = np.where(valid, idx, 0)
+    scores = np.where(valid, scores, -np.inf)
+    cat_ids = np.where(valid, np.asarray(catalog_ids, dtype=object)[idx], "")
+    cat_species = np.where(valid, np.asarray(catalog_species, dtype=object)[idx], "")
+    ids, species, best = best_per_individual(cat_ids, cat_species, scores, k)
+    return Candidates(ids, species, best, vote_species(cat_species, scores))

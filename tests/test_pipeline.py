@@ -1,0 +1,119 @@
+"""The pipeline on the tiny dataset: open-set evaluation (threshold, report), inference from records
+and from a photo folder with a broken file, enrollment that the next search finds."""
+
+import json
+import os
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import run_script
+
+from pipeline.evaluate import THRESHOLDS, split_queries
+from pipeline.search import NEW
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_crops, tiny_embedder, tmp_path_factory):
+    root = tmp_path_factory.mktemp("pipe")
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{root}/mlflow.db"
+    yield root, tiny_crops, tiny_embedder
+    os.environ.pop("MLFLOW_TRACKING_URI")
+
+
+@pytest.fixture(scope="module")
+def evaluated(trained):
+    from pipeline.evaluate import EvalConfig, evaluate
+
+    root, crops, emb = trained
+    return evaluate(EvalConfig(embedder=str(emb), records=str(crops), out=str(root / "eval"), gallery=6),
+                    progress=False)
+
+
+def test_split_queries_makes_unknown_individuals_new():
+    folds = np.array([0, 1, 1, 0, 1])
+    holdout = np.array([0, 0, 0, 0, 1])
+    ids = np.array(["a", "a", "b", "c", "d"])
+    cat, q, truths = split_queries(folds, holdout, ids, fold=0)
+    assert cat.tolist() == [False, True, True, False, False]
+    assert q.tolist() == [True, False, False, True, True]
+    assert truths.tolist() == ["a", NEW, NEW]
+
+
+def test_evaluation_picks_the_best_threshold_and_writes_the_report(trained, evaluated):
+    _, _, emb = trained
+    r = evaluated
+    assert r["threshold"] in THRESHOLDS and 0.0 <= r["map5"] <= 1.0
+    assert r["new_queries"] > 0 and r["queries"] > r["new_queries"]
+    stored = json.loads((emb / "threshold.json").read_text())
+    assert stored["threshold"] == r["threshold"]
+    page = open(r["report"]).read()
+    assert page.count("<tr><td><img class=\"q\"") == 6  # six gallery rows
+    assert page.count("data:image/png;base64,") == 3 and "new_individual" in page
+
+
+def test_infer_from_records_writes_a_valid_submission(trained, evaluated, tiny_records, tiny_data, tmp_path):
+    from pipeline.infer import validate_submission
+
+    _, crops, emb = trained
+    out = tmp_path / "sub" / "submission.csv"
+    r = run_script(["pipeline/infer.py", "--detector", "none", "--embedder", str(emb), "--catalog", str(crops),
+                    "--records", str(tiny_records), "--out", str(out), "--species-consistency", "--tta", "flip",
+                    "--quiet"])
+    assert r.returncode == 0, r.stderr[-2000:]
+    truth = pd.read_csv(tiny_data / "test_truth.csv")
+    sub = validate_submission(str(out), truth["image"].tolist())
+    assert all(len(p.split()) == 5 for p in sub["predictions"])
+    assert json.loads(r.stdout.strip().splitlines()[-1])["threshold"] == evaluated["threshold"]
+    m = pd.read_csv(tmp_path / "sub" / "matches.csv")
+    assert set(m["image"]) == set(truth["image"]) and (m.groupby("image")["score"].is_monotonic_decreasing).all()
+
+
+def test_infer_from_a_folder_gives_a_broken_photo_its_row(trained, tiny_data, tmp_path):
+    from pipeline.infer import InferConfig, run, validate_submission
+
+    _, crops, emb = trained
+    photos = tmp_path / "photos"
+    shutil.copytree(tiny_data / "test_images", photos)
+    (photos / "broken.jpg").write_bytes(b"\xff\xd8\xff not really a jpeg")
+    out = tmp_path / "submission.csv"
+    res = run(InferConfig(detector="none", embedder=str(emb), catalog=str(crops), images=str(photos), out=str(out)),
+              progress=False)
+    names = sorted(os.listdir(photos))
+    sub = validate_submission(str(out), names)
+    assert res["failures"] == 1 and sub.set_index("image").loc["broken.jpg", "predictions"].startswith(NEW)
+    assert pd.read_csv(tmp_path / "failures.csv")["image"].tolist() == ["broken.jpg"]
+
+
+def test_enrolled_photos_are_found_by_the_next_search(trained, tiny_data, tmp_path):
+    from pipeline.enroll import enroll
+    from pipeline.infer import InferConfig, run
+
+    _, crops, emb = trained
+    photos = tmp_path / "new"
+    photos.mkdir()
+    names = sorted(os.listdir(tiny_data / "test_images"))[:3]
+    for n in names:
+        shutil.copy(tiny_data / "test_images" / n, photos / n)
+    labels = tmp_path / "labels.csv"
+    labels.write_text("\ufeffimage,individual_id,species\n" + "".join(
+        f"{n},newbie{i},Bottlenose Dolpin\n" for i, n in enumerate(names)))
+    cat = tmp_path / "catalog.npz"
+    res = enroll(str(emb), str(cat), str(photos), str(labels))
+    assert res["enrolled"] == 3 and res["individuals"] == 3
+    out = tmp_path / "sub.csv"
+    run(InferConfig(detector="none", embedder=str(emb), catalog=str(cat), images=str(photos), out=str(out),
+                    threshold=0.0), progress=False)
+    m = pd.read_csv(tmp_path / "matches.csv")
+    for i, n in enumerate(names):  # the photo itself is in the catalog now: its own id scores 1
+        own = m[(m["image"] == n) & (m["individual_id"] == f"newbie{i}")]["score"]
+        assert len(own) == 1 and own.iloc[0] == pytest.approx(1.0, abs=1e-5)
+        assert own.iloc[0] >= m[m["image"] == n]["score"].max() - 1e-6  # (a 2-epoch embedder may tie others)
+    with np.load(cat, allow_pickle=False) as z:
+        assert set(z["species"]) == {"bottlenose_dolphin"}
+    labels.write_text("image,individual_id,species\n" + f"{names[0]},newbie1,beluga\n")
+    r = run_script(["pipeline/enroll.py", "--embedder", str(emb), "--catalog", str(cat), "--images", str(photos),
+                    "--labels", str(labels)])
+    assert r.returncode == 2 and "newbie1 is bottlenose_dolphin in the catalog" in r.stderr
+    assert len(r.stderr.strip().splitlines()[-1]) < 300
