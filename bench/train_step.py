@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     x = {"image": rng.uniform(0, 255, (n, s, s, 3)).astype("float32"),
          "label": rng.integers(0, a.classes, n).astype("int32")}
     y = {"individual": x["label"], "species": x["label"] % 8}
-    ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(b, drop_remainder=True).cache().repeat()
+    ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(b, drop_remainder=True).repeat()
     cfg = TrainConfig(records="", out="", backbone=a.backbone, image_size=s, batch_size=b, epochs=1)
     ecfg = EmbedderConfig(num_classes=a.classes, num_species=8, backbone=a.backbone, image_size=s)
 

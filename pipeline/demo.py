@@ -131,6 +131,7 @@ def score(submission: str, truth_csv: str) -> float:
 def score_all(workdir: str, det: str, emb: str, crops: str, records: str, data: str, size: str) -> dict:
     """The pipeline's test MAP@5 and two baselines: the five most frequent individuals for every
     image; the same pipeline with an untrained (randomly initialised) embedder."""
+    import keras
     import pandas as pd
 
     from pipeline.infer import validate_submission
@@ -151,6 +152,7 @@ def score_all(workdir: str, det: str, emb: str, crops: str, records: str, data: 
     ecfg = EmbedderConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in json.loads(
         open(os.path.join(emb, "embedder_config.json")).read()).items()})
     os.makedirs(untrained, exist_ok=True)
+    keras.utils.set_random_seed(0)  # the same random embedder every run
     save_model(build_models(ecfg)[1], os.path.join(untrained, "embedder.keras"))
     atomic.write_json(os.path.join(untrained, "embedder_config.json"), json.loads(
         open(os.path.join(emb, "embedder_config.json")).read()))

@@ -118,6 +118,7 @@ def embed_chunk(encoded: list[bytes], detector, det_size: int, embedder, emb_siz
     import tensorflow as tf
 
     from stage1_detect.crop import CropConfig, choose_boxes, grow
+    from stage2_embed.train import forward_fn
 
     parsed = tf.data.Dataset.from_tensor_slices({"image/encoded": tf.constant(encoded, tf.string)})
     if detector is None:
@@ -128,13 +129,17 @@ def embed_chunk(encoded: list[bytes], detector, det_size: int, embedder, emb_siz
         scores = np.where(np.array(sources) == "detector", scores, -1.0)
         boxes = grow(boxes, cfg.margin).numpy()
 
-    def crop(e, box):
-        img = tf.cast(tf.io.decode_jpeg(e["image/encoded"], channels=3), tf.float32)
-        return tf.image.crop_and_resize(img[None], box[None], [0], (emb_size, emb_size))[0]
+    def crop(e, box):  # slice, then an antialiased resize, as the training crops were made:
+        img = tf.io.decode_jpeg(e["image/encoded"], channels=3)  # crop_and_resize aliases fine marks
+        hw = tf.cast(tf.shape(img)[:2], tf.float32)
+        lo = tf.cast(tf.floor(box[:2] * hw), tf.int32)
+        hi = tf.maximum(tf.cast(tf.math.ceil(box[2:] * hw), tf.int32), lo + 1)
+        patch = tf.cast(img[lo[0]:hi[0], lo[1]:hi[1]], tf.float32)
+        return tf.image.resize(patch, (emb_size, emb_size), antialias=True)
 
     crops = tf.data.Dataset.zip(parsed, tf.data.Dataset.from_tensor_slices(boxes)).map(
         crop, num_parallel_calls=tf.data.AUTOTUNE).batch(cfg.batch_size).prefetch(tf.data.AUTOTUNE)
-    forward = tf.function(lambda x: embedder(x, training=False), reduce_retracing=True)
+    forward = forward_fn(embedder)
     out = []
     for x in crops:
         e = forward(x)
@@ -144,14 +149,22 @@ def embed_chunk(encoded: list[bytes], detector, det_size: int, embedder, emb_siz
     return np.concatenate(out), scores
 
 
-def run(cfg: InferConfig, progress: bool = True) -> dict:
-    from tqdm import tqdm
+@dataclass(frozen=True)
+class Models:
+    """What ``infer`` loads once: the models, the threshold, the catalog and its index."""
+    embedder: object
+    embedder_cfg: dict
+    detector: object | None
+    detector_size: int
+    threshold: float
+    catalog: object
+    index: object | None
 
+
+def load(cfg: InferConfig) -> Models:
     from pipeline import catalog as catalog_lib
     from pipeline import index as approx
-    from pipeline.search import NEW, predict, search
     from stage2_embed.embed import load_embedder
-    from tfrecords import atomic
 
     embedder, ecfg = load_embedder(cfg.embedder)
     detector, det_size = None, 0
@@ -164,21 +177,40 @@ def run(cfg: InferConfig, progress: bool = True) -> dict:
     cat = catalog_lib.load(cfg.catalog, embedder, ecfg)
     if not len(cat):
         raise ValueError(f"--catalog {cfg.catalog} holds no labelled images")
-    failures: dict[str, str] = {}
+    index = approx.for_catalog(cfg.catalog, cat.embeddings)  # None (exact) below pipeline.index.APPROX_FROM
+    return Models(embedder, ecfg, detector, det_size, threshold, cat, index)
+
+
+def identify(m: Models, chunks, cfg: InferConfig, progress: bool = False):
+    """(names, embeddings, detection scores, candidates, five predictions each) for (names, JPEGs) chunks."""
+    from tqdm import tqdm
+
+    from pipeline.search import predict, search
+
     names, embs, det_scores = [], [], []
     with tqdm(desc="infer", unit="img", disable=not progress) as bar:
-        for chunk_names, encoded in _chunks(inputs(cfg, failures), cfg.chunk):
-            e, s = embed_chunk(encoded, detector, det_size, embedder, ecfg["image_size"], cfg)
+        for chunk_names, encoded in chunks:
+            e, s = embed_chunk(encoded, m.detector, m.detector_size, m.embedder, m.embedder_cfg["image_size"], cfg)
             names += chunk_names
             embs.append(e)
             det_scores.append(s)
             bar.update(len(chunk_names))
+    emb = np.concatenate(embs) if embs else np.zeros((0, m.catalog.embeddings.shape[1]), np.float32)
+    det = np.concatenate(det_scores) if det_scores else np.zeros(0)
+    cands = search(emb, m.catalog.embeddings, m.catalog.individual_ids, m.catalog.species, index=m.index)
+    return names, emb, det, cands, predict(cands, m.threshold, cfg.species_consistency)
+
+
+def run(cfg: InferConfig, progress: bool = True) -> dict:
+    from pipeline.search import NEW
+    from tfrecords import atomic
+
+    m = load(cfg)
+    cat, threshold = m.catalog, m.threshold
+    failures: dict[str, str] = {}
+    names, _, det, cands, preds = identify(m, _chunks(inputs(cfg, failures), cfg.chunk), cfg, progress)
     if not names and not failures:
         raise ValueError("no input images: the records split or the folder is empty")
-    emb = np.concatenate(embs) if embs else np.zeros((0, cat.embeddings.shape[1]), np.float32)
-    index = approx.for_catalog(cfg.catalog, cat.embeddings)  # None (exact) below pipeline.index.APPROX_FROM
-    cands = search(emb, cat.embeddings, cat.individual_ids, cat.species, index=index)
-    preds = predict(cands, threshold, cfg.species_consistency)
     frequent = pd.Series(cat.individual_ids).value_counts().index[:4].tolist()
     rows = [(n, " ".join(p)) for n, p in zip(names, preds, strict=True)]
     rows += [(n, " ".join([NEW, *frequent])) for n in sorted(failures)]  # still one row each
@@ -186,7 +218,6 @@ def run(cfg: InferConfig, progress: bool = True) -> dict:
     os.makedirs(os.path.dirname(os.path.abspath(cfg.out)), exist_ok=True)
     atomic.write_bytes(cfg.out, sub.to_csv(index=False).encode())
     out_dir = os.path.dirname(os.path.abspath(cfg.out))
-    det = np.concatenate(det_scores) if det_scores else np.zeros(0)
     matches = pd.DataFrame([
         {"image": n, "rank": r + 1, "individual_id": cands.ids[i, r], "species": cands.species[i, r],
          "score": round(float(cands.scores[i, r]), 5), "predicted_species": cands.query_species[i],

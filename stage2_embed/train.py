@@ -79,13 +79,22 @@ def smoke(records: str, out: str, **kw) -> TrainConfig:
 _FORWARD: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> its compiled forward
 
 
-def embed_all(model, ds) -> tuple:
-    """Embeddings and labels of every batch of ``ds`` (``stage2_embed.data.image_dataset``)."""
+def forward_fn(model):
+    """``model``'s inference call as a ``tf.function``, traced once per model (not once per
+    validation pass or inference chunk: tracing an EfficientNet costs ~10 s; eager calls are ~3x
+    slower)."""
     import tensorflow as tf
 
     forward = _FORWARD.get(model)
-    if forward is None:  # traced once per model, not once per validation pass (tracing costs ~10 s)
+    if forward is None:
         forward = _FORWARD[model] = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+    return forward
+
+
+def embed_all(model, ds) -> tuple:
+    """Embeddings and labels of every batch of ``ds`` (``stage2_embed.data.image_dataset``)."""
+
+    forward = forward_fn(model)
     embs, ids, species, names, folds, holdout = [], [], [], [], [], []
     for b in ds:
         embs.append(np.asarray(forward(b["image"])))
