@@ -24,8 +24,8 @@ from tfrecords import cli
 from tfrecords.synthesize import SMOKE, SynthConfig
 
 SIZES = {"small": SMOKE, "default": SynthConfig(seed=1)}
-DETECTOR_EPOCHS = 8  # of the 20-minute demo budget, ~6 minutes: mAP@0.5 ~0.93 on the default data
-EMBEDDER = {"epochs": 30}  # TrainConfig defaults otherwise (96 px): ~6 minutes on 2 cores
+DETECTOR_EPOCHS = 8  # of the 20-minute demo budget, ~6.5 minutes: mAP@0.5 0.89-0.93 on the default data
+EMBEDDER = {"epochs": 30}  # TrainConfig defaults otherwise (96 px): ~9 minutes on 2 cores
 
 
 def step(n: int, total: int, what: str) -> float:

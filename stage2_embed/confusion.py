@@ -125,9 +125,8 @@ def report(train_model, records: str, out: str, image_size: int, fold: int, head
     accuracy = float(np.trace(cm.to_numpy()) / max(1, cm.to_numpy().sum()))
     plot_confusion(cm, os.path.join(out, "species_confusion.png"),
                    f"species, {head} run, fold {fold} (accuracy {accuracy:.1%})")
-    trained = set(parsed_records_individuals(parsed_records(records, "train", exclude_folds=[fold],
-                                                            include_holdout=False)))
-    known = np.isin(p["true_individual"], sorted(trained))
+    trained = parsed_records(records, "train", exclude_folds=[fold], include_holdout=False)
+    known = np.isin(p["true_individual"], _individual_indices(trained))  # pairs only among trained individuals
     species_of = dict(zip(individuals, _species_per_individual(records, individuals, species), strict=True))
     pairs = confused_pairs(p["true_individual"][known], p["individual"][known], individuals, species_of)
     atomic.write_bytes(os.path.join(out, "confused_individuals.csv"), pairs.to_csv(index=False).encode())
@@ -135,8 +134,8 @@ def report(train_model, records: str, out: str, image_size: int, fold: int, head
         known].mean()) if known.any() else 0.0, "confusion_dir": out}
 
 
-def parsed_records_individuals(ds) -> list[int]:
-    return [int(i) for b in ds.map(lambda e: e["image/individual_index"]).batch(4096) for i in b.numpy()]
+def _individual_indices(ds) -> list[int]:
+    return sorted({int(i) for b in ds.map(lambda e: e["image/individual_index"]).batch(4096) for i in b.numpy()})
 
 
 def _species_per_individual(records: str, individuals: list[str], species: list[str]) -> list[str]:
