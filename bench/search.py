@@ -46,6 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--queries", type=int, default=10_000)
     p.add_argument("--dim", type=int, default=512)
     p.add_argument("--per-individual", type=int, default=5)
+    p.add_argument("--nlist", type=int, help="IVF lists (default: pipeline.index's ~4 sqrt(N))")
+    p.add_argument("--nprobe", type=int, help="lists probed (default: pipeline.index.NPROBE)")
     a = p.parse_args(argv)
 
     import faiss
@@ -66,8 +68,10 @@ def main(argv: list[str] | None = None) -> int:
     _, exact = faiss.knn(queries, catalog, 5, metric=faiss.METRIC_INNER_PRODUCT)
     exact_s = time.perf_counter() - t
     t = time.perf_counter()
-    index = build_ivf(catalog)
+    index = build_ivf(catalog, nlist=a.nlist)
     build_s = time.perf_counter() - t
+    if a.nprobe:
+        index.nprobe = a.nprobe
     index.search(queries[:100], 5)  # warm-up
     t = time.perf_counter()
     _, approx = index.search(queries, 5)
