@@ -149,13 +149,12 @@ def score_all(workdir: str, det: str, emb: str, crops: str, records: str, data: 
     frequent = os.path.join(base, "most_frequent.csv")
     atomic.write_bytes(frequent, pd.DataFrame({"image": images, "predictions": top5}).to_csv(index=False).encode())
     untrained = os.path.join(base, "untrained_embedder")
-    ecfg = EmbedderConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in json.loads(
-        open(os.path.join(emb, "embedder_config.json")).read()).items()})
+    trained_cfg = json.loads(open(os.path.join(emb, "embedder_config.json")).read())
+    ecfg = EmbedderConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in trained_cfg.items()})
     os.makedirs(untrained, exist_ok=True)
     keras.utils.set_random_seed(0)  # the same random embedder every run
     save_model(build_models(ecfg)[1], os.path.join(untrained, "embedder.keras"))
-    atomic.write_json(os.path.join(untrained, "embedder_config.json"), json.loads(
-        open(os.path.join(emb, "embedder_config.json")).read()))
+    atomic.write_json(os.path.join(untrained, "embedder_config.json"), trained_cfg)
     evaluate_embedder(untrained, crops)
     identify(det, untrained, crops, records, os.path.join(untrained, "submission.csv"))
     return {"pipeline": score(os.path.join(workdir, "submission", "submission.csv"), truth_csv),

@@ -168,7 +168,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
     n_train = int(counts.sum())
     strategy = choose_strategy()
     if mixed := cfg.mixed_precision:  # bfloat16 on TPU (and CPU), float16 (with loss scaling) on GPU
-        gpu = bool(keras.config.backend() == "tensorflow" and _has_gpu()) and "TPU" not in type(strategy).__name__
+        gpu = _has_gpu() and "TPU" not in type(strategy).__name__
         keras.mixed_precision.set_global_policy("mixed_float16" if gpu else "mixed_bfloat16")
     global_batch = cfg.batch_size * strategy.num_replicas_in_sync
     steps = max(1, n_train // global_batch)
