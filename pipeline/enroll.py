@@ -123,7 +123,7 @@ def _update_index(catalog: str, old, new, merged) -> None:
     if index is not None:
         index.add(np.ascontiguousarray(new.embeddings, np.float32))
     else:
-        index = approx.build_ivf(merged.embeddings)
+        index = approx.build_index(merged.embeddings)
     approx.save(index, path)
 
 

@@ -1,10 +1,13 @@
 """Nearest catalog images at any catalog size: exact search (scikit-learn) for small catalogs, a
-FAISS inverted-file index above ``APPROX_FROM`` images, saved beside the catalog.
+FAISS index above ``APPROX_FROM`` images, saved beside the catalog.
 
-Embeddings are L2-normalised, so inner product = cosine. The IVF index clusters the catalog into
-~4 sqrt(N) lists (k-means on a sample) and scans the ``nprobe`` lists nearest each query: at 1M
-images, ~1 % of the catalog per query. ``bench/search.py`` measures speed and recall@5 against
-exact search.
+Embeddings are L2-normalised, so inner product = cosine. The index is FAISS's
+``IVF{~4 sqrt(N)},PQ{d/2}x4fs`` inside an ``IndexRefineFlat``: k-means lists (``nprobe`` of them
+scanned per query) holding 4-bit product-quantised codes that FAISS scans with SIMD ("fast scan"),
+then the best ``k x K_FACTOR`` candidates re-ranked by exact inner product on the full vectors. A
+plain ``IVFFlat`` was tried first: at 1M images it needed 128 of 4,000 lists for recall@5 0.95, and
+was then only 5.5x exact search; the quantised scan makes probing 256 lists cheap, and the re-rank
+undoes the quantisation's errors (recall@5 0.98 at 17x exact in ``bench/search.py``).
 """
 
 from __future__ import annotations
@@ -14,7 +17,8 @@ import os
 import numpy as np
 
 APPROX_FROM = 200_000  # catalog images; below, exact search is fast enough and has recall 1
-NPROBE = 32
+NPROBE = 256  # lists scanned per query (of ~4,000 at 1M images)
+K_FACTOR = 50  # candidates re-ranked exactly, per neighbour asked for
 
 
 def index_path(catalog_path: str) -> str:
@@ -22,19 +26,28 @@ def index_path(catalog_path: str) -> str:
     return os.path.splitext(catalog_path)[0] + ".faiss"
 
 
-def build_ivf(emb: np.ndarray, nlist: int | None = None, train_size: int = 100_000, seed: int = 0):
-    """A trained ``IndexIVFFlat`` (inner product) holding ``emb``."""
+def build_index(emb: np.ndarray, nlist: int | None = None, train_size: int = 160_000, seed: int = 0):
+    """A trained index (see the module docstring) holding ``emb`` [N, d], d even."""
     import faiss
 
     n, d = emb.shape
     nlist = nlist or max(1, min(int(4 * np.sqrt(n)), n // 39))  # faiss wants >= 39 points per list
-    quantizer = faiss.IndexFlatIP(d)
-    index = faiss.IndexIVFFlat(quantizer, d, nlist, faiss.METRIC_INNER_PRODUCT)
+    base = faiss.index_factory(d, f"IVF{nlist},PQ{d // 2}x4fs", faiss.METRIC_INNER_PRODUCT)
     rng = np.random.default_rng(seed)
     sample = emb[rng.choice(n, min(n, max(train_size, 39 * nlist)), replace=False)]
-    index.train(np.ascontiguousarray(sample, np.float32))
+    base.train(np.ascontiguousarray(sample, np.float32))
+    index = faiss.IndexRefineFlat(base)
     index.add(np.ascontiguousarray(emb, np.float32))
-    index.nprobe = min(NPROBE, nlist)
+    return configure(index)
+
+
+def configure(index, nprobe: int = NPROBE, k_factor: int = K_FACTOR):
+    """Set the search-time knobs (also on an index read back from disk)."""
+    import faiss
+
+    ivf = faiss.extract_index_ivf(index.base_index)
+    ivf.nprobe = min(nprobe, ivf.nlist)
+    index.k_factor = k_factor
     return index
 
 
@@ -56,7 +69,7 @@ def load(path: str, expected: int):
     if not os.path.exists(path):
         return None
     index = faiss.read_index(path)
-    return index if index.ntotal == expected else None
+    return configure(index) if index.ntotal == expected else None
 
 
 def knn(query: np.ndarray, catalog: np.ndarray, k: int, index=None) -> tuple[np.ndarray, np.ndarray]:
@@ -80,7 +93,7 @@ def for_catalog(catalog_path: str | None, embeddings: np.ndarray):
     path = index_path(catalog_path) if catalog_path and catalog_path.endswith(".npz") else None
     index = load(path, len(embeddings)) if path else None
     if index is None:
-        index = build_ivf(embeddings)
+        index = build_index(embeddings)
         if path:
             save(index, path)
     return index

@@ -73,8 +73,25 @@ def load_threshold(embedder: str, given: float | None) -> float:
     return DEFAULT_THRESHOLD
 
 
+def check_inputs(cfg: InferConfig) -> list[str]:
+    """The input folder's image names (none for records), or one clear error before any model loads."""
+    from tfrecords.layout import exists, list_images
+    from tfrecords.reader import list_shards
+
+    if cfg.records:
+        list_shards(cfg.records, cfg.split)  # the manifest's version and the split's shards
+        return []
+    if not exists(cfg.images):
+        raise FileNotFoundError(f"--images {cfg.images}: no such folder")
+    names = list_images(cfg.images)
+    if not names:
+        raise ValueError(f"--images {cfg.images}: no .jpg/.jpeg/.png images in it")
+    return names
+
+
 def inputs(cfg: InferConfig, failures: dict[str, str]) -> Iterator[tuple[str, bytes]]:
     """(name, JPEG bytes) of every input image, in name order; rejected ones go to ``failures``."""
+    names = check_inputs(cfg)
     if cfg.records:
         from tfrecords.reader import parsed_records
 
@@ -84,13 +101,8 @@ def inputs(cfg: InferConfig, failures: dict[str, str]) -> Iterator[tuple[str, by
     from concurrent.futures import ThreadPoolExecutor
 
     from tfrecords.images import PreparedImage, load_and_prepare
-    from tfrecords.layout import exists, join, list_images
+    from tfrecords.layout import join
 
-    if not exists(cfg.images):
-        raise FileNotFoundError(f"--images {cfg.images}: no such folder")
-    names = list_images(cfg.images)
-    if not names:
-        raise ValueError(f"--images {cfg.images}: no .jpg/.jpeg/.png images in it")
     with ThreadPoolExecutor(4) as pool:  # decoding in Pillow releases the GIL
         jobs = ((join(cfg.images, n), cfg.max_side, 80_000_000, 8) for n in names)
         for name, r in zip(names, pool.map(load_and_prepare, jobs), strict=True):
@@ -205,6 +217,7 @@ def run(cfg: InferConfig, progress: bool = True) -> dict:
     from pipeline.search import NEW
     from tfrecords import atomic
 
+    check_inputs(cfg)  # before minutes of model loading and catalog embedding
     m = load(cfg)
     cat, threshold = m.catalog, m.threshold
     failures: dict[str, str] = {}

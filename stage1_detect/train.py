@@ -6,12 +6,14 @@
 Trains on folds != ``--val-fold``; after each epoch evaluates COCO mAP@0.5 and mAP@0.5:0.95 on the
 validation fold (keras-cv's ``BoxCOCOMetrics``, i.e. pycocotools), checkpoints (weights, optimizer
 state, history), and logs to MLflow. ``--resume`` continues a killed run from its last epoch.
+The strategy comes from the environment (tfrecords/strategy.py); ``--batch-size`` is per replica.
 Ends with ``RUN_DIR/detector.keras`` and ``RUN_DIR/detector_config.json``.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -55,28 +57,43 @@ def smoke(records: str, out: str) -> TrainConfig:
 def coco_map(model, ds) -> dict[str, float]:
     """COCO mAP@0.5 and mAP@0.5:0.95 of ``model`` on ``ds`` (images, dense boxes)."""
     import keras_cv
+    import tensorflow as tf
 
     from stage1_detect.model import BOX_FORMAT
 
     metric = keras_cv.metrics.BoxCOCOMetrics(bounding_box_format=BOX_FORMAT, evaluate_freq=1_000_000_000)
+    # predict_step's decoding, called directly: ``predict`` would run under the model's strategy,
+    # which several workers must enter together, and only the chief evaluates
+    detect = tf.function(lambda x: model.decode_predictions(model(x, training=False), x))
     for x, y in ds:
-        metric.update_state(y, model.predict(x, verbose=0))
+        metric.update_state(y, detect(x))
     r = metric.result(force=True)
     return {"map50": float(r["MaP@[IoU=50]"]), "map": float(r["MaP"])}
 
 
 def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict:
-    """Train (or resume); returns the final metrics. Writes everything under ``cfg.out``."""
+    """Train (or resume); returns the final metrics. Writes everything under ``cfg.out`` (under
+    several workers in ``TF_CONFIG``, the chief writes it; the others only train)."""
+    from tfrecords.reader import read_manifest
+    from tfrecords.strategy import choose_strategy, is_chief
+
+    strategy = choose_strategy()  # first: under several workers it waits for the others to connect
+    chief = is_chief()
+    manifest = read_manifest(cfg.records)
+    with atomic.folder_lock(cfg.out) if chief else contextlib.nullcontext():
+        return _train(cfg, strategy, chief, manifest, resume, progress)
+
+
+def _train(cfg: TrainConfig, strategy, chief: bool, manifest: dict, resume: bool, progress: bool) -> dict:
     import keras
     import mlflow
 
     from stage1_detect.data import count_with_boxes, eval_dataset, train_dataset
     from stage1_detect.model import DetectorConfig, build_detector, save_config
-    from tfrecords.reader import read_manifest
+    from tfrecords.reader import list_shards
+    from tfrecords.strategy import fit_epoch, shard_by_file
     from tfrecords.tracking import start_run
 
-    manifest = read_manifest(cfg.records)
-    os.makedirs(cfg.out, exist_ok=True)
     ckpt = Checkpoint(cfg.out)
     state = ckpt.state() if resume else None
     if ckpt.state() and not resume:
@@ -84,33 +101,39 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
     dcfg = DetectorConfig(classes=tuple(manifest["parts"]), backbone=cfg.backbone, image_size=cfg.image_size,
                           fpn_depth=cfg.fpn_depth, weights=cfg.weights)
     keras.utils.set_random_seed(cfg.seed)
-    train_ds = train_dataset(cfg.records, cfg.image_size, cfg.batch_size, cfg.val_fold, cfg.seed, cfg.augment)
+    global_batch = cfg.batch_size * strategy.num_replicas_in_sync
+    train_ds = train_dataset(cfg.records, cfg.image_size, global_batch, cfg.val_fold, cfg.seed, cfg.augment)
+    train_ds = shard_by_file(train_ds, len(list_shards(cfg.records, "train")), strategy)
     val_ds = eval_dataset(cfg.records, cfg.image_size, cfg.batch_size, cfg.val_fold).cache()
-    n_train = count_with_boxes(cfg.records, cfg.val_fold) // cfg.batch_size  # steps per epoch
+    n_train = count_with_boxes(cfg.records, cfg.val_fold) // global_batch  # steps per epoch
     if n_train == 0:
-        raise ValueError(f"{cfg.records}: fewer than --batch-size {cfg.batch_size} training images with boxes "
-                         f"outside fold {cfg.val_fold}")
+        raise ValueError(f"{cfg.records}: fewer than {global_batch} training images with boxes (--batch-size "
+                         f"{cfg.batch_size} x {strategy.num_replicas_in_sync} replicas) outside fold {cfg.val_fold}")
     total = n_train * cfg.epochs
     warm = max(1, int(cfg.warmup_epochs * n_train))
     schedule = keras.optimizers.schedules.CosineDecay(
         cfg.lr * 0.05, max(1, total - warm), alpha=0.01, warmup_target=cfg.lr, warmup_steps=warm)
-    model = build_detector(dcfg)
-    model.compile(optimizer=keras.optimizers.AdamW(schedule, weight_decay=5e-4, global_clipnorm=10.0),
-                  classification_loss="binary_crossentropy", box_loss="ciou")
+    with strategy.scope():
+        model = build_detector(dcfg)
+        model.compile(optimizer=keras.optimizers.AdamW(schedule, weight_decay=5e-4, global_clipnorm=10.0),
+                      classification_loss="binary_crossentropy", box_loss="ciou")
     history: list[dict] = []
     start, run_id = 0, None
     if state:
         ckpt.restore(model, state)
         start, history, run_id = state["epoch"] + 1, state["history"], state.get("mlflow_run_id")
         print(f"resuming {cfg.out} after epoch {state['epoch'] + 1}/{cfg.epochs}", flush=True)
+    if not chief:  # the other workers train their share of each step and write nothing
+        for _ in range(start, cfg.epochs):
+            fit_epoch(model, train_ds, None, strategy, progress=False)
+        return {}
     save_config(dcfg, cfg.out)
     atomic.write_json(os.path.join(cfg.out, "train_config.json"), asdict(cfg))
     with start_run("stage1-detect", cfg, run_name=f"yolov8-{cfg.backbone}-{cfg.image_size}", run_id=run_id) as run:
         mlflow.log_dict(asdict(dcfg), "detector_config.json")
         for epoch in range(start, cfg.epochs):
             t = time.perf_counter()
-            h = model.fit(train_ds, epochs=1, shuffle=False, verbose=2 if progress else 0)  # tf.data shuffles
-            metrics = {k: float(v[-1]) for k, v in h.history.items()}
+            metrics = fit_epoch(model, train_ds, None, strategy, progress)  # the whole split
             metrics.update(coco_map(model, val_ds))
             metrics["epoch_seconds"] = time.perf_counter() - t
             ckpt.end_epoch(model, epoch, cfg.epochs, metrics, history, run.info.run_id)

@@ -5,18 +5,20 @@
         [--val-fold K] [--val-every N] [--balance none|class_weight|resample] [--dynamic-margin] [--flip]
         [--mixed-precision] [--resume]
 
-The strategy is chosen for the machine (TPU, several GPUs, one device) and the batch is per
-replica (BatchNorm synchronised across replicas). AdamW with warmup + cosine decay; augmentation in
-tf.data; every ``--val-every`` epochs and after the last, validation MAP@5 by nearest neighbours:
-the validation fold's images against the training folds' (known individuals only); a checkpoint
-per epoch and ``--resume``; everything logged to MLflow. Ends with ``RUN_DIR/embedder.keras``
-(image -> L2-normalised embedding), ``RUN_DIR/train_model.keras``, ``RUN_DIR/embedder_config.json``
-and ``RUN_DIR/confusion/`` (species confusion matrix CSV + PNG, most-confused individual pairs).
+The strategy is chosen from the environment (several workers in ``TF_CONFIG``, a TPU, several
+GPUs, one device) and the batch is per replica (BatchNorm synchronised across replicas). AdamW with
+warmup + cosine decay; augmentation in tf.data; every ``--val-every`` epochs and after the last,
+validation MAP@5 by nearest neighbours: the validation fold's images against the training folds'
+(known individuals only); a checkpoint per epoch and ``--resume``; everything logged to MLflow.
+Ends with ``RUN_DIR/embedder.keras`` (image -> L2-normalised embedding), ``RUN_DIR/train_model.keras``,
+``RUN_DIR/embedder_config.json`` and ``RUN_DIR/confusion/`` (species confusion matrix CSV + PNG,
+most-confused individual pairs). Under several workers the chief writes all of it.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -144,7 +146,20 @@ def compiled_models(cfg: TrainConfig, ecfg, steps_per_epoch: int):
 def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
           on_validation: Callable[[int, float], None] | None = None) -> dict:
     """Train, checkpointing every epoch; returns the last epoch's metrics and the confusion summary.
-    ``on_validation(epoch, val_map5)`` is called after each validation (a tuner prunes from it)."""
+    ``on_validation(epoch, val_map5)`` is called after each validation (a tuner prunes from it).
+    Under several workers (``TF_CONFIG``) the chief writes everything; the others only train."""
+    from tfrecords.reader import read_manifest
+    from tfrecords.strategy import choose_strategy, is_chief
+
+    strategy = choose_strategy()  # first: under several workers it waits for the others to connect
+    chief = is_chief()
+    manifest = read_manifest(cfg.records)
+    with atomic.folder_lock(cfg.out) if chief else contextlib.nullcontext():
+        return _train(cfg, strategy, chief, manifest, resume, progress, on_validation)
+
+
+def _train(cfg: TrainConfig, strategy, chief: bool, manifest: dict, resume: bool, progress: bool,
+           on_validation: Callable[[int, float], None] | None) -> dict:
     import keras
     import mlflow
 
@@ -153,12 +168,10 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
     from stage2_embed.layers import dynamic_margins
     from stage2_embed.model import EmbedderConfig
     from tfrecords.checkpoint import Checkpoint, save_model
-    from tfrecords.reader import read_manifest
-    from tfrecords.strategy import choose_strategy
+    from tfrecords.reader import list_shards
+    from tfrecords.strategy import fit_epoch, shard_by_file
     from tfrecords.tracking import start_run
 
-    manifest = read_manifest(cfg.records)
-    os.makedirs(cfg.out, exist_ok=True)
     ckpt = Checkpoint(cfg.out)
     if ckpt.state() and not resume:
         raise ValueError(f"{cfg.out} holds a run already: pass --resume to continue it, or choose another --out")
@@ -166,7 +179,6 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
     individuals = manifest["individuals"]
     counts = _train_counts(cfg, individuals)
     n_train = int(counts.sum())
-    strategy = choose_strategy()
     if mixed := cfg.mixed_precision:  # bfloat16 on TPU (and CPU), float16 (with loss scaling) on GPU
         gpu = _has_gpu() and "TPU" not in type(strategy).__name__
         keras.mixed_precision.set_global_policy("mixed_float16" if gpu else "mixed_bfloat16")
@@ -181,6 +193,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
     cache = n_train * (cfg.image_size * 5 // 4) ** 2 * 3 < CACHE_BYTES
     ds = train_dataset(cfg.records, cfg.image_size, global_batch, cfg.val_fold, counts, cfg.balance, cfg.flip,
                        cfg.seed, cfg.crop, cache)
+    ds = shard_by_file(ds, len(list_shards(cfg.records, "train")), strategy)
     with strategy.scope():
         train_model, embed_model = compiled_models(cfg, ecfg, steps)
     history, start, run_id = [], 0, None
@@ -188,6 +201,10 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
         ckpt.restore(train_model, state)
         start, history, run_id = state["epoch"] + 1, state["history"], state.get("mlflow_run_id")
         print(f"resuming {cfg.out} after epoch {start}/{cfg.epochs}", flush=True)
+    if not chief:  # the other workers train their share of each step and write nothing
+        for _ in range(start, cfg.epochs):
+            fit_epoch(train_model, ds, steps, strategy, progress=False)
+        return {}
     atomic.write_json(os.path.join(cfg.out, "embedder_config.json"), asdict(ecfg))
     atomic.write_json(os.path.join(cfg.out, "train_config.json"), asdict(cfg))
     with start_run("stage2-embed", cfg, run_name=f"{cfg.backbone}-{cfg.head}-{cfg.image_size}", run_id=run_id,
@@ -197,8 +214,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
                                "mixed": str(mixed)})
         for epoch in range(start, cfg.epochs):
             t = time.perf_counter()
-            h = train_model.fit(ds, epochs=1, steps_per_epoch=steps, verbose=2 if progress else 0)
-            metrics = {k: float(v[-1]) for k, v in h.history.items()}
+            metrics = fit_epoch(train_model, ds, steps, strategy, progress)
             if (epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.epochs:
                 metrics["val_map5"] = validation_map5(embed_model, cfg.records, cfg)
                 if on_validation:

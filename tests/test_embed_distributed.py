@@ -1,7 +1,9 @@
-"""Training under MirroredStrategy over two logical CPU devices matches one device: the same
-first-step loss and the same weights after two steps (synchronised BatchNorm, same global batch)."""
+"""Training under MirroredStrategy over two logical CPU devices, and under MultiWorkerMirroredStrategy
+with two worker processes on 127.0.0.1, matches one device: the same losses and the same weights
+after two steps (synchronised BatchNorm, same global batch)."""
 
 import json
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -12,15 +14,47 @@ import pytest
 HELPER = Path(__file__).parent / "helpers" / "mirrored_step.py"
 
 
-def _run(replicas: int) -> dict:
-    out = subprocess.run([sys.executable, str(HELPER), str(replicas)], capture_output=True, text=True, timeout=600)
+def _last_json(out: subprocess.CompletedProcess) -> dict:
     assert out.returncode == 0, out.stderr[-2000:]
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _run(replicas: int) -> dict:
+    return _last_json(subprocess.run([sys.executable, str(HELPER), str(replicas)], capture_output=True, text=True,
+                                     timeout=600))
+
+
+def _free_ports(n: int) -> list[int]:
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+def _two_workers() -> list[dict]:
+    ports = ",".join(map(str, _free_ports(2)))
+    procs = [subprocess.Popen([sys.executable, str(HELPER), "worker", str(i), ports], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for i in range(2)]
+    try:
+        outs = [p.communicate(timeout=600) for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+    done = [subprocess.CompletedProcess(p.args, p.returncode, o, e) for p, (o, e) in zip(procs, outs, strict=True)]
+    return [_last_json(d) for d in done]
 
 
 @pytest.fixture(scope="module")
 def runs():
     return _run(1), _run(2)
+
+
+@pytest.fixture(scope="module")
+def workers():
+    return _two_workers()
 
 
 def test_two_logical_devices_are_two_replicas(runs):
@@ -39,11 +73,29 @@ def test_weights_after_two_steps_match_one_device(runs):
         np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-6)
 
 
-def test_several_workers_in_tf_config_are_refused_with_the_reason(monkeypatch):
-    from tfrecords.strategy import choose_strategy, workers_in_tf_config
+def test_two_workers_match_one_process(runs, workers):
+    one = runs[0]
+    for w in workers:  # both workers hold the same (mirrored) weights
+        assert w["replicas"] == 2
+        assert w["losses"] == pytest.approx(one["losses"], rel=1e-4)
+        for a, b in zip(one["weights"], w["weights"], strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-6)
 
-    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"]},
-                                                "task": {"type": "worker", "index": 0}}))
-    assert workers_in_tf_config() == 2
-    with pytest.raises(ValueError, match="keras-team/keras#20585"):
-        choose_strategy()
+
+def test_the_chief_is_worker_zero_unless_tf_config_names_one(monkeypatch):
+    from tfrecords.strategy import is_chief, workers_in_tf_config
+
+    def tf_config(cluster: dict, kind: str, index: int) -> None:
+        monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": cluster, "task": {"type": kind, "index": index}}))
+
+    workers = {"worker": ["127.0.0.1:1", "127.0.0.1:2"]}
+    tf_config(workers, "worker", 0)
+    assert workers_in_tf_config() == 2 and is_chief()
+    tf_config(workers, "worker", 1)
+    assert not is_chief()
+    tf_config({"chief": ["127.0.0.1:3"], **workers}, "worker", 0)
+    assert workers_in_tf_config() == 3 and not is_chief()
+    tf_config({"chief": ["127.0.0.1:3"], **workers}, "chief", 0)
+    assert is_chief()
+    monkeypatch.delenv("TF_CONFIG")
+    assert workers_in_tf_config() == 0 and is_chief()

@@ -104,3 +104,25 @@ def test_new_share_weights_make_new_individuals_count_as_the_given_share():
     preds = [[NEW, "x"], [NEW, "x"], [NEW, "x"], ["x", "a"]]  # new: AP 1 each; "a": AP 1/2
     assert map_at_5(preds, truths) == pytest.approx((3 + 0.5) / 4)
     assert map_at_5(preds, truths, w) == pytest.approx(0.2 * 1 + 0.8 * 0.5)
+
+
+def test_approximate_index_finds_the_exact_neighbours_and_survives_a_round_trip(tmp_path):
+    from pipeline import index as approx
+
+    rng = np.random.default_rng(0)
+    centres = rng.standard_normal((400, 32)).astype("float32")
+    cat = centres[np.arange(4000) % 400] + 0.3 * rng.standard_normal((4000, 32)).astype("float32")
+    cat /= np.linalg.norm(cat, axis=1, keepdims=True)
+    q = cat[:200] + 0.05 * rng.standard_normal((200, 32)).astype("float32")
+    q /= np.linalg.norm(q, axis=1, keepdims=True)
+    index = approx.build_index(cat, nlist=16)
+    _, exact = approx.knn(q, cat, 5)
+    scores, found = approx.knn(q, cat, 5, index=index)
+    recall = np.mean([len(set(a) & set(b)) / 5 for a, b in zip(exact, found, strict=True)])
+    assert recall >= 0.95
+    np.testing.assert_allclose(scores[:, 0], np.sum(q * cat[found[:, 0]], axis=1), atol=1e-5)  # re-ranked exactly
+    path = str(tmp_path / "cat.faiss")
+    approx.save(index, path)
+    assert approx.load(path, expected=4001) is None  # stale: the catalog grew
+    again = approx.load(path, expected=4000)
+    assert np.array_equal(approx.knn(q, cat, 5, index=again)[1], found)

@@ -227,7 +227,7 @@ def _main(a: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return cli.run(_main, parse_args(argv))
+    return cli.run(_main, parse_args(argv), tensorflow=False)
 
 
 if __name__ == "__main__":

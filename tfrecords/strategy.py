@@ -1,29 +1,51 @@
-"""Choose the ``tf.distribute`` strategy from the environment: a TPU, then several GPUs (or logical
-CPU devices, as the tests configure), then the default (one device). Several workers in
-``TF_CONFIG`` are refused with a clear error: Keras 3's ``fit`` fails under
-MultiWorkerMirroredStrategy (keras-team/keras#20585).
+"""Choose the ``tf.distribute`` strategy from the environment and run training epochs under it.
+
+``choose_strategy``: MultiWorkerMirroredStrategy when ``TF_CONFIG`` names several workers, a TPU
+(Kaggle / Colab / GCP, found by ``TPUClusterResolver``), several GPUs (or logical CPU devices, as
+the tests configure), else the default (one device).
+
+``fit_epoch``: one epoch of ``model.fit``; under several workers, where Keras 3's ``fit`` fails
+(keras-team/keras#20585, "Attempt to convert a value (PerReplica ...)"), the same Keras
+``train_step`` run by ``strategy.run`` over the distributed dataset, which reaches the weights one
+process reaches with the same global batch (tests/test_embed_distributed.py).
 
 Shared by both trainers (the lowest package they both import)."""
 
 from __future__ import annotations
 
+import json
+import os
+import weakref
+
 import tensorflow as tf
 
 
-def workers_in_tf_config() -> int:
-    """How many workers ``TF_CONFIG`` names (0 when unset)."""
-    import json
-    import os
+def _tf_config() -> dict:
+    return json.loads(os.environ.get("TF_CONFIG") or "{}")
 
-    cfg = json.loads(os.environ.get("TF_CONFIG") or "{}")
-    return len(cfg.get("cluster", {}).get("worker", []))
+
+def workers_in_tf_config() -> int:
+    """How many workers (and chief) ``TF_CONFIG`` names (0 when unset)."""
+    cluster = _tf_config().get("cluster", {})
+    return len(cluster.get("worker", [])) + len(cluster.get("chief", []))
+
+
+def is_chief() -> bool:
+    """Whether this process writes the run's files (checkpoints, models, MLflow): the ``chief``
+    task, or worker 0 where there is none; always true on one machine. The other workers train
+    their share of each step and write nothing."""
+    cfg = _tf_config()
+    task = cfg.get("task", {})
+    if workers_in_tf_config() < 2 or not task:
+        return True
+    if "chief" in cfg.get("cluster", {}):
+        return task.get("type") == "chief"
+    return task.get("type") == "worker" and int(task.get("index", 0)) == 0
 
 
 def choose_strategy() -> tf.distribute.Strategy:
-    if (n := workers_in_tf_config()) > 1:  # refuse rather than train N independent models
-        raise ValueError(f"TF_CONFIG names {n} workers, but Keras 3's fit does not run under "
-                           "MultiWorkerMirroredStrategy yet (keras-team/keras#20585); unset TF_CONFIG or use "
-                           "one machine's GPUs/TPU")
+    if workers_in_tf_config() > 1:  # must come first: it connects to the other workers
+        return tf.distribute.MultiWorkerMirroredStrategy()
     try:  # Kaggle / Colab / GCP TPU: the resolver finds it from the environment
         resolver = tf.distribute.cluster_resolver.TPUClusterResolver()
         tf.config.experimental_connect_to_cluster(resolver)
@@ -38,3 +60,48 @@ def choose_strategy() -> tf.distribute.Strategy:
     if not gpus and len(cpus) > 1:  # only where someone split the CPU into logical devices on purpose
         return tf.distribute.MirroredStrategy([d.name for d in cpus])
     return tf.distribute.get_strategy()
+
+
+def multi_worker(strategy: tf.distribute.Strategy) -> bool:
+    return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and workers_in_tf_config() > 1
+
+
+def shard_by_file(ds: tf.data.Dataset, files: int, strategy: tf.distribute.Strategy) -> tf.data.Dataset:
+    """Each worker reads its own record files when there are at least as many files as workers
+    (no worker decodes images it then drops); else every worker reads all and keeps its share."""
+    policy = tf.data.experimental.AutoShardPolicy
+    opts = tf.data.Options()
+    workers = workers_in_tf_config() if multi_worker(strategy) else 1
+    opts.experimental_distribute.auto_shard_policy = policy.FILE if files >= workers else policy.DATA
+    return ds.with_options(opts)
+
+
+_STEP: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> its distributed train step
+
+
+def fit_epoch(model, ds: tf.data.Dataset, steps: int | None, strategy: tf.distribute.Strategy,
+              progress: bool = True) -> dict[str, float]:
+    """One epoch of training (``steps`` batches, or the whole of ``ds`` when None): the metrics
+    ``fit`` reports for it, averaged over the epoch and over the replicas."""
+    if not multi_worker(strategy):
+        h = model.fit(ds, epochs=1, steps_per_epoch=steps, verbose=2 if progress else 0)
+        return {k: float(v[-1]) for k, v in h.history.items()}
+    from tqdm import tqdm
+
+    step = _STEP.get(model)
+    if step is None:
+        def run(batch):
+            out = strategy.run(model.train_step, args=(batch,))
+            return {k: strategy.reduce("MEAN", v, axis=None) for k, v in out.items()}
+
+        step = _STEP[model] = tf.function(run)
+    model.reset_metrics()
+    logs: dict = {}
+    it = iter(strategy.experimental_distribute_dataset(ds))
+    for _ in tqdm(range(steps) if steps else iter(int, 1), desc="train", unit="step",
+                  disable=not (progress and is_chief())):
+        batch = it.get_next_as_optional()
+        if not batch.has_value():
+            break
+        logs = step(batch.get_value())
+    return {k: float(v) for k, v in logs.items()}

@@ -1,0 +1,83 @@
+"""Every command, given bad input, exits 2 with one line on stderr naming the file and what to do,
+and no traceback. Commands run in-process (TensorFlow is already loaded here); one runs as a user
+would, to check that TensorFlow's start-up notices stay off stderr."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import run_script
+
+
+@pytest.fixture(scope="module")
+def bad(tiny_records, tiny_embedder, tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("bad")
+    old = root / "old_records"
+    shutil.copytree(tiny_records, old)
+    m = json.loads((old / "manifest.json").read_text())
+    (old / "manifest.json").write_text(json.dumps({**m, "schema_version": 0}))
+    (root / "empty").mkdir()
+    (root / "photos").mkdir()
+    (root / "photos" / "a.jpg").write_bytes(b"")
+    (root / "no_columns.csv").write_text("image,whale\na.jpg,x\n")
+    (root / "blank.csv").write_text("")
+    return {"old": old, "empty": root / "empty", "photos": root / "photos", "no_columns": root / "no_columns.csv",
+            "blank": root / "blank.csv", "records": tiny_records, "embedder": tiny_embedder, "out": root / "out"}
+
+
+# (module, argv with {placeholders}, a fragment the one line must hold)
+CASES = [
+    ("tfrecords.build", ["--data", "{empty}", "--out", "{out}/r"], "{empty}"),
+    ("tfrecords.eda", ["--data", "{empty}/missing", "--out", "{out}/e"], "missing"),
+    ("stage1_detect.train", ["--records", "{old}", "--out", "{out}/d"], "schema version"),
+    ("stage1_detect.train", ["--records", "{empty}", "--out", "{out}/d"], "manifest.json"),
+    ("stage1_detect.crop", ["--model", "{embedder}", "--records", "{records}", "--out", "{out}/c"], "detector"),
+    ("stage1_detect.crop", ["--model", "{empty}/nothing", "--records", "{records}", "--out", "{out}/c"], "nothing"),
+    ("stage1_detect.evaluate", ["--model", "{records}", "--records", "{records}"], "detector"),
+    ("stage2_embed.train", ["--records", "{old}", "--out", "{out}/t"], "schema version"),
+    ("stage2_embed.train", ["--records", "{records}", "--out", "{out}/t", "--head", "cosface"], "--head"),
+    ("stage2_embed.embed", ["--model", "{records}", "--records", "{records}", "--out", "{out}/x.npz"], "embedder"),
+    ("stage2_embed.embed", ["--model", "{embedder}", "--records", "{old}", "--out", "{out}/x.npz"], "schema"),
+    ("pipeline.infer", ["--detector", "none", "--embedder", "{embedder}", "--catalog", "{records}",
+                        "--images", "{empty}", "--out", "{out}/s.csv"], "{empty}"),
+    ("pipeline.infer", ["--detector", "{embedder}", "--embedder", "{embedder}", "--catalog", "{records}",
+                        "--images", "{photos}", "--out", "{out}/s.csv"], "detector"),
+    ("pipeline.infer", ["--detector", "none", "--embedder", "{records}", "--catalog", "{records}",
+                        "--images", "{photos}", "--out", "{out}/s.csv"], "embedder"),
+    ("pipeline.evaluate", ["--embedder", "{embedder}", "--records", "{old}"], "schema"),
+    ("pipeline.enroll", ["--embedder", "{embedder}", "--catalog", "{out}/c.npz", "--images", "{photos}",
+                         "--labels", "{no_columns}"], "no_columns.csv"),
+    ("pipeline.enroll", ["--embedder", "{embedder}", "--catalog", "{out}/c.npz", "--images", "{photos}",
+                         "--labels", "{blank}"], "blank.csv"),
+]
+
+
+def _fill(text: str, bad: dict[str, Path]) -> str:
+    return text.format(**{k: str(v) for k, v in bad.items()})
+
+
+@pytest.mark.parametrize(("module", "argv", "fragment"), CASES,
+                         ids=[f"{m.split('.')[-1]}-{i}" for i, (m, _, _) in enumerate(CASES)])
+def test_bad_input_is_one_line_and_exit_2(bad, capsys, module, argv, fragment):
+    rc = importlib.import_module(module).main([_fill(a, bad) for a in argv])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2, err
+    assert len(err) == 1 and err[0].startswith("error: "), err
+    assert _fill(fragment, bad) in err[0], err
+
+
+def test_tensorflow_start_up_notices_stay_off_stderr(bad):
+    out = run_script(["stage2_embed/train.py", "--records", str(bad["old"]), "--out", str(bad["out"] / "t2")])
+    assert out.returncode == 2
+    assert out.stderr.strip().splitlines() == [out.stderr.strip()] and "schema version" in out.stderr, out.stderr
+
+
+def test_debug_shows_the_traceback(bad):
+    out = run_script(["stage2_embed/train.py", "--records", str(bad["old"]), "--out", str(bad["out"] / "t3"),
+                      "--debug"])
+    assert out.returncode != 0 and "Traceback" in out.stderr
