@@ -18,19 +18,21 @@ AUTOTUNE = tf.data.AUTOTUNE
 
 
 def augment(ex: dict, image_size: int, flip: bool = False) -> dict:
+    """Random resized crop, rotation, colour jitter (and a flip when asked) of ``ex["image"]``.
+    Stateless random ops keyed by ``ex["seed"]`` (int64 [2]; ``train_dataset`` gives each element
+    its own), so a seeded run draws the same augmentations whatever the thread scheduling."""
     img = ex["image"]
-    shape = tf.shape(img)
-    begin, size, _ = tf.image.sample_distorted_bounding_box(
-        shape, tf.zeros((1, 0, 4)), min_object_covered=0.0, aspect_ratio_range=(0.8, 1.25),
+    seeds = tf.unstack(tf.random.experimental.stateless_split(ex["seed"], 6))
+    begin, size, _ = tf.image.stateless_sample_distorted_bounding_box(
+        tf.shape(img), tf.zeros((1, 0, 4)), seeds[0], min_object_covered=0.0, aspect_ratio_range=(0.8, 1.25),
         area_range=(0.7, 1.0), use_image_if_no_bounding_boxes=True)
     img = tf.image.resize(tf.slice(img, begin, size), (image_size, image_size), antialias=True)
-    angle = tf.random.uniform((), -0.12, 0.12)  # ~7 degrees
-    img = _rotate(img, angle)
-    img = tf.image.random_brightness(img, 25.0)
-    img = tf.image.random_contrast(img, 0.8, 1.2)
-    img = tf.image.random_saturation(img, 0.8, 1.2)
+    img = _rotate(img, tf.random.stateless_uniform((), seeds[1], -0.12, 0.12))  # ~7 degrees
+    img = tf.image.stateless_random_brightness(img, 25.0, seeds[2])
+    img = tf.image.stateless_random_contrast(img, 0.8, 1.2, seeds[3])
+    img = tf.image.stateless_random_saturation(img, 0.8, 1.2, seeds[4])
     if flip:
-        img = tf.image.random_flip_left_right(img)
+        img = tf.image.stateless_random_flip_left_right(img, seeds[5])
     return {**ex, "image": tf.clip_by_value(img, 0.0, 255.0)}
 
 
@@ -86,9 +88,12 @@ def train_dataset(records: str, image_size: int, batch_size: int, val_fold: int,
     if balance == "resample":
         rep = tf.constant(repeat_factors(counts))
         ds = ds.flat_map(lambda e: tf.data.Dataset.from_tensors(e).repeat(rep[e["image/individual_index"]]))
-    ds = ds.shuffle(4096, seed=seed).repeat()
-    ds = ds.map(lambda e: augment({**e, "image": tf.cast(e["image"], tf.float32)}, image_size, flip),
-                num_parallel_calls=AUTOTUNE)
+    ds = ds.shuffle(4096, seed=seed).repeat().enumerate()  # the count keys each element's augmentation
+
+    def to_float(i, e):
+        return {**e, "image": tf.cast(e["image"], tf.float32), "seed": tf.stack([tf.cast(seed, tf.int64), i])}
+
+    ds = ds.map(lambda i, e: augment(to_float(i, e), image_size, flip), num_parallel_calls=AUTOTUNE)
     weights = tf.constant((np.maximum(counts, 1) ** -0.5 / np.mean(np.maximum(counts, 1) ** -0.5)).astype("float32"))
 
     def to_xy(e):

@@ -81,3 +81,30 @@ def test_debug_shows_the_traceback(bad):
     out = run_script(["stage2_embed/train.py", "--records", str(bad["old"]), "--out", str(bad["out"] / "t3"),
                       "--debug"])
     assert out.returncode != 0 and "Traceback" in out.stderr
+
+
+def test_a_model_with_code_in_it_is_refused(tmp_path):
+    """``safe_mode=True``: a .keras file with a Lambda layer (arbitrary code) does not load."""
+    import keras
+
+    from stage2_embed.embed import load_embedder
+
+    run = tmp_path / "run"
+    run.mkdir()
+    x = keras.Input((4,))
+    keras.Model(x, keras.layers.Lambda(lambda t: t * 2)(x)).save(run / "embedder.keras")
+    (run / "embedder_config.json").write_text("{}")
+    with pytest.raises(ValueError, match="(?i)safe_mode|lambda"):
+        load_embedder(str(run))
+
+
+def test_a_catalog_holding_pickled_objects_is_refused(tmp_path):
+    import numpy as np
+
+    from pipeline.catalog import load_npz
+
+    path = tmp_path / "cat.npz"
+    np.savez(path, embeddings=np.zeros((1, 4), "float32"), individual_ids=np.array([{"x": 1}], dtype=object),
+             species=np.array(["a"]), filenames=np.array(["a.jpg"]))
+    with pytest.raises(ValueError, match="not a readable .npz catalog"):
+        load_npz(str(path))

@@ -19,11 +19,6 @@ def _last_json(out: subprocess.CompletedProcess) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def _run(replicas: int) -> dict:
-    return _last_json(subprocess.run([sys.executable, str(HELPER), str(replicas)], capture_output=True, text=True,
-                                     timeout=600))
-
-
 def _free_ports(n: int) -> list[int]:
     socks = [socket.socket() for _ in range(n)]
     for s in socks:
@@ -34,27 +29,31 @@ def _free_ports(n: int) -> list[int]:
     return ports
 
 
-def _two_workers() -> list[dict]:
+@pytest.fixture(scope="module")
+def all_runs() -> dict[str, dict]:
+    """One device, two logical devices and two workers, all started at once: building and tracing
+    an EfficientNet is mostly single-threaded Python, so the four share the cores well."""
     ports = ",".join(map(str, _free_ports(2)))
-    procs = [subprocess.Popen([sys.executable, str(HELPER), "worker", str(i), ports], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for i in range(2)]
+    argv = {"one": ["1"], "two": ["2"], "worker0": ["worker", "0", ports], "worker1": ["worker", "1", ports]}
+    procs = {k: subprocess.Popen([sys.executable, str(HELPER), *a], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                 text=True) for k, a in argv.items()}
     try:
-        outs = [p.communicate(timeout=600) for p in procs]
+        outs = {k: p.communicate(timeout=900) for k, p in procs.items()}
     finally:
-        for p in procs:
+        for p in procs.values():
             p.kill()
-    done = [subprocess.CompletedProcess(p.args, p.returncode, o, e) for p, (o, e) in zip(procs, outs, strict=True)]
-    return [_last_json(d) for d in done]
+    return {k: _last_json(subprocess.CompletedProcess(procs[k].args, procs[k].returncode, *o))
+            for k, o in outs.items()}
 
 
 @pytest.fixture(scope="module")
-def runs():
-    return _run(1), _run(2)
+def runs(all_runs):
+    return all_runs["one"], all_runs["two"]
 
 
 @pytest.fixture(scope="module")
-def workers():
-    return _two_workers()
+def workers(all_runs):
+    return [all_runs["worker0"], all_runs["worker1"]]
 
 
 def test_two_logical_devices_are_two_replicas(runs):

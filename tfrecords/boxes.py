@@ -70,14 +70,22 @@ def _load_coco(path: str) -> tuple[dict[str, list[PixelBox]], list[Rejection]]:
     try:
         coco = json.loads(read_bytes(path).decode("utf-8-sig"))
         images = {im["id"]: str(im["file_name"]) for im in coco["images"]}
-        cats = {c["id"]: str(c["name"]) for c in coco.get("categories", [])}
+        cats = {c["id"]: str(c["name"]) for c in coco.get("categories") or []}
         anns = coco["annotations"]
-    except (ValueError, KeyError, TypeError) as e:
+        if not isinstance(anns, list):
+            raise TypeError("annotations is not a list")
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
         raise DataError(f"{path}: not a COCO detection JSON ({type(e).__name__}: {e})") from None
     out: dict[str, list[PixelBox]] = defaultdict(list)
     rej = []
     for a in anns:
-        name = images.get(a.get("image_id"), "")
+        if not isinstance(a, dict):
+            rej.append(Rejection("boxes", "", "COCO annotation that is not an object"))
+            continue
+        try:
+            name = images.get(a.get("image_id"), "")
+        except TypeError:  # an unhashable image_id
+            name = ""
         try:
             x, y, w, h = (_num(v) for v in a["bbox"])
             box = (x, y, x + w, y + h, cats.get(a.get("category_id"), ""))
