@@ -8,8 +8,8 @@ embeddings). A catalog can also be given as crop records: they are embedded on t
 
 from __future__ import annotations
 
+import io
 import json
-import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -44,10 +44,12 @@ def same_embedder(a: str, b: str) -> bool:
 
 
 def load_npz(path: str) -> Catalog:
-    if not os.path.exists(path):
+    from tfrecords.layout import exists, read_bytes
+
+    if not exists(path):
         raise FileNotFoundError(f"{path}: no such catalog (an .npz from stage2_embed/embed.py or pipeline/enroll.py)")
     try:
-        with np.load(path, allow_pickle=False) as z:
+        with np.load(io.BytesIO(read_bytes(path)), allow_pickle=False) as z:
             missing = [k for k in REQUIRED if k not in z.files]
             if missing:
                 raise ValueError(f"{path} is not a catalog: it lacks {', '.join(missing)}")
@@ -84,8 +86,10 @@ def from_records(model, embedder_cfg: dict, records: str, exclude_folds: tuple[i
 def load(path: str, model, embedder_cfg: dict) -> Catalog:
     """A catalog from an ``.npz`` or from crop records (a folder with a manifest.json)."""
     cfg_json = json.dumps(embedder_cfg, sort_keys=True)
-    if os.path.isdir(path):
-        if not os.path.exists(os.path.join(path, "manifest.json")):
+    from tfrecords.layout import exists, isdir, join
+
+    if isdir(path):
+        if not exists(join(path, "manifest.json")):
             raise FileNotFoundError(f"{path} is a folder without manifest.json: give crop records or an .npz catalog")
         return from_records(model, embedder_cfg, path)[0]
     cat = load_npz(path)

@@ -57,18 +57,18 @@ def save(index, path: str) -> None:
 
     from tfrecords import atomic
 
-    tmp = atomic.tmp_name(path)
-    faiss.write_index(index, tmp)
-    atomic.commit(tmp, path)
+    atomic.write_bytes(path, faiss.serialize_index(index).tobytes())
 
 
 def load(path: str, expected: int):
     """The saved index, or None when absent or stale (its size differs from the catalog's)."""
     import faiss
 
-    if not os.path.exists(path):
+    from tfrecords.layout import exists, read_bytes
+
+    if not exists(path):
         return None
-    index = faiss.read_index(path)
+    index = faiss.deserialize_index(np.frombuffer(read_bytes(path), dtype=np.uint8))
     return configure(index) if index.ntotal == expected else None
 
 

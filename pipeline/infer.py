@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -65,9 +64,11 @@ class InferConfig:
 def load_threshold(embedder: str, given: float | None) -> float:
     if given is not None:
         return given
-    path = os.path.join(embedder, "threshold.json")
-    if os.path.exists(path):
-        return float(json.loads(open(path).read())["threshold"])
+    from tfrecords.layout import exists, join, read_bytes
+
+    path = join(embedder, "threshold.json")
+    if exists(path):
+        return float(json.loads(read_bytes(path))["threshold"])
     print(f"warning: {path} not found (run pipeline/evaluate.py); new_individual threshold {DEFAULT_THRESHOLD}",
           file=sys.stderr)
     return DEFAULT_THRESHOLD
@@ -216,6 +217,7 @@ def identify(m: Models, chunks, cfg: InferConfig, progress: bool = False):
 def run(cfg: InferConfig, progress: bool = True) -> dict:
     from pipeline.search import NEW
     from tfrecords import atomic
+    from tfrecords.layout import dirname, join, makedirs
 
     check_inputs(cfg)  # before minutes of model loading and catalog embedding
     m = load(cfg)
@@ -228,20 +230,20 @@ def run(cfg: InferConfig, progress: bool = True) -> dict:
     rows = [(n, " ".join(p)) for n, p in zip(names, preds, strict=True)]
     rows += [(n, " ".join([NEW, *frequent])) for n in sorted(failures)]  # still one row each
     sub = pd.DataFrame(rows, columns=["image", "predictions"]).sort_values("image")
-    os.makedirs(os.path.dirname(os.path.abspath(cfg.out)), exist_ok=True)
+    out_dir = dirname(cfg.out)
+    makedirs(out_dir)
     atomic.write_bytes(cfg.out, sub.to_csv(index=False).encode())
-    out_dir = os.path.dirname(os.path.abspath(cfg.out))
     matches = pd.DataFrame([
         {"image": n, "rank": r + 1, "individual_id": cands.ids[i, r], "species": cands.species[i, r],
          "score": round(float(cands.scores[i, r]), 5), "predicted_species": cands.query_species[i],
          "detection_score": round(float(det[i]), 4)}
         for i, n in enumerate(names) for r in range(cands.ids.shape[1]) if cands.ids[i, r]])
-    atomic.write_bytes(os.path.join(out_dir, "matches.csv"), matches.to_csv(index=False).encode())
+    atomic.write_bytes(join(out_dir, "matches.csv"), matches.to_csv(index=False).encode())
     if failures:
-        atomic.write_bytes(os.path.join(out_dir, "failures.csv"), pd.DataFrame(
+        atomic.write_bytes(join(out_dir, "failures.csv"), pd.DataFrame(
             sorted(failures.items()), columns=["image", "reason"]).to_csv(index=False).encode())
         print(f"warning: {len(failures)} image(s) could not be read; they got a default row: "
-              f"{os.path.join(out_dir, 'failures.csv')}", file=sys.stderr)
+              f"{join(out_dir, 'failures.csv')}", file=sys.stderr)
     return {"submission": cfg.out, "images": len(sub), "failures": len(failures), "threshold": threshold,
             "catalog_images": len(cat), "new_individual_first": float(np.mean([p[0] == NEW for p in preds]))
             if preds else 0.0}

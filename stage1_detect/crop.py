@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections import Counter
 from dataclasses import dataclass, replace
@@ -124,6 +123,7 @@ def crop_records(cfg: CropConfig, progress: bool = True) -> dict:
     from tqdm import tqdm
 
     from tfrecords import SCHEMA_VERSION, atomic
+    from tfrecords.layout import exists, join, makedirs, read_bytes, rmtree
     from tfrecords.reader import read_manifest
     from tfrecords.schema import from_parsed, parse_example, serialize
 
@@ -134,17 +134,17 @@ def crop_records(cfg: CropConfig, progress: bool = True) -> dict:
 
         model, dcfg = load_detector(cfg.model)
         image_size = dcfg.image_size
-    os.makedirs(cfg.out, exist_ok=True)
+    makedirs(cfg.out)
     shards, counts = [], Counter()
     total = sum(s["records"] for s in src["shards"])
     with atomic.folder_lock(cfg.out), tqdm(total=total, desc="crop", unit="img", disable=not progress) as bar:
         for s in src["shards"]:
-            final = os.path.join(cfg.out, s["file"])
-            state_path = os.path.join(cfg.out, ".state", s["file"] + ".json")
-            if os.path.exists(final) and os.path.exists(state_path):  # done by an earlier, killed run
-                st = json.loads(open(state_path).read())
+            final = join(cfg.out, s["file"])
+            state_path = join(cfg.out, ".state", s["file"] + ".json")
+            if exists(final) and exists(state_path):  # done by an earlier, killed run
+                st = json.loads(read_bytes(state_path))
             else:
-                parsed = tf.data.TFRecordDataset(os.path.join(cfg.records, s["file"])).map(parse_example)
+                parsed = tf.data.TFRecordDataset(join(cfg.records, s["file"])).map(parse_example)
                 boxes, scores, sources = choose_boxes(cfg, model, image_size, parsed)
                 grown = grow(boxes, cfg.margin).numpy() if len(boxes) else boxes
                 tmp = atomic.tmp_name(final)
@@ -163,7 +163,7 @@ def crop_records(cfg: CropConfig, progress: bool = True) -> dict:
                         bar.update(1)
                 st = {"file": s["file"], "split": s["split"], "records": len(sources),
                       "sources": dict(Counter(sources)), "sha256": atomic.sha256_file(tmp)}
-                os.makedirs(os.path.dirname(state_path), exist_ok=True)
+                makedirs(join(cfg.out, ".state"))
                 atomic.write_json(state_path, st)
                 atomic.commit(tmp, final)
             shards.append(st)
@@ -174,10 +174,8 @@ def crop_records(cfg: CropConfig, progress: bool = True) -> dict:
                                "test": sum(x["records"] for x in shards if x["split"] == "test")},
                     "sources": dict(sorted(counts.items())),
                     "shards": [{k: x[k] for k in ("file", "split", "records", "sha256")} for x in shards]}
-        atomic.write_json(os.path.join(cfg.out, "manifest.json"), manifest)
-        import shutil
-
-        shutil.rmtree(os.path.join(cfg.out, ".state"), ignore_errors=True)
+        atomic.write_json(join(cfg.out, "manifest.json"), manifest)
+        rmtree(join(cfg.out, ".state"))
     return manifest
 
 

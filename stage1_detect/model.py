@@ -18,6 +18,8 @@ import keras
 import keras_cv
 import numpy as np
 
+from tfrecords.layout import exists, join, read_bytes
+
 BOX_FORMAT = "xyxy"
 
 # YOLOv8 n / s / m scaling (keras-cv's yolo_v8_{xs,s,m}_backbone presets, without their weights)
@@ -67,22 +69,22 @@ def build_detector(cfg: DetectorConfig) -> keras_cv.models.YOLOV8Detector:
 def save_config(cfg: DetectorConfig, run_dir: str) -> None:
     from tfrecords import atomic
 
-    atomic.write_json(os.path.join(run_dir, "detector_config.json"), asdict(cfg))
+    atomic.write_json(join(run_dir, "detector_config.json"), asdict(cfg))
 
 
 def load_config(run_dir: str) -> DetectorConfig:
-    path = os.path.join(run_dir, "detector_config.json")
-    if not os.path.exists(path):
+    path = join(run_dir, "detector_config.json")
+    if not exists(path):
         raise FileNotFoundError(f"{run_dir}: no detector_config.json; is this a run folder of stage1_detect/train.py?")
-    d = json.loads(open(path).read())
+    d = json.loads(read_bytes(path))
     return DetectorConfig(**{**d, "classes": tuple(d["classes"])})
 
 
 def load_detector(run_dir: str) -> tuple[keras.Model, DetectorConfig]:
     """``RUN_DIR/detector.keras`` (loaded with ``safe_mode=True``) and its config."""
     cfg = load_config(run_dir)
-    path = os.path.join(run_dir, "detector.keras")
-    if not os.path.exists(path):
+    path = join(run_dir, "detector.keras")
+    if not exists(path):
         raise FileNotFoundError(f"{path} not found: train the detector first (stage1_detect/train.py)")
     return keras.saving.load_model(path, safe_mode=True), cfg
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -31,11 +30,12 @@ def load_embedder(run_dir: str):
     import keras
 
     from stage2_embed import layers  # noqa: F401 - registers GeM and ArcFace for deserialisation
+    from tfrecords.layout import exists, join, read_bytes
 
-    path = os.path.join(run_dir, "embedder.keras")
-    if not os.path.exists(path):
+    path = join(run_dir, "embedder.keras")
+    if not exists(path):
         raise FileNotFoundError(f"{path} not found: is {run_dir} a run folder of stage2_embed/train.py?")
-    cfg = json.loads(open(os.path.join(run_dir, "embedder_config.json")).read())
+    cfg = json.loads(read_bytes(join(run_dir, "embedder_config.json")))
     return keras.saving.load_model(path, safe_mode=True), cfg
 
 

@@ -69,6 +69,26 @@ def makedirs(path: str) -> None:
         os.makedirs(path, exist_ok=True)
 
 
+def isdir(path: str) -> bool:
+    return gfile().isdir(path) if is_url(path) else os.path.isdir(path)
+
+
+def dirname(path: str) -> str:
+    """The folder holding ``path`` (absolute when local)."""
+    return posixpath.dirname(path) if is_url(path) else os.path.dirname(os.path.abspath(path))
+
+
+def rmtree(path: str) -> None:
+    """Remove a folder and its contents; nothing when absent."""
+    if is_url(path):
+        if gfile().exists(path):
+            gfile().rmtree(path)
+    else:
+        import shutil
+
+        shutil.rmtree(path, ignore_errors=True)
+
+
 def listdir(path: str) -> list[str]:
     names = gfile().listdir(path) if is_url(path) else os.listdir(path)
     return sorted(n.rstrip("/") for n in names)

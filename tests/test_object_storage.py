@@ -1,0 +1,89 @@
+"""Object storage: the data, crop and inference commands take ``tf.io.gfile`` URLs for every path.
+TensorFlow's in-memory ``ram://`` filesystem stands in for ``gs://``: each command reads its inputs
+from it and writes its outputs to it, with the same bytes as on a local disk (no code path assumes
+one). ``ram://`` lives in this process, so the commands run in-process."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+_N = itertools.count()
+
+
+def to_ram(local: Path) -> str:
+    """Copy a local folder into a fresh ``ram://`` folder."""
+    root = f"ram://t{next(_N)}/{local.name}"
+    for path in local.rglob("*"):
+        if path.is_file():
+            dst = f"{root}/{path.relative_to(local).as_posix()}"
+            tf.io.gfile.makedirs(dst.rsplit("/", 1)[0])
+            tf.io.gfile.copy(str(path), dst, overwrite=True)
+    return root
+
+
+def ram_bytes(url: str) -> bytes:
+    with tf.io.gfile.GFile(url, "rb") as f:
+        return f.read()
+
+
+def test_build_reads_and_writes_urls(tiny_data, tiny_records):
+    from tfrecords.build import BuildConfig, build
+
+    out = f"ram://t{next(_N)}/records"
+    local = tiny_records
+    cfg = BuildConfig(**{**_build_config(local), "data": to_ram(tiny_data), "out": out, "workers": 1})
+    build(cfg, progress=False)
+    for shard in sorted(p.name for p in local.glob("*.tfrec")):
+        assert ram_bytes(f"{out}/{shard}") == (local / shard).read_bytes(), shard
+
+
+def _build_config(records: Path) -> dict:
+    import json
+
+    return {k: v for k, v in json.loads((records / "manifest.json").read_text())["config"].items()
+            if k not in ("data", "out", "workers")}
+
+
+def test_crop_reads_and_writes_urls(tiny_records, tiny_crops):
+    from stage1_detect.crop import CropConfig, crop_records
+
+    out = f"ram://t{next(_N)}/crops"
+    crop_records(CropConfig(records=to_ram(tiny_records), out=out, source="boxes", crop_size=96), progress=False)
+    for shard in sorted(p.name for p in tiny_crops.glob("*.tfrec")):
+        assert ram_bytes(f"{out}/{shard}") == (tiny_crops / shard).read_bytes(), shard
+    assert not tf.io.gfile.exists(f"{out}/.state")
+
+
+def test_embed_and_infer_read_and_write_urls(tiny_embedder, tiny_crops, tmp_path):
+    from pipeline.infer import InferConfig, run
+    from stage2_embed.embed import export
+
+    emb, crops = to_ram(tiny_embedder), to_ram(tiny_crops)
+    local = export(str(tiny_embedder), str(tiny_crops), str(tmp_path / "emb.npz"))
+    export(emb, crops, f"{crops}-out/emb.npz")
+    with np.load(tf.io.gfile.GFile(f"{crops}-out/emb.npz", "rb"), allow_pickle=False) as z:
+        for k, v in local.items():
+            np.testing.assert_array_equal(z[k], v, err_msg=k)
+
+    def infer(embedder: str, data: str, out: str) -> None:
+        run(InferConfig(detector="none", embedder=embedder, catalog=data, records=data, split="test", out=out,
+                        threshold=0.5), progress=False)
+
+    infer(str(tiny_embedder), str(tiny_crops), str(tmp_path / "sub" / "submission.csv"))
+    infer(emb, crops, f"{crops}-sub/submission.csv")
+    for name in ("submission.csv", "matches.csv"):
+        assert ram_bytes(f"{crops}-sub/{name}") == (tmp_path / "sub" / name).read_bytes(), name
+
+
+@pytest.mark.parametrize("missing", ["ram://nowhere/records"])
+def test_a_missing_url_is_a_clear_error(missing):
+    from tfrecords.layout import DataError
+    from tfrecords.reader import read_manifest
+
+    with pytest.raises(DataError, match="no manifest.json"):
+        read_manifest(missing)
