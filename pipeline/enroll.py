@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from tfrecords import cli
+from tfrecords.layout import dirname, exists, gfile, is_url, isdir, listdir, makedirs
 
 
 def read_labels(path: str) -> pd.DataFrame:
@@ -69,10 +70,10 @@ def enroll(embedder: str, catalog: str, images: str, labels: str, detector: str 
 
         det, dcfg = load_detector(detector)
         det_size = dcfg.image_size
-    folder = os.path.dirname(os.path.abspath(catalog))
-    os.makedirs(folder, exist_ok=True)
+    folder = dirname(catalog)
+    makedirs(folder)
     with atomic.folder_lock(folder):
-        old = catalog_lib.load_npz(catalog) if os.path.exists(catalog) else catalog_lib.Catalog(
+        old = catalog_lib.load_npz(catalog) if exists(catalog) else catalog_lib.Catalog(
             np.zeros((0, 0), np.float32), *(np.zeros(0, str) for _ in range(3)), embedder=cfg_json)
         if not catalog_lib.same_embedder(old.embedder, cfg_json):
             raise ValueError(f"{catalog} was embedded by another embedder than {embedder}")
@@ -81,9 +82,9 @@ def enroll(embedder: str, catalog: str, images: str, labels: str, detector: str 
         if clash:
             raise ValueError(f"{labels}: individual {clash[0][0]} is {known[clash[0][0]]} in the catalog, not "
                              f"{clash[0][1]}")
-        if not os.path.isdir(images):
+        if not isdir(images):
             raise FileNotFoundError(f"--images {images}: no such folder")
-        missing = sorted(set(df["image"]) - set(os.listdir(images)))
+        missing = sorted(set(df["image"]) - set(listdir(images)))
         if missing:
             raise FileNotFoundError(f"{images}: {len(missing)} labelled image(s) not found, e.g. {missing[0]}")
         icfg = InferConfig(detector=detector, embedder=embedder, catalog=catalog, out="", images=images, tta=tta)
@@ -115,8 +116,8 @@ def _update_index(catalog: str, old, new, merged) -> None:
 
     path = approx.index_path(catalog)
     if len(merged) < approx.APPROX_FROM:
-        if os.path.exists(path):
-            os.remove(path)
+        if exists(path):
+            gfile().remove(path) if is_url(path) else os.remove(path)
         return
     appended = len(merged) == len(old) + len(new)
     index = approx.load(path, len(old)) if appended else None

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +26,7 @@ if __package__ in (None, ""):  # run as a file: import the repo's packages, not 
 import numpy as np
 
 from tfrecords import cli
+from tfrecords.layout import join
 
 THRESHOLDS = tuple(float(t) for t in np.round(np.arange(0.0, 1.0001, 0.025), 3))
 
@@ -72,13 +72,14 @@ def evaluate(cfg: EvalConfig, progress: bool = True) -> dict:
     from stage2_embed.confusion import species_confusion
     from stage2_embed.embed import load_embedder
     from tfrecords import atomic
+    from tfrecords.layout import exists, join, makedirs, read_bytes
     from tfrecords.reader import read_manifest
-    from tfrecords.tracking import start_run
+    from tfrecords.tracking import log_folder, start_run
 
     model, ecfg = load_embedder(cfg.embedder)
-    tcfg_path = os.path.join(cfg.embedder, "train_config.json")
+    tcfg_path = join(cfg.embedder, "train_config.json")
     fold = cfg.fold if cfg.fold is not None else (
-        json.loads(open(tcfg_path).read())["val_fold"] if os.path.exists(tcfg_path) else 0)
+        json.loads(read_bytes(tcfg_path))["val_fold"] if exists(tcfg_path) else 0)
     _, arr = from_records(model, ecfg, cfg.records)
     cat_mask, q_mask, truths = split_queries(arr["folds"], arr["holdout"], arr["individual_ids"], fold)
     if not q_mask.any() or not cat_mask.any():
@@ -104,12 +105,12 @@ def evaluate(cfg: EvalConfig, progress: bool = True) -> dict:
     index = {s: i for i, s in enumerate(species)}
     cm = species_confusion(np.array([index[s] for s in q_species]),
                            np.array([index.get(s, 0) for s in cands.query_species]), species)
-    os.makedirs(cfg.out, exist_ok=True)
+    makedirs(cfg.out)
     from pipeline.report import write_report
 
     result["report"] = write_report(cfg, result, THRESHOLDS, curve, cm, cands, preds, truths, arr, q_mask, cat_mask)
-    atomic.write_json(os.path.join(cfg.out, "evaluation.json"), result)
-    atomic.write_json(os.path.join(cfg.embedder, "threshold.json"),
+    atomic.write_json(join(cfg.out, "evaluation.json"), result)
+    atomic.write_json(join(cfg.embedder, "threshold.json"),
                       {"threshold": threshold, "map5": result["map5"], "fold": fold, "records": cfg.records,
                        "species_consistency": cfg.species_consistency})
     with start_run("pipeline-evaluate", cfg, run_name=f"evaluate-fold{fold}"):
@@ -117,7 +118,7 @@ def evaluate(cfg: EvalConfig, progress: bool = True) -> dict:
         mlflow.log_metrics({f"map5_{s}": v for s, v in result["per_species_map5"].items()})
         for t, m in zip(THRESHOLDS, curve, strict=True):
             mlflow.log_metric("map5_at_threshold", float(m), step=int(round(t * 1000)))
-        mlflow.log_artifacts(cfg.out, "evaluation")
+        log_folder(cfg.out, "evaluation")
     return result
 
 
@@ -137,7 +138,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def _main(a: argparse.Namespace) -> int:
-    cfg = EvalConfig(embedder=a.embedder, records=a.records, out=a.out or os.path.join(a.embedder, "evaluation"),
+    cfg = EvalConfig(embedder=a.embedder, records=a.records, out=a.out or join(a.embedder, "evaluation"),
                      fold=a.fold, species_consistency=a.species_consistency, gallery=a.gallery,
                      new_share=None if a.new_share < 0 else a.new_share)
     r = evaluate(cfg)

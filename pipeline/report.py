@@ -6,10 +6,11 @@ from __future__ import annotations
 import base64
 import html
 import io
-import os
 
 import numpy as np
 import pandas as pd
+
+from tfrecords.layout import join
 
 
 def _png(fig) -> str:
@@ -136,6 +137,6 @@ def write_report(cfg, result: dict, thresholds, curve, cm, cands, preds, truths,
     body.append("</table>")
     page = f"<!doctype html><html><head><meta charset='utf-8'><title>evaluation</title><style>{CSS}</style></head>" \
            f"<body>{''.join(body)}</body></html>"
-    path = os.path.join(cfg.out, "report.html")
+    path = join(cfg.out, "report.html")
     atomic.write_bytes(path, page.encode())
     return path

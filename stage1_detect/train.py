@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import sys
 import time
 from dataclasses import asdict, dataclass, replace
@@ -90,9 +89,10 @@ def _train(cfg: TrainConfig, strategy, chief: bool, manifest: dict, resume: bool
 
     from stage1_detect.data import count_with_boxes, eval_dataset, train_dataset
     from stage1_detect.model import DetectorConfig, build_detector, save_config
+    from tfrecords.layout import join
     from tfrecords.reader import list_shards
     from tfrecords.strategy import fit_epoch, shard_by_file
-    from tfrecords.tracking import start_run
+    from tfrecords.tracking import log_artifact, start_run
 
     ckpt = Checkpoint(cfg.out)
     state = ckpt.state() if resume else None
@@ -128,7 +128,7 @@ def _train(cfg: TrainConfig, strategy, chief: bool, manifest: dict, resume: bool
             fit_epoch(model, train_ds, None, strategy, progress=False)
         return {}
     save_config(dcfg, cfg.out)
-    atomic.write_json(os.path.join(cfg.out, "train_config.json"), asdict(cfg))
+    atomic.write_json(join(cfg.out, "train_config.json"), asdict(cfg))
     with start_run("stage1-detect", cfg, run_name=f"yolov8-{cfg.backbone}-{cfg.image_size}", run_id=run_id) as run:
         mlflow.log_dict(asdict(dcfg), "detector_config.json")
         for epoch in range(start, cfg.epochs):
@@ -137,11 +137,11 @@ def _train(cfg: TrainConfig, strategy, chief: bool, manifest: dict, resume: bool
             metrics.update(coco_map(model, val_ds))
             metrics["epoch_seconds"] = time.perf_counter() - t
             ckpt.end_epoch(model, epoch, cfg.epochs, metrics, history, run.info.run_id)
-        path = os.path.join(cfg.out, "detector.keras")
+        path = join(cfg.out, "detector.keras")
         save_model(model, path)
-        atomic.write_json(os.path.join(cfg.out, "history.json"), history)
-        mlflow.log_artifact(path)
-        mlflow.log_artifact(os.path.join(cfg.out, "detector_config.json"))
+        atomic.write_json(join(cfg.out, "history.json"), history)
+        log_artifact(path)
+        log_artifact(join(cfg.out, "detector_config.json"))
     return history[-1] if history else {}
 
 

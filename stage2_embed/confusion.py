@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -114,22 +113,23 @@ def _png(fig) -> bytes:
 def report(train_model, records: str, out: str, image_size: int, fold: int, head: str, crop: bool = False) -> dict:
     """Write species_confusion.csv/.png and confused_individuals.csv under ``out``; returns a summary."""
     from tfrecords import atomic
+    from tfrecords.layout import join, makedirs
     from tfrecords.reader import parsed_records, read_manifest
 
     manifest = read_manifest(records)
     species, individuals = manifest["species"], manifest["individuals"]
     p = predict(train_model, records, image_size, fold, crop)
-    os.makedirs(out, exist_ok=True)
+    makedirs(out)
     cm = species_confusion(p["true_species"], p["species"], species)
-    atomic.write_bytes(os.path.join(out, "species_confusion.csv"), cm.to_csv().encode())
+    atomic.write_bytes(join(out, "species_confusion.csv"), cm.to_csv().encode())
     accuracy = float(np.trace(cm.to_numpy()) / max(1, cm.to_numpy().sum()))
-    plot_confusion(cm, os.path.join(out, "species_confusion.png"),
+    plot_confusion(cm, join(out, "species_confusion.png"),
                    f"species, {head} run, fold {fold} (accuracy {accuracy:.1%})")
     trained = parsed_records(records, "train", exclude_folds=[fold], include_holdout=False)
     known = np.isin(p["true_individual"], _individual_indices(trained))  # pairs only among trained individuals
     species_of = dict(zip(individuals, _species_per_individual(records, individuals, species), strict=True))
     pairs = confused_pairs(p["true_individual"][known], p["individual"][known], individuals, species_of)
-    atomic.write_bytes(os.path.join(out, "confused_individuals.csv"), pairs.to_csv(index=False).encode())
+    atomic.write_bytes(join(out, "confused_individuals.csv"), pairs.to_csv(index=False).encode())
     return {"species_accuracy": accuracy, "individual_accuracy": float((p["individual"] == p["true_individual"])[
         known].mean()) if known.any() else 0.0, "confusion_dir": out}
 
@@ -155,7 +155,9 @@ def log_summary(summary: dict) -> None:
 
     mlflow.log_metrics({"val_species_accuracy": summary["species_accuracy"],
                         "val_individual_accuracy": summary["individual_accuracy"]})
-    mlflow.log_artifacts(summary["confusion_dir"], "confusion")
+    from tfrecords.tracking import log_folder
+
+    log_folder(summary["confusion_dir"], "confusion")
 
 
 def _log_to_run(run_id: str, summary: dict) -> None:
@@ -182,16 +184,17 @@ def _main(a: argparse.Namespace) -> int:
     import keras
 
     from stage2_embed import layers  # noqa: F401 - registers GeM and ArcFace for deserialisation
+    from tfrecords.layout import exists, join, read_bytes
 
-    path = os.path.join(a.model, "train_model.keras")
-    if not os.path.exists(path):
+    path = join(a.model, "train_model.keras")
+    if not exists(path):
         raise FileNotFoundError(f"{path} not found: is {a.model} a run folder of stage2_embed/train.py?")
-    cfg = json.loads(open(os.path.join(a.model, "train_config.json")).read())
+    cfg = json.loads(read_bytes(join(a.model, "train_config.json")))
     model = keras.saving.load_model(path, safe_mode=True)
-    summary = report(model, a.records, a.out or os.path.join(a.model, "confusion"), cfg["image_size"],
+    summary = report(model, a.records, a.out or join(a.model, "confusion"), cfg["image_size"],
                      cfg["val_fold"] if a.fold is None else a.fold, cfg["head"], cfg.get("crop", False))
-    state = os.path.join(a.model, "ckpt", "state.json")
-    if os.path.exists(state) and (run_id := json.loads(open(state).read()).get("mlflow_run_id")):
+    state = join(a.model, "ckpt", "state.json")
+    if exists(state) and (run_id := json.loads(read_bytes(state)).get("mlflow_run_id")):
         _log_to_run(run_id, summary)  # beside the training run's other results
     print(json.dumps(summary))
     return 0

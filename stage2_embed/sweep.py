@@ -77,7 +77,12 @@ def run_sweep(cfg: SweepConfig, progress: bool = True) -> pd.DataFrame:
     import optuna
 
     from stage2_embed.train import TrainConfig, train
+    from tfrecords.layout import is_url
     from tfrecords.tracking import start_run
+
+    if is_url(cfg.out):
+        raise ValueError(f"--out {cfg.out}: the sweep keeps its study in SQLite, which needs a local or mounted "
+                         "folder")
 
     if cfg.space not in SPACES:
         raise ValueError(f"--space must be one of {', '.join(SPACES)}")

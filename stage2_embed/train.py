@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import sys
 import time
 import weakref
@@ -168,9 +167,10 @@ def _train(cfg: TrainConfig, strategy, chief: bool, manifest: dict, resume: bool
     from stage2_embed.layers import dynamic_margins
     from stage2_embed.model import EmbedderConfig
     from tfrecords.checkpoint import Checkpoint, save_model
+    from tfrecords.layout import join
     from tfrecords.reader import list_shards
     from tfrecords.strategy import fit_epoch, shard_by_file
-    from tfrecords.tracking import start_run
+    from tfrecords.tracking import log_artifact, start_run
 
     ckpt = Checkpoint(cfg.out)
     if ckpt.state() and not resume:
@@ -205,8 +205,8 @@ def _train(cfg: TrainConfig, strategy, chief: bool, manifest: dict, resume: bool
         for _ in range(start, cfg.epochs):
             fit_epoch(train_model, ds, steps, strategy, progress=False)
         return {}
-    atomic.write_json(os.path.join(cfg.out, "embedder_config.json"), asdict(ecfg))
-    atomic.write_json(os.path.join(cfg.out, "train_config.json"), asdict(cfg))
+    atomic.write_json(join(cfg.out, "embedder_config.json"), asdict(ecfg))
+    atomic.write_json(join(cfg.out, "train_config.json"), asdict(cfg))
     with start_run("stage2-embed", cfg, run_name=f"{cfg.backbone}-{cfg.head}-{cfg.image_size}", run_id=run_id,
                    nested=mlflow.active_run() is not None) as run:  # a sweep's trials are child runs
         if not run_id:  # a resumed run logged these when it started
@@ -222,13 +222,13 @@ def _train(cfg: TrainConfig, strategy, chief: bool, manifest: dict, resume: bool
             metrics["epoch_seconds"] = time.perf_counter() - t
             ckpt.end_epoch(train_model, epoch, cfg.epochs, metrics, history, run.info.run_id)
         for name, model in (("embedder.keras", embed_model), ("train_model.keras", train_model)):
-            save_model(model, os.path.join(cfg.out, name))
-        atomic.write_json(os.path.join(cfg.out, "history.json"), history)
-        conf = confusion.report(train_model, cfg.records, os.path.join(cfg.out, "confusion"), cfg.image_size,
+            save_model(model, join(cfg.out, name))
+        atomic.write_json(join(cfg.out, "history.json"), history)
+        conf = confusion.report(train_model, cfg.records, join(cfg.out, "confusion"), cfg.image_size,
                                 cfg.val_fold, cfg.head, cfg.crop)
         confusion.log_summary(conf)
-        mlflow.log_artifact(os.path.join(cfg.out, "embedder.keras"))
-        mlflow.log_artifact(os.path.join(cfg.out, "embedder_config.json"))
+        log_artifact(join(cfg.out, "embedder.keras"))
+        log_artifact(join(cfg.out, "embedder_config.json"))
     return {**(history[-1] if history else {}), **conf}
 
 

@@ -108,3 +108,14 @@ def test_a_catalog_holding_pickled_objects_is_refused(tmp_path):
              species=np.array(["a"]), filenames=np.array(["a.jpg"]))
     with pytest.raises(ValueError, match="not a readable .npz catalog"):
         load_npz(str(path))
+
+
+def test_a_file_where_a_folder_is_wanted_is_one_line(bad, capsys):
+    from pipeline import demo
+
+    (bad["out"]).mkdir(exist_ok=True)
+    not_a_folder = bad["out"] / "file"
+    not_a_folder.write_text("x")
+    assert demo.main(["--workdir", str(not_a_folder), "--size", "small"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and str(not_a_folder) in err[0], err

@@ -22,7 +22,7 @@ CELLS = st.one_of(
     st.text(max_size=12),
 )
 ROWS = st.lists(st.lists(CELLS, min_size=1, max_size=7), max_size=8)
-SETTINGS = settings(max_examples=200, deadline=None, derandomize=True, database=None,
+SETTINGS = settings(max_examples=100, deadline=None, derandomize=True, database=None,
                     suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 

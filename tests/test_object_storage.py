@@ -87,3 +87,70 @@ def test_a_missing_url_is_a_clear_error(missing):
 
     with pytest.raises(DataError, match="no manifest.json"):
         read_manifest(missing)
+
+
+def test_checkpoints_models_and_artifacts_go_to_urls(tmp_path, monkeypatch):
+    """What the trainers write under ``--out``: checkpoints (resumable), models, MLflow artifacts."""
+    import keras
+    import mlflow
+
+    from tfrecords.checkpoint import Checkpoint, save_model
+    from tfrecords.tracking import log_artifact, start_run
+
+    def model():
+        keras.utils.set_random_seed(0)
+        m = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+        m.compile(optimizer=keras.optimizers.Adam(1e-2), loss="mse")
+        return m
+
+    x, y = np.ones((8, 3), "float32"), np.zeros((8, 2), "float32")
+    run = f"ram://t{next(_N)}/run"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
+    a = model()
+    with start_run("object-storage", {"out": run}) as r:
+        ckpt = Checkpoint(run)
+        history: list[dict] = []
+        for epoch in range(2):
+            a.fit(x, y, epochs=1, verbose=0)
+            ckpt.end_epoch(a, epoch, 2, {"loss": 1.0}, history, r.info.run_id)
+        save_model(a, f"{run}/model.keras")
+        log_artifact(f"{run}/model.keras")
+    assert sorted(tf.io.gfile.listdir(f"{run}/ckpt")) == ["epoch1.optimizer.npz", "epoch1.weights.h5", "state.json"]
+    b = model()
+    Checkpoint(run).restore(b, Checkpoint(run).state())
+    for u, v in zip(a.get_weights() + [a.optimizer.iterations.numpy()],
+                    b.get_weights() + [b.optimizer.iterations.numpy()], strict=True):
+        np.testing.assert_array_equal(u, v)
+    again = keras.saving.load_model(f"{run}/model.keras", safe_mode=True)
+    np.testing.assert_array_equal(again.predict(x, verbose=0), a.predict(x, verbose=0))
+    names = [f.path for f in mlflow.MlflowClient().list_artifacts(r.info.run_id)]
+    assert "model.keras" in names
+
+
+def test_evaluate_reads_and_writes_urls(tiny_embedder, tiny_crops, monkeypatch, tmp_path):
+    import json
+
+    from pipeline.evaluate import EvalConfig, evaluate
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
+    emb, crops = to_ram(tiny_embedder), to_ram(tiny_crops)
+    result = evaluate(EvalConfig(embedder=emb, records=crops, out=f"{emb}/evaluation"), progress=False)
+    assert json.loads(ram_bytes(f"{emb}/threshold.json"))["threshold"] == result["threshold"]
+    assert b"<html" in ram_bytes(f"{emb}/evaluation/report.html").lower()
+
+
+def test_enroll_grows_a_catalog_at_a_url(tiny_embedder, tiny_data, tmp_path):
+    import pandas as pd
+
+    from pipeline.catalog import load_npz
+    from pipeline.enroll import enroll
+
+    labels = pd.read_csv(tiny_data / "train.csv").head(10)[["image", "individual_id", "species"]]
+    labels.to_csv(tmp_path / "labels.csv", index=False)
+    photos = to_ram(tiny_data / "train_images")
+    enroll(str(tiny_embedder), str(tmp_path / "cat.npz"), photos, str(tmp_path / "labels.csv"), progress=False)
+    url = f"ram://t{next(_N)}/catalogs/cat.npz"
+    enroll(to_ram(tiny_embedder), url, photos, str(tmp_path / "labels.csv"), progress=False)
+    local, remote = load_npz(str(tmp_path / "cat.npz")), load_npz(url)
+    np.testing.assert_array_equal(local.embeddings, remote.embeddings)
+    assert list(remote.filenames) == list(local.filenames) and len(remote.filenames) == 10

@@ -3,52 +3,92 @@
 RUN_DIR/ckpt holds the last epoch's weights, the optimizer's variables (``.npz``, no pickle) and
 ``state.json`` (epoch, history, MLflow run id, anything else the trainer keeps). Each file is
 written to a temporary name and renamed; the state is written last, so a state always names a
-whole checkpoint.
+whole checkpoint. RUN_DIR may be a ``tf.io.gfile`` URL: Keras writes its files to a local
+temporary folder, which is then published with the same temp + rename.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
+import tempfile
+from collections.abc import Iterator
 
 from tfrecords import atomic
+from tfrecords.layout import exists, gfile, is_url, join, listdir, makedirs, read_bytes
+
+
+def publish(local: str, path: str) -> None:
+    """Move a finished local file to ``path`` (a local path or a URL), atomically."""
+    if is_url(path):
+        tmp = atomic.tmp_name(path)
+        gfile().copy(local, tmp, overwrite=True)
+        atomic.commit(tmp, path)
+        os.remove(local)
+    else:
+        atomic.commit(local, path)
+
+
+@contextlib.contextmanager
+def local_copy(path: str) -> Iterator[str]:
+    """A local path holding ``path``'s bytes (``path`` itself when local)."""
+    if not is_url(path):
+        yield path
+        return
+    with tempfile.TemporaryDirectory() as d:
+        local = os.path.join(d, path.rsplit("/", 1)[-1])
+        with open(local, "wb") as f:
+            f.write(read_bytes(path))
+        yield local
+
+
+def _scratch(path: str) -> str:
+    """Where to write a file bound for ``path`` first: beside it when local (same disk: the rename
+    is atomic), else in the system's temporary folder."""
+    name = f".tmp-{os.getpid()}-{os.path.basename(path.rstrip('/'))}"
+    return os.path.join(tempfile.gettempdir() if is_url(path) else os.path.dirname(path), name)
 
 
 class Checkpoint:
     """The checkpoint folder of one run (see the module docstring)."""
 
     def __init__(self, run_dir: str):
-        self.dir = os.path.join(run_dir, "ckpt")
-        os.makedirs(self.dir, exist_ok=True)
-        self.state_path = os.path.join(self.dir, "state.json")
+        self.dir = join(run_dir, "ckpt")
+        makedirs(self.dir)
+        self.state_path = join(self.dir, "state.json")
 
     def state(self) -> dict | None:
-        return json.loads(open(self.state_path).read()) if os.path.exists(self.state_path) else None
+        return json.loads(read_bytes(self.state_path)) if exists(self.state_path) else None
 
     def save(self, model, state: dict) -> None:
         import numpy as np
 
         e = state["epoch"]
-        tmp = os.path.join(self.dir, f".tmp-{os.getpid()}.weights.h5")
+        weights = join(self.dir, f"epoch{e}.weights.h5")
+        tmp = _scratch(weights)
         model.save_weights(tmp)
-        os.replace(tmp, os.path.join(self.dir, f"epoch{e}.weights.h5"))
+        publish(tmp, weights)
         store: dict = {}
         model.optimizer.save_own_variables(store)
-        tmp = os.path.join(self.dir, f".tmp-{os.getpid()}.npz")
-        np.savez(tmp, **store)
-        os.replace(tmp, os.path.join(self.dir, f"epoch{e}.optimizer.npz"))
+        buf = io.BytesIO()
+        np.savez(buf, **store)
+        atomic.write_bytes(join(self.dir, f"epoch{e}.optimizer.npz"), buf.getvalue())
         atomic.write_json(self.state_path, state)
-        for name in os.listdir(self.dir):  # keep only the checkpoint the state names
+        for name in listdir(self.dir):  # keep only the checkpoint the state names
             if name.startswith("epoch") and not name.startswith(f"epoch{e}."):
-                os.remove(os.path.join(self.dir, name))
+                path = join(self.dir, name)
+                gfile().remove(path) if is_url(path) else os.remove(path)
 
     def restore(self, model, state: dict) -> None:
         import numpy as np
 
         e = state["epoch"]
-        model.load_weights(os.path.join(self.dir, f"epoch{e}.weights.h5"))
+        with local_copy(join(self.dir, f"epoch{e}.weights.h5")) as weights:
+            model.load_weights(weights)
         model.optimizer.build(model.trainable_variables)
-        with np.load(os.path.join(self.dir, f"epoch{e}.optimizer.npz"), allow_pickle=False) as z:
+        with np.load(io.BytesIO(read_bytes(join(self.dir, f"epoch{e}.optimizer.npz"))), allow_pickle=False) as z:
             model.optimizer.load_own_variables({k: z[k] for k in z.files})
 
     def end_epoch(self, model, epoch: int, epochs: int, metrics: dict[str, float], history: list[dict],
@@ -64,6 +104,6 @@ class Checkpoint:
 
 def save_model(model, path: str) -> None:
     """``model.save`` to a temporary name, then rename: a reader never sees half a ``.keras``."""
-    tmp = os.path.join(os.path.dirname(path), f".tmp-{os.getpid()}-{os.path.basename(path)}")
+    tmp = _scratch(path)  # keeps the name's ".keras", which Keras requires
     model.save(tmp)
-    os.replace(tmp, path)
+    publish(tmp, path)

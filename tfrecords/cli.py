@@ -13,8 +13,9 @@ from collections.abc import Callable
 from tfrecords.atomic import LockedError
 from tfrecords.layout import DataError
 
-# Errors that are the user's input, not our bug: reported as one line, exit 2.
-USER_ERRORS: tuple[type[BaseException], ...] = (DataError, LockedError, FileNotFoundError, ValueError)
+# Errors that are the user's input or machine, not our bug: reported as one line, exit 2. OSError
+# covers a path that is a file where a folder is wanted, permissions and a full disk.
+USER_ERRORS: tuple[type[BaseException], ...] = (DataError, LockedError, OSError, ValueError)
 
 
 def add_debug_flag(p: argparse.ArgumentParser) -> None:

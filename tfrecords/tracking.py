@@ -58,3 +58,36 @@ def start_run(
             mlflow.log_params(params)
             mlflow.log_dict(cfg, "config.json")
         yield run
+
+
+def log_artifact(path: str, artifact_path: str | None = None) -> None:
+    """``mlflow.log_artifact`` of a local file or a ``tf.io.gfile`` URL (copied to a temporary
+    local file first: MLflow uploads from local paths)."""
+    import mlflow
+
+    from tfrecords.layout import is_url, read_bytes
+
+    if not is_url(path):
+        mlflow.log_artifact(path, artifact_path)
+        return
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        local = os.path.join(d, path.rstrip("/").rsplit("/", 1)[-1])
+        with open(local, "wb") as f:
+            f.write(read_bytes(path))
+        mlflow.log_artifact(local, artifact_path)
+
+
+def log_folder(folder: str, artifact_path: str) -> None:
+    """``mlflow.log_artifacts`` of a local folder or the files directly in a URL folder."""
+    import mlflow
+
+    from tfrecords.layout import is_url, isdir, join, listdir
+
+    if not is_url(folder):
+        mlflow.log_artifacts(folder, artifact_path)
+        return
+    for name in listdir(folder):
+        if not isdir(join(folder, name)):
+            log_artifact(join(folder, name), artifact_path)
