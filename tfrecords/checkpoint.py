@@ -9,15 +9,13 @@ temporary folder, which is then published with the same temp + rename.
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
 import os
 import tempfile
-from collections.abc import Iterator
 
 from tfrecords import atomic
-from tfrecords.layout import exists, gfile, is_url, join, listdir, makedirs, read_bytes
+from tfrecords.layout import exists, gfile, is_url, join, listdir, local_copy, makedirs, read_bytes
 
 
 def publish(local: str, path: str) -> None:
@@ -29,19 +27,6 @@ def publish(local: str, path: str) -> None:
         os.remove(local)
     else:
         atomic.commit(local, path)
-
-
-@contextlib.contextmanager
-def local_copy(path: str) -> Iterator[str]:
-    """A local path holding ``path``'s bytes (``path`` itself when local)."""
-    if not is_url(path):
-        yield path
-        return
-    with tempfile.TemporaryDirectory() as d:
-        local = os.path.join(d, path.rsplit("/", 1)[-1])
-        with open(local, "wb") as f:
-            f.write(read_bytes(path))
-        yield local
 
 
 def _scratch(path: str) -> str:

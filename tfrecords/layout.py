@@ -12,9 +12,11 @@ TensorFlow is imported lazily (``gfile()``) so that image workers and the synthe
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import posixpath
+from collections.abc import Iterator
 
 import pandas as pd
 
@@ -92,6 +94,21 @@ def rmtree(path: str) -> None:
 def listdir(path: str) -> list[str]:
     names = gfile().listdir(path) if is_url(path) else os.listdir(path)
     return sorted(n.rstrip("/") for n in names)
+
+
+@contextlib.contextmanager
+def local_copy(path: str) -> Iterator[str]:
+    """A local path holding ``path``'s bytes (``path`` itself when local)."""
+    if not is_url(path):
+        yield path
+        return
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        local = os.path.join(d, path.rsplit("/", 1)[-1])
+        with open(local, "wb") as f:
+            f.write(read_bytes(path))
+        yield local
 
 
 def list_images(folder: str) -> list[str]:

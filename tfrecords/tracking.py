@@ -65,17 +65,9 @@ def log_artifact(path: str, artifact_path: str | None = None) -> None:
     local file first: MLflow uploads from local paths)."""
     import mlflow
 
-    from tfrecords.layout import is_url, read_bytes
+    from tfrecords.layout import local_copy
 
-    if not is_url(path):
-        mlflow.log_artifact(path, artifact_path)
-        return
-    import tempfile
-
-    with tempfile.TemporaryDirectory() as d:
-        local = os.path.join(d, path.rstrip("/").rsplit("/", 1)[-1])
-        with open(local, "wb") as f:
-            f.write(read_bytes(path))
+    with local_copy(path) as local:
         mlflow.log_artifact(local, artifact_path)
 
 
