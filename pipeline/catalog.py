@@ -8,7 +8,6 @@ embeddings). A catalog can also be given as crop records: they are embedded on t
 
 from __future__ import annotations
 
-import io
 import json
 from dataclasses import dataclass
 
@@ -44,12 +43,12 @@ def same_embedder(a: str, b: str) -> bool:
 
 
 def load_npz(path: str) -> Catalog:
-    from tfrecords.layout import exists, read_bytes
+    from tfrecords.layout import exists, local_copy
 
     if not exists(path):
         raise FileNotFoundError(f"{path}: no such catalog (an .npz from stage2_embed/embed.py or pipeline/enroll.py)")
     try:
-        with np.load(io.BytesIO(read_bytes(path)), allow_pickle=False) as z:
+        with local_copy(path) as local, np.load(local, allow_pickle=False) as z:
             missing = [k for k in REQUIRED if k not in z.files]
             if missing:
                 raise ValueError(f"{path} is not a catalog: it lacks {', '.join(missing)}")

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -27,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from tfrecords import cli
-from tfrecords.layout import dirname, exists, gfile, is_url, isdir, listdir, makedirs
+from tfrecords.layout import dirname, exists, isdir, listdir, makedirs, remove
 
 
 def read_labels(path: str) -> pd.DataFrame:
@@ -117,7 +116,7 @@ def _update_index(catalog: str, old, new, merged) -> None:
     path = approx.index_path(catalog)
     if len(merged) < approx.APPROX_FROM:
         if exists(path):
-            gfile().remove(path) if is_url(path) else os.remove(path)
+            remove(path)
         return
     appended = len(merged) == len(old) + len(new)
     index = approx.load(path, len(old)) if appended else None

@@ -57,18 +57,21 @@ def save(index, path: str) -> None:
 
     from tfrecords import atomic
 
-    atomic.write_bytes(path, faiss.serialize_index(index).tobytes())
+    tmp = atomic.scratch(path)
+    faiss.write_index(index, tmp)
+    atomic.publish(tmp, path)
 
 
 def load(path: str, expected: int):
     """The saved index, or None when absent or stale (its size differs from the catalog's)."""
     import faiss
 
-    from tfrecords.layout import exists, read_bytes
+    from tfrecords.layout import exists, local_copy
 
     if not exists(path):
         return None
-    index = faiss.deserialize_index(np.frombuffer(read_bytes(path), dtype=np.uint8))
+    with local_copy(path) as local:
+        index = faiss.read_index(local)
     return configure(index) if index.ntotal == expected else None
 
 

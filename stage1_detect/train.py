@@ -17,6 +17,7 @@ import contextlib
 import json
 import sys
 import time
+import weakref
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -53,6 +54,9 @@ def smoke(records: str, out: str) -> TrainConfig:
     return TrainConfig(records=records, out=out, image_size=96, epochs=2, batch_size=4, warmup_epochs=0.5)
 
 
+_DETECT: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> its traced detection
+
+
 def coco_map(model, ds) -> dict[str, float]:
     """COCO mAP@0.5 and mAP@0.5:0.95 of ``model`` on ``ds`` (images, dense boxes)."""
     import keras_cv
@@ -63,7 +67,9 @@ def coco_map(model, ds) -> dict[str, float]:
     metric = keras_cv.metrics.BoxCOCOMetrics(bounding_box_format=BOX_FORMAT, evaluate_freq=1_000_000_000)
     # predict_step's decoding, called directly: ``predict`` would run under the model's strategy,
     # which several workers must enter together, and only the chief evaluates
-    detect = tf.function(lambda x: model.decode_predictions(model(x, training=False), x))
+    detect = _DETECT.get(model)
+    if detect is None:  # traced once per model, not once per epoch
+        detect = _DETECT[model] = tf.function(lambda x: model.decode_predictions(model(x, training=False), x))
     for x, y in ds:
         metric.update_state(y, detect(x))
     r = metric.result(force=True)

@@ -11,6 +11,7 @@ import errno
 import json
 import os
 import socket
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -64,6 +65,24 @@ def commit(tmp: str, path: str) -> None:
     with open(tmp, "rb") as f:
         os.fsync(f.fileno())
     os.replace(tmp, path)
+
+
+def publish(local: str, path: str) -> None:
+    """Move a finished local file to ``path`` (a local path or a URL), atomically."""
+    if is_url(path):
+        tmp = tmp_name(path)
+        gfile().copy(local, tmp, overwrite=True)
+        commit(tmp, path)
+        os.remove(local)
+    else:
+        commit(local, path)
+
+
+def scratch(path: str) -> str:
+    """Where to write a file bound for ``path`` first: beside it when local (same disk: the rename
+    is atomic), else in the system's temporary folder."""
+    name = f".tmp-{os.getpid()}-{os.path.basename(path.rstrip('/'))}"
+    return os.path.join(tempfile.gettempdir() if is_url(path) else os.path.dirname(path), name)
 
 
 class LockedError(RuntimeError):

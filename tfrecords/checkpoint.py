@@ -11,29 +11,9 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import tempfile
 
 from tfrecords import atomic
-from tfrecords.layout import exists, gfile, is_url, join, listdir, local_copy, makedirs, read_bytes
-
-
-def publish(local: str, path: str) -> None:
-    """Move a finished local file to ``path`` (a local path or a URL), atomically."""
-    if is_url(path):
-        tmp = atomic.tmp_name(path)
-        gfile().copy(local, tmp, overwrite=True)
-        atomic.commit(tmp, path)
-        os.remove(local)
-    else:
-        atomic.commit(local, path)
-
-
-def _scratch(path: str) -> str:
-    """Where to write a file bound for ``path`` first: beside it when local (same disk: the rename
-    is atomic), else in the system's temporary folder."""
-    name = f".tmp-{os.getpid()}-{os.path.basename(path.rstrip('/'))}"
-    return os.path.join(tempfile.gettempdir() if is_url(path) else os.path.dirname(path), name)
+from tfrecords.layout import exists, join, listdir, local_copy, makedirs, read_bytes, remove
 
 
 class Checkpoint:
@@ -52,9 +32,9 @@ class Checkpoint:
 
         e = state["epoch"]
         weights = join(self.dir, f"epoch{e}.weights.h5")
-        tmp = _scratch(weights)
+        tmp = atomic.scratch(weights)
         model.save_weights(tmp)
-        publish(tmp, weights)
+        atomic.publish(tmp, weights)
         store: dict = {}
         model.optimizer.save_own_variables(store)
         buf = io.BytesIO()
@@ -64,7 +44,7 @@ class Checkpoint:
         for name in listdir(self.dir):  # keep only the checkpoint the state names
             if name.startswith("epoch") and not name.startswith(f"epoch{e}."):
                 path = join(self.dir, name)
-                gfile().remove(path) if is_url(path) else os.remove(path)
+                remove(path)
 
     def restore(self, model, state: dict) -> None:
         import numpy as np
@@ -89,6 +69,6 @@ class Checkpoint:
 
 def save_model(model, path: str) -> None:
     """``model.save`` to a temporary name, then rename: a reader never sees half a ``.keras``."""
-    tmp = _scratch(path)  # keeps the name's ".keras", which Keras requires
+    tmp = atomic.scratch(path)  # keeps the name's ".keras", which Keras requires
     model.save(tmp)
-    publish(tmp, path)
+    atomic.publish(tmp, path)

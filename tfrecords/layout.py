@@ -80,6 +80,10 @@ def dirname(path: str) -> str:
     return posixpath.dirname(path) if is_url(path) else os.path.dirname(os.path.abspath(path))
 
 
+def remove(path: str) -> None:
+    gfile().remove(path) if is_url(path) else os.remove(path)
+
+
 def rmtree(path: str) -> None:
     """Remove a folder and its contents; nothing when absent."""
     if is_url(path):
