@@ -30,6 +30,7 @@ bench: $(VENV)/.installed
 	$(PY) bench/train_step.py
 	$(PY) bench/infer.py
 	$(PY) bench/search.py
+	$(PY) bench/review.py
 
 clean:
 	rm -rf $(VENV) work

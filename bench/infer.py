@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         choose_boxes(CropConfig(records="", out="", model="-"), detector, a.det_size, parsed)
         t_detect = time.perf_counter() - t
         t = time.perf_counter()
-        q, _ = embed_chunk(encoded, None, 0, embedder, a.emb_size, cfg)
+        q, _, _ = embed_chunk(encoded, None, 0, embedder, a.emb_size, cfg)
         t_embed = time.perf_counter() - t
         t = time.perf_counter()
         search(q, cat, ids, np.full(a.catalog, "s"))

@@ -3,7 +3,8 @@
 On disk it is an ``.npz`` of plain arrays (read with ``allow_pickle=False``): ``embeddings`` [N, D]
 float32 (L2-normalised), ``filenames``, ``individual_ids``, ``species``, plus ``embedder`` (the
 run folder's embedder config as JSON, so a catalog is never searched with another model's
-embeddings). A catalog can also be given as crop records: they are embedded on the fly.
+embeddings) and, where known, ``boxes`` (each photo's crop, rel ``ymin xmin ymax xmax``: what the
+match review shows). A catalog can also be given as crop records: they are embedded on the fly.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ class Catalog:
     individual_ids: np.ndarray
     species: np.ndarray
     embedder: str = ""  # the embedder config (JSON) the embeddings came from
+    boxes: np.ndarray | None = None  # [N, 4] crop of each photo; None: unknown (whole photos)
 
     def __len__(self) -> int:
         return len(self.filenames)
@@ -33,8 +35,17 @@ class Catalog:
             raise ValueError(f"embeddings of dimension {other.embeddings.shape[1]} cannot join a catalog of "
                              f"dimension {self.embeddings.shape[1]}")
         keep = ~np.isin(self.filenames, other.filenames)
+        boxes = None
+        if self.boxes is not None or other.boxes is not None:
+            boxes = np.concatenate([self.box_array()[keep], other.box_array()])
         return Catalog(*(np.concatenate([getattr(self, k)[keep], getattr(other, k)]) for k in REQUIRED),
-                       embedder=self.embedder or other.embedder)
+                       embedder=self.embedder or other.embedder, boxes=boxes)
+
+    def box_array(self) -> np.ndarray:
+        """The crop boxes, whole photos where unknown."""
+        if self.boxes is not None:
+            return self.boxes.astype(np.float32)
+        return np.tile(np.array([0.0, 0.0, 1.0, 1.0], np.float32), (len(self), 1))
 
 
 def same_embedder(a: str, b: str) -> bool:
@@ -54,19 +65,21 @@ def load_npz(path: str) -> Catalog:
                 raise ValueError(f"{path} is not a catalog: it lacks {', '.join(missing)}")
             arrays = {k: z[k] for k in REQUIRED}
             embedder = str(z["embedder"]) if "embedder" in z.files else ""
+            boxes = z["boxes"].astype(np.float32) if "boxes" in z.files else None
     except (OSError, ValueError) as e:
         if "is not a catalog" in str(e):
             raise
         raise ValueError(f"{path} is not a readable .npz catalog ({e})") from None
     return Catalog(arrays["embeddings"].astype(np.float32), *(arrays[k].astype(str) for k in REQUIRED[1:]),
-                   embedder=embedder)
+                   embedder=embedder, boxes=boxes)
 
 
 def save_npz(catalog: Catalog, path: str) -> None:
     """Written atomically: a reader sees the old catalog or the new one, never half of one."""
     from stage2_embed.embed import save_npz as _save
 
-    _save(path, {**{k: getattr(catalog, k) for k in REQUIRED}, "embedder": np.array(catalog.embedder)})
+    extra = {} if catalog.boxes is None else {"boxes": catalog.boxes.astype(np.float32)}
+    _save(path, {**{k: getattr(catalog, k) for k in REQUIRED}, "embedder": np.array(catalog.embedder), **extra})
 
 
 def from_records(model, embedder_cfg: dict, records: str, exclude_folds: tuple[int, ...] = (),
@@ -80,6 +93,22 @@ def from_records(model, embedder_cfg: dict, records: str, exclude_folds: tuple[i
         keep &= arr["holdout"] == 0
     return (Catalog(arr["embeddings"][keep], arr["filenames"][keep], arr["individual_ids"][keep],
                     arr["species"][keep], json.dumps(embedder_cfg, sort_keys=True)), arr)
+
+
+def export(embedder: str, records: str, path: str) -> Catalog:
+    """Embed crop records' train split with the run folder's embedder into a catalog ``.npz`` (with
+    each photo's crop box): the file that ``enroll`` and the match review grow."""
+    from dataclasses import replace
+
+    from stage2_embed.embed import load_embedder
+    from tfrecords.reader import parsed_records
+
+    model, cfg = load_embedder(embedder)
+    cat = from_records(model, cfg, records)[0]
+    box_of = {e["image/filename"].numpy().decode(): e["crop/box"].numpy() for e in parsed_records(records, "train")}
+    cat = replace(cat, boxes=np.array([box_of[f] for f in cat.filenames], np.float32).reshape(-1, 4))
+    save_npz(cat, path)
+    return cat
 
 
 def load(path: str, model, embedder_cfg: dict) -> Catalog:
@@ -96,3 +125,20 @@ def load(path: str, model, embedder_cfg: dict) -> Catalog:
         raise ValueError(f"{path} was embedded by another embedder: re-export it with this one "
                          "(stage2_embed/embed.py) or pass the embedder it came from")
     return cat
+
+
+def relabel(path: str, mapping: dict[str, str]) -> int:
+    """Rename individuals in a catalog ``.npz`` (``mapping``: old id -> new id, e.g. a merge of two
+    ids filed for one animal), atomically under the folder's lock; returns the rows changed."""
+    from dataclasses import replace
+
+    from tfrecords.atomic import folder_lock
+    from tfrecords.layout import dirname
+
+    with folder_lock(dirname(path)):
+        cat = load_npz(path)
+        ids = np.array([mapping.get(i, i) for i in cat.individual_ids], dtype=str)
+        changed = int((ids != cat.individual_ids).sum())
+        if changed:
+            save_npz(replace(cat, individual_ids=ids), path)
+    return changed

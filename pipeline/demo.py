@@ -75,16 +75,20 @@ def run_demo(workdir: str, size: str) -> dict:
     ev = evaluate_embedder(emb, crops)
     done(t, f"MAP@5 {ev['map5']:.3f} at threshold {ev['threshold']:.3f}; new_individual found "
             f"{ev['new_individual_found']:.1%}")
-    t = step(9, total, f"identify the test photos -> {sub}/submission.csv")
-    inf = identify(det, emb, crops, records, os.path.join(sub, "submission.csv"))
+    t = step(9, total, f"catalog {workdir}/catalog.npz; identify the test photos -> {sub}/submission.csv")
+    catalog = os.path.join(workdir, "catalog.npz")
+    export_catalog(emb, crops, catalog)
+    inf = identify(det, emb, catalog, records, os.path.join(sub, "submission.csv"))
     done(t, f"{inf['images']} rows")
     t = step(10, total, "score against test_truth.csv, beside two baselines computed now")
     scores = score_all(workdir, det, emb, crops, records, data, size)
     done(t, "MAP@5 " + ", ".join(f"{k} {v:.3f}" for k, v in scores.items()))
     print(f"total {(time.perf_counter() - started) / 60:.1f} min")
     print(f"runs: mlflow ui --backend-store-uri {os.environ['MLFLOW_TRACKING_URI']} --host 127.0.0.1")
+    print(f"review the matches: python pipeline/review.py --matches {sub}/matches.csv --catalog {catalog} "
+          f"--images {data}/test_images --catalog-images {data}/train_images --db {workdir}/review.sqlite")
     return {"data": data, "records": records, "report": os.path.join(eda, "index.html"), "detector": det,
-            "crops": crops, "embedder": emb, "evaluation_report": ev["report"],
+            "crops": crops, "embedder": emb, "evaluation_report": ev["report"], "catalog": catalog,
             "submission": os.path.join(sub, "submission.csv"), "detector_map50": det_eval["map50"],
             "detector_iou50_share": det_eval["iou50_share"], "val_map5": history.get("val_map5"),
             "threshold": ev["threshold"], "test_map5": scores["pipeline"],
@@ -111,10 +115,17 @@ def evaluate_embedder(emb: str, crops: str) -> dict:
     return evaluate(EvalConfig(embedder=emb, records=crops, out=os.path.join(emb, "evaluation")), progress=False)
 
 
-def identify(det: str, emb: str, crops: str, records: str, out: str) -> dict:
+def export_catalog(emb: str, crops: str, path: str) -> None:
+    """Always anew from the embedder's crops: a catalog grown by a review starts again with the demo."""
+    from pipeline.catalog import export
+
+    export(emb, crops, path)
+
+
+def identify(det: str, emb: str, catalog: str, records: str, out: str) -> dict:
     from pipeline.infer import InferConfig, run
 
-    return run(InferConfig(detector=det, embedder=emb, catalog=crops, records=records, out=out), progress=False)
+    return run(InferConfig(detector=det, embedder=emb, catalog=catalog, records=records, out=out), progress=False)
 
 
 def score(submission: str, truth_csv: str) -> float:

@@ -89,14 +89,17 @@ def enroll(embedder: str, catalog: str, images: str, labels: str, detector: str 
         icfg = InferConfig(detector=detector, embedder=embedder, catalog=catalog, out="", images=images, tta=tta)
         failures: dict[str, str] = {}
         wanted = set(df["image"])
-        names, embs = [], []
+        names, embs, boxes = [], [], []
         stream = ((n, b) for n, b in inputs(icfg, failures) if n in wanted)
         for chunk_names, encoded in _chunks(stream, icfg.chunk):
             names += chunk_names
-            embs.append(embed_chunk(encoded, det, det_size, model, ecfg["image_size"], icfg)[0])
+            e, _, b = embed_chunk(encoded, det, det_size, model, ecfg["image_size"], icfg)
+            embs.append(e)
+            boxes.append(b)
         rows = df.set_index("image").loc[names]
         new = catalog_lib.Catalog(np.concatenate(embs) if embs else np.zeros((0, 1), np.float32), np.array(names),
-                                  rows["individual_id"].to_numpy(str), rows["species"].to_numpy(str), cfg_json)
+                                  rows["individual_id"].to_numpy(str), rows["species"].to_numpy(str), cfg_json,
+                                  np.concatenate(boxes) if boxes else np.zeros((0, 4), np.float32))
         merged = old.add(new) if len(old) else new
         catalog_lib.save_npz(merged, catalog)
         _update_index(catalog, old, new, merged)

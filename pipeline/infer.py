@@ -13,7 +13,9 @@ distinct ids, ``new_individual`` inserted where the score falls below the thresh
 ``--detector none`` takes the images as crops.
 
 Writes ``submission.csv`` (every input image exactly once; an undecodable one still gets a row
-and is listed in ``failures.csv``) and ``matches.csv`` (top candidates with scores) beside it.
+and is listed in ``failures.csv``), ``matches.csv`` (top candidates with scores, the crop box and the
+best-scoring catalog photo of each candidate) and ``run.json`` (this run's settings and threshold,
+read by ``pipeline/review.py``) beside it.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import argparse
 import json
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a file: import the repo's packages, not this folder's files
@@ -126,8 +128,9 @@ def _chunks(it: Iterator[tuple[str, bytes]], n: int) -> Iterator[tuple[list[str]
 
 
 def embed_chunk(encoded: list[bytes], detector, det_size: int, embedder, emb_size: int, cfg: InferConfig
-                ) -> tuple[np.ndarray, np.ndarray]:
-    """(embeddings [N, D], detection scores [N]; -1 where the whole image was used)."""
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(embeddings [N, D], detection scores [N]; -1 where the whole image was used, crop boxes [N, 4]
+    rel-yxyx as cut)."""
     import tensorflow as tf
 
     from stage1_detect.crop import CropConfig, choose_boxes, grow
@@ -159,7 +162,7 @@ def embed_chunk(encoded: list[bytes], detector, det_size: int, embedder, emb_siz
         if cfg.tta == "flip":
             e = tf.math.l2_normalize(e + forward(tf.image.flip_left_right(x)), axis=-1)
         out.append(np.asarray(e))
-    return np.concatenate(out), scores
+    return np.concatenate(out), scores, np.asarray(boxes, np.float32)
 
 
 @dataclass(frozen=True)
@@ -195,27 +198,31 @@ def load(cfg: InferConfig) -> Models:
 
 
 def identify(m: Models, chunks, cfg: InferConfig, progress: bool = False):
-    """(names, embeddings, detection scores, candidates, five predictions each) for (names, JPEGs) chunks."""
+    """(names, embeddings, detection scores, crop boxes, candidates, five predictions each) for (names,
+    JPEGs) chunks."""
     from tqdm import tqdm
 
     from pipeline.search import predict, search
 
-    names, embs, det_scores = [], [], []
+    names, embs, det_scores, boxes = [], [], [], []
     with tqdm(desc="infer", unit="img", disable=not progress) as bar:
         for chunk_names, encoded in chunks:
-            e, s = embed_chunk(encoded, m.detector, m.detector_size, m.embedder, m.embedder_cfg["image_size"], cfg)
+            e, s, b = embed_chunk(encoded, m.detector, m.detector_size, m.embedder, m.embedder_cfg["image_size"],
+                                  cfg)
             names += chunk_names
             embs.append(e)
             det_scores.append(s)
+            boxes.append(b)
             bar.update(len(chunk_names))
     emb = np.concatenate(embs) if embs else np.zeros((0, m.catalog.embeddings.shape[1]), np.float32)
     det = np.concatenate(det_scores) if det_scores else np.zeros(0)
+    box = np.concatenate(boxes) if boxes else np.zeros((0, 4), np.float32)
     cands = search(emb, m.catalog.embeddings, m.catalog.individual_ids, m.catalog.species, index=m.index)
-    return names, emb, det, cands, predict(cands, m.threshold, cfg.species_consistency)
+    return names, emb, det, box, cands, predict(cands, m.threshold, cfg.species_consistency)
 
 
 def run(cfg: InferConfig, progress: bool = True) -> dict:
-    from pipeline.search import NEW
+    from pipeline.search import NEW, matches_table
     from tfrecords import atomic
     from tfrecords.layout import dirname, join, makedirs
 
@@ -223,7 +230,7 @@ def run(cfg: InferConfig, progress: bool = True) -> dict:
     m = load(cfg)
     cat, threshold = m.catalog, m.threshold
     failures: dict[str, str] = {}
-    names, _, det, cands, preds = identify(m, _chunks(inputs(cfg, failures), cfg.chunk), cfg, progress)
+    names, emb, det, boxes, cands, preds = identify(m, _chunks(inputs(cfg, failures), cfg.chunk), cfg, progress)
     if not names and not failures:
         raise ValueError("no input images: the records split or the folder is empty")
     frequent = pd.Series(cat.individual_ids).value_counts().index[:4].tolist()
@@ -233,12 +240,9 @@ def run(cfg: InferConfig, progress: bool = True) -> dict:
     out_dir = dirname(cfg.out)
     makedirs(out_dir)
     atomic.write_bytes(cfg.out, sub.to_csv(index=False).encode())
-    matches = pd.DataFrame([
-        {"image": n, "rank": r + 1, "individual_id": cands.ids[i, r], "species": cands.species[i, r],
-         "score": round(float(cands.scores[i, r]), 5), "predicted_species": cands.query_species[i],
-         "detection_score": round(float(det[i]), 4)}
-        for i, n in enumerate(names) for r in range(cands.ids.shape[1]) if cands.ids[i, r]])
+    matches = matches_table(names, emb, det, boxes, cands, cat)
     atomic.write_bytes(join(out_dir, "matches.csv"), matches.to_csv(index=False).encode())
+    atomic.write_json(join(out_dir, "run.json"), {**asdict(cfg), "threshold": threshold})  # for review.py
     if failures:
         atomic.write_bytes(join(out_dir, "failures.csv"), pd.DataFrame(
             sorted(failures.items()), columns=["image", "reason"]).to_csv(index=False).encode())

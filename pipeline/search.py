@@ -130,3 +130,32 @@ def search(query_emb: np.ndarray, catalog_emb: np.ndarray, catalog_ids: Sequence
     cat_species = np.where(valid, np.asarray(catalog_species, dtype=object)[idx], "")
     ids, species, best = best_per_individual(cat_ids, cat_species, scores, k)
     return Candidates(ids, species, best, vote_species(cat_species, scores))
+
+
+def best_catalog_images(query_emb: np.ndarray, catalog, cand_ids: np.ndarray) -> np.ndarray:
+    """For each query and candidate individual, the catalog photo of that individual closest to the
+    query (what a reviewer compares against): filenames [Q, K], "" where no candidate."""
+    import pandas as pd
+
+    rows = pd.Series(np.arange(len(catalog))).groupby(np.asarray(catalog.individual_ids)).indices
+    out = np.full(cand_ids.shape, "", dtype=object)
+    for i, j in zip(*np.nonzero(cand_ids != ""), strict=True):
+        r = rows.get(cand_ids[i, j])
+        if r is not None:
+            out[i, j] = catalog.filenames[r[np.argmax(catalog.embeddings[r] @ query_emb[i])]]
+    return out
+
+
+def matches_table(names: Sequence[str], query_emb: np.ndarray, det_scores: np.ndarray, boxes: np.ndarray,
+                  cands: Candidates, catalog):
+    """``matches.csv``: one row per query and candidate, best first, with the crop box the query was
+    embedded from (rel ``ymin xmin ymax xmax``) and the candidate's closest catalog photo."""
+    import pandas as pd
+
+    photos = best_catalog_images(query_emb, catalog, cands.ids)
+    return pd.DataFrame([
+        {"image": n, "rank": r + 1, "individual_id": cands.ids[i, r], "species": cands.species[i, r],
+         "score": round(float(cands.scores[i, r]), 5), "predicted_species": cands.query_species[i],
+         "detection_score": round(float(det_scores[i]), 4), "box": " ".join(f"{v:.4f}" for v in boxes[i]),
+         "catalog_image": photos[i, r]}
+        for i, n in enumerate(names) for r in range(cands.ids.shape[1]) if cands.ids[i, r]])

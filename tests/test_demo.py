@@ -2,15 +2,12 @@ import json
 import os
 
 import pandas as pd
-from conftest import run_script
 
 from pipeline.infer import validate_submission
 
 
-def test_small_demo_runs_end_to_end(tmp_path):
-    r = run_script(["pipeline/demo.py", "--workdir", str(tmp_path), "--size", "small"])
-    assert r.returncode == 0, r.stderr[-3000:]
-    out = json.loads(r.stdout.strip().splitlines()[-1])
+def test_small_demo_runs_end_to_end(small_demo):
+    tmp_path, out, stdout = small_demo
     m = json.loads((tmp_path / "records" / "manifest.json").read_text())
     assert m["counts"]["train"] == out["train_images"] == 72 and m["counts"]["test"] == 24
     assert (tmp_path / "eda" / "index.html").exists()
@@ -18,7 +15,7 @@ def test_small_demo_runs_end_to_end(tmp_path):
     crops = json.loads((tmp_path / "crops" / "manifest.json").read_text())
     assert crops["counts"] == {"train": 72, "test": 24} and sum(crops["sources"].values()) == 96
     assert (tmp_path / "mlflow.db").exists()
-    assert "[10/10]" in r.stdout
+    assert "[10/10]" in stdout and "pipeline/review.py --matches" in stdout
     for key in ("submission", "evaluation_report", "embedder"):  # every artefact the demo printed exists
         assert os.path.exists(out[key])
     images = pd.read_csv(tmp_path / "data" / "test_truth.csv")["image"].tolist()
