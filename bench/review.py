@@ -60,7 +60,7 @@ def start_server(folder: Path, photos: Path, port: int) -> subprocess.Popen:
     proc = subprocess.Popen([sys.executable, "pipeline/review.py", "--matches", str(folder / "matches.csv"),
                              "--catalog", str(folder / "catalog.npz"), "--images", str(photos), "--db",
                              str(folder / "review.sqlite"), "--port", str(port), "--threshold", "0.5"],
-                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=open(folder / "server.log", "w"))
     for _ in range(600):
         try:
             urllib.request.urlopen(f"http://127.0.0.1:{port}/api/stats", timeout=1)
@@ -68,7 +68,7 @@ def start_server(folder: Path, photos: Path, port: int) -> subprocess.Popen:
         except OSError:
             time.sleep(0.1)
     proc.kill()
-    raise RuntimeError(f"the review server did not start: {proc.stderr.read()[-2000:]}")
+    raise RuntimeError(f"the review server did not start: {(folder / 'server.log').read_text()[-2000:]}")
 
 
 def reviewer(name: str, port: int, until: float, out: dict, seed: int) -> None:

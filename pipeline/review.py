@@ -75,8 +75,11 @@ def _catalog_rows(catalog: str) -> tuple[dict[str, str], dict[str, str]]:
 
 
 def serve(setup, host: str, port: int, threads: int = 8) -> None:
+    import logging
+
     from waitress import serve as waitress_serve
 
+    logging.getLogger("waitress.queue").setLevel(logging.ERROR)  # "queue depth 1" under load is normal
     from pipeline.review_app import create_app
 
     suffix = f"/?token={setup.token}" if setup.token else "/"

@@ -20,7 +20,7 @@ import threading
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-from flask import Flask, Response, abort, jsonify, request, send_from_directory
+from flask import Blueprint, Flask, Response, abort, current_app, jsonify, request, send_from_directory
 from werkzeug.security import safe_join
 
 from pipeline.review_store import Conflict, Store
@@ -45,124 +45,142 @@ class ReviewSetup:
     apply_lock: threading.Lock = field(default_factory=threading.Lock, compare=False)
 
 
+bp = Blueprint("review", __name__)
+
+
 def create_app(setup: ReviewSetup) -> Flask:
     app = Flask(__name__, static_folder=None)
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
-    store = setup.store
-
-    @app.before_request
-    def _guard():
-        if not setup.token:
-            return None
-        given = request.headers.get("X-Review-Token") or request.args.get("token") or request.cookies.get("token")
-        if not given or not hmac.compare_digest(given, setup.token):
-            abort(403, "a token is required: open the address printed by review.py")
-        return None
-
-    @app.after_request
-    def _headers(resp: Response) -> Response:
-        resp.headers["Content-Security-Policy"] = "default-src 'self'; img-src 'self'; object-src 'none'"
-        resp.headers["X-Content-Type-Options"] = "nosniff"
-        if setup.token and request.args.get("token"):
-            resp.set_cookie("token", setup.token, httponly=True, samesite="Strict")
-        return resp
-
-    @app.errorhandler(Conflict)
-    def _conflict(e):
-        return jsonify(error=str(e)), 409
-
-    @app.errorhandler(ValueError)
-    def _bad(e):
-        return jsonify(error=str(e)), 400
-
-    @app.errorhandler(KeyError)
-    def _missing(e):
-        return jsonify(error=f"unknown image {e.args[0]!r}"), 404
-
-    @app.get("/")
-    def page():
-        return send_from_directory(STATIC, "review.html")
-
-    @app.get("/static/<name>")
-    def static_file(name: str):
-        return send_from_directory(STATIC, name)
-
-    @app.get("/api/next")
-    def next_query():
-        q = store.next_query(_reviewer(request.args), request.args.get("species", ""))
-        return jsonify(q or {"done": True})
-
-    @app.get("/api/query")
-    def one_query():
-        q = store.get(request.args.get("image", ""))
-        return jsonify(q) if q else (jsonify(error="unknown image"), 404)
-
-    @app.post("/api/decide")
-    def decide():
-        b = _body()
-        rank = b.get("rank")
-        return jsonify(store.decide(str(b.get("image", "")), _reviewer(b), str(b.get("decision", "")),
-                                    int(rank) if rank is not None else None, str(b.get("species", ""))))
-
-    @app.post("/api/skip")
-    def skip():
-        b = _body()
-        store.skip(str(b.get("image", "")), _reviewer(b))
-        return jsonify(ok=True)
-
-    @app.post("/api/undo")
-    def undo():
-        return jsonify(image=store.undo(_reviewer(_body())))
-
-    @app.post("/api/merge")
-    def merge():
-        b = _body()
-        return jsonify(store.merge(str(b.get("source", "")), str(b.get("target", "")), _reviewer(b)))
-
-    @app.post("/api/apply")
-    def apply():
-        from pipeline.review_apply import apply_decisions
-
-        if not setup.apply_lock.acquire(blocking=False):
-            raise Conflict("Apply is already running")
-        try:
-            return jsonify(apply_decisions(setup))
-        finally:
-            setup.apply_lock.release()
-
-    @app.get("/api/queue")
-    def queue():
-        status = request.args.get("status", "all")
-        if status not in ("all", "pending", "decided"):
-            raise ValueError("status must be all, pending or decided")
-        return jsonify(store.queue(request.args.get("species", ""), status))
-
-    @app.get("/api/stats")
-    def stats():
-        return jsonify(store.stats())
-
-    @app.get("/decisions.csv")
-    def decisions():
-        return Response(store.decisions().to_csv(index=False), mimetype="text/csv")
-
-    @app.get("/img/query/<path:name>")
-    def query_image(name: str):
-        q = store.get(name)
-        if q is None:
-            abort(404)
-        box = q["box"] if request.args.get("crop") == "1" else ""
-        return _jpeg(_find(name, (setup.images,)), box, _size(request.args))
-
-    @app.get("/img/catalog/<path:name>")
-    def catalog_image(name: str):
-        q = store.get(name)  # a reviewed photo, enrolled at Apply
-        if name not in setup.catalog_boxes and q is None:
-            abort(404)
-        box = setup.catalog_boxes.get(name) or (q["box"] if q else "")
-        return _jpeg(_find(name, (*setup.catalog_images, setup.images)), box if request.args.get("crop") == "1"
-                     else "", _size(request.args))
-
+    app.extensions["review"] = setup
+    app.register_blueprint(bp)
+    app.before_request(_guard)
+    app.after_request(_headers)
+    app.register_error_handler(Conflict, lambda e: (jsonify(error=str(e)), 409))
+    app.register_error_handler(ValueError, lambda e: (jsonify(error=str(e)), 400))
+    app.register_error_handler(KeyError, lambda e: (jsonify(error=f"unknown image {e.args[0]!r}"), 404))
     return app
+
+
+def _setup() -> ReviewSetup:
+    return current_app.extensions["review"]
+
+
+def _guard():
+    token = _setup().token
+    if not token:
+        return None
+    given = request.headers.get("X-Review-Token") or request.args.get("token") or request.cookies.get("token")
+    if not given or not hmac.compare_digest(given, token):
+        abort(403, "a token is required: open the address printed by review.py")
+    return None
+
+
+def _headers(resp: Response) -> Response:
+    resp.headers["Content-Security-Policy"] = "default-src 'self'; img-src 'self'; object-src 'none'"
+    resp.headers["X-Content-Type-Options"] = "nosniff"
+    if _setup().token and request.args.get("token"):
+        resp.set_cookie("token", _setup().token, httponly=True, samesite="Strict")
+    return resp
+
+
+@bp.get("/")
+def page():
+    return send_from_directory(STATIC, "review.html")
+
+
+@bp.get("/static/<name>")
+def static_file(name: str):
+    return send_from_directory(STATIC, name)
+
+
+@bp.get("/api/next")
+def next_query():
+    q = _setup().store.next_query(_reviewer(request.args), request.args.get("species", ""))
+    return jsonify(q or {"done": True})
+
+
+@bp.get("/api/query")
+def one_query():
+    q = _setup().store.get(request.args.get("image", ""))
+    return jsonify(q) if q else (jsonify(error="unknown image"), 404)
+
+
+@bp.post("/api/decide")
+def decide():
+    b = _body()
+    rank = b.get("rank")
+    return jsonify(_setup().store.decide(str(b.get("image", "")), _reviewer(b), str(b.get("decision", "")),
+                                         int(rank) if rank is not None else None, str(b.get("species", ""))))
+
+
+@bp.post("/api/skip")
+def skip():
+    b = _body()
+    _setup().store.skip(str(b.get("image", "")), _reviewer(b))
+    return jsonify(ok=True)
+
+
+@bp.post("/api/undo")
+def undo():
+    return jsonify(image=_setup().store.undo(_reviewer(_body())))
+
+
+@bp.post("/api/merge")
+def merge():
+    b = _body()
+    return jsonify(_setup().store.merge(str(b.get("source", "")), str(b.get("target", "")), _reviewer(b)))
+
+
+@bp.post("/api/apply")
+def apply():
+    from pipeline.review_apply import apply_decisions
+
+    setup = _setup()
+    if not setup.apply_lock.acquire(blocking=False):
+        raise Conflict("Apply is already running")
+    try:
+        return jsonify(apply_decisions(setup))
+    finally:
+        setup.apply_lock.release()
+
+
+@bp.get("/api/queue")
+def queue():
+    status = request.args.get("status", "all")
+    if status not in ("all", "pending", "decided"):
+        raise ValueError("status must be all, pending or decided")
+    return jsonify(_setup().store.queue(request.args.get("species", ""), status))
+
+
+@bp.get("/api/stats")
+def stats():
+    return jsonify(_setup().store.stats())
+
+
+@bp.get("/decisions.csv")
+def decisions():
+    return Response(_setup().store.decisions().to_csv(index=False), mimetype="text/csv")
+
+
+@bp.get("/img/query/<path:name>")
+def query_image(name: str):
+    setup = _setup()
+    q = setup.store.get(name)
+    if q is None:
+        abort(404)
+    box = q["box"] if request.args.get("crop") == "1" else ""
+    return _jpeg(_find(name, (setup.images,)), box, _size(request.args))
+
+
+@bp.get("/img/catalog/<path:name>")
+def catalog_image(name: str):
+    setup = _setup()
+    q = setup.store.get(name)  # a reviewed photo, enrolled at Apply
+    if name not in setup.catalog_boxes and q is None:
+        abort(404)
+    box = setup.catalog_boxes.get(name) or (q["box"] if q else "")
+    return _jpeg(_find(name, (*setup.catalog_images, setup.images)), box if request.args.get("crop") == "1"
+                 else "", _size(request.args))
 
 
 def _body() -> dict:

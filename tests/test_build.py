@@ -193,3 +193,23 @@ def test_progress_ticks_never_replace_results():
 
     bar = Bar()
     assert list(_counted(iter(["a", "b"]), bar)) == ["a", "b"] and bar.n == 2
+
+
+def test_folds_of_a_small_catalog_are_dealt_not_refused():
+    import numpy as np
+    import pandas as pd
+
+    from tfrecords.folds import assign_folds
+
+    # 20 photos of 8 individuals, none with 5 photos: scikit-learn's StratifiedKFold refuses --folds 5
+    ids = pd.Series([f"i{j}" for j in [0, 0, 0, 0, 1, 1, 2, 3, 3, 3, 4, 5, 5, 6, 6, 6, 6, 7, 7, 7]])
+    folds = assign_folds(ids, 5, seed=0)
+    assert np.bincount(folds).tolist() == [4, 4, 4, 4, 4]
+    per = pd.DataFrame({"i": ids, "f": folds}).groupby("i")["f"]
+    assert (per.nunique() == per.size()).all()  # each individual's photos in distinct folds
+    shuffled = ids.sample(frac=1.0, random_state=1)
+    again = pd.Series(assign_folds(shuffled, 5, seed=0), index=shuffled.index).sort_index()
+    assert (pd.DataFrame({"i": ids, "f": again}).groupby("i")["f"].apply(sorted)
+            == pd.DataFrame({"i": ids, "f": folds}).groupby("i")["f"].apply(sorted)).all()  # row order free
+    with pytest.raises(ValueError, match="--folds 5: only 3 images"):
+        assign_folds(ids[:3], 5, seed=0)

@@ -35,7 +35,8 @@ def make_client(tmp_path, photos, token=""):
     store = Store(str(tmp_path / "r.sqlite"), known_ids=KNOWN)
     store.load_matches(MATCHES.assign(box="0.1 0.2 0.6 0.7"), 0.6)
     return create_app(ReviewSetup(store=store, images=str(photos), catalog=str(tmp_path / "cat.npz"),
-                                  catalog_boxes={"a.jpg": "0.0 0.0 0.5 0.5"}, token=token)).test_client()
+                                  catalog_boxes={"a.jpg": "0.0 0.0 0.5 0.5"}, token=token,
+                                  decisions_csv=str(tmp_path / "decisions.csv"))).test_client()
 
 
 def test_routes_answer_conflict_and_escape_nothing(tmp_path, photos):
@@ -104,8 +105,9 @@ def start_server(tmp_path, photos, port):
 
 def serve(args: list[str], port: int) -> subprocess.Popen:
     """``pipeline/review.py ARGS --port PORT`` started and answering."""
+    log = open(os.path.join(os.path.dirname(args[args.index("--db") + 1]), f"server-{port}.log"), "a")
     proc = subprocess.Popen([sys.executable, "pipeline/review.py", *args, "--port", str(port)], cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                            stdout=log, stderr=subprocess.STDOUT)  # a file: an unread pipe would fill and block
     for _ in range(300):
         try:
             urllib.request.urlopen(f"http://127.0.0.1:{port}/api/stats", timeout=1)
@@ -113,7 +115,7 @@ def serve(args: list[str], port: int) -> subprocess.Popen:
         except OSError:
             time.sleep(0.1)
     proc.kill()
-    raise AssertionError(proc.stdout.read())
+    raise AssertionError(open(log.name).read()[-2000:])
 
 
 def post(port, route, body):
@@ -142,3 +144,21 @@ def test_kill_9_loses_no_answered_decision(tmp_path, photos):
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_merge_then_apply_relabels_the_catalog(tmp_path, photos):
+    from pipeline.catalog import Catalog, load_npz, save_npz
+
+    cat = str(tmp_path / "cat.npz")
+    save_npz(Catalog(np.eye(3, 4, dtype=np.float32), np.array(["a.jpg", "b.jpg", "c.jpg"]),
+                     np.array(["dol1", "dol2", "whale1"]),
+                     np.array(["bottlenose_dolphin", "bottlenose_dolphin", "humpback_whale"])), cat)
+    c = make_client(tmp_path, photos)
+    refused = c.post("/api/merge", json={"source": "whale1", "target": "dol1", "reviewer": "ana"})
+    assert refused.status_code == 409 and "two species" in refused.json["error"]
+    assert c.post("/api/merge", json={"source": "dol2", "target": "dol1", "reviewer": "ana"}).status_code == 200
+    r = c.post("/api/apply", json={})
+    assert r.status_code == 200 and r.json["relabelled"] == 1 and r.json["enrolled"] == 0
+    assert load_npz(cat).individual_ids.tolist() == ["dol1", "dol1", "whale1"]
+    assert c.post("/api/apply", json={}).json["relabelled"] == 0  # applied once only
+    assert (tmp_path / "decisions.csv").exists()

@@ -10,7 +10,6 @@ import urllib.request
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import run_script
 from test_review_app import free_port, serve
 
 CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
@@ -35,10 +34,11 @@ def browser():
 
 
 def infer(demo, embedder, catalog, out):
-    r = run_script(["pipeline/infer.py", "--detector", str(demo / "detector"), "--embedder", str(embedder),
-                    "--catalog", str(catalog), "--images", str(demo / "data" / "test_images"), "--out", str(out),
-                    "--quiet"])
-    assert r.returncode == 0, r.stderr[-2000:]
+    """``infer.py`` on the demo's test photos (in this process: TensorFlow is loaded once)."""
+    from pipeline.infer import InferConfig, run
+
+    run(InferConfig(detector=str(demo / "detector"), embedder=str(embedder), catalog=str(catalog), out=str(out),
+                    images=str(demo / "data" / "test_images")), progress=False)
     m = pd.read_csv(out.parent / "matches.csv", dtype=str)
     return m[m["rank"] == "1"].set_index("image")["individual_id"], pd.read_csv(out, dtype=str).set_index("image")
 
