@@ -57,6 +57,11 @@ class Store:
     """One SQLite file; a fresh connection per call, so any thread of the server may use it."""
 
     def __init__(self, path: str, id_pattern: str = "new_{date}_{n:03d}", known_ids: dict[str, str] | None = None):
+        try:
+            id_pattern.format(n=1, species="beluga", date="20260101")
+        except (KeyError, IndexError, ValueError) as e:
+            raise ValueError(f"--id-pattern {id_pattern!r}: its fields are {{n}}, {{species}} and {{date}} "
+                             f"({e!r})") from None
         self.path, self.id_pattern = path, id_pattern
         self.known = dict(known_ids or {})  # catalog individual -> species: for merges and new ids
         db = sqlite3.connect(path, timeout=30)

@@ -102,3 +102,21 @@ def test_catalog_boxes_survive_add_save_and_a_merge_relabel(tmp_path):
     back = load_npz(str(tmp_path / "c.npz"))
     assert back.individual_ids.tolist() == ["x", "x", "z"] and np.allclose(back.boxes, grown.boxes)
     assert not (tmp_path / ".lock").exists()
+
+
+def test_a_bad_id_pattern_is_refused_at_start(tmp_path):
+    with pytest.raises(ValueError, match="fields are"):
+        Store(str(tmp_path / "r.sqlite"), id_pattern="{individual}_{n}")
+
+
+def test_each_candidate_shows_its_catalog_photo_closest_to_the_query():
+    import numpy as np
+
+    from pipeline.catalog import Catalog
+    from pipeline.search import best_catalog_images
+
+    emb = np.array([[1, 0, 0], [0.6, 0.8, 0], [0, 1, 0], [0, 0, 1]], np.float32)
+    cat = Catalog(emb, np.array(["a1", "a2", "b1", "c1"]), np.array(["A", "A", "B", "C"]), np.array(["s"] * 4))
+    queries = np.array([[0, 1, 0], [1, 0, 0]], np.float32)
+    ids = np.array([["B", "A", ""], ["A", "C", "B"]], dtype=object)
+    assert best_catalog_images(queries, cat, ids).tolist() == [["b1", "a2", ""], ["a1", "c1", "b1"]]
