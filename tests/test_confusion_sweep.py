@@ -6,6 +6,7 @@ import os
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from stage2_embed.confusion import confused_pairs, species_confusion
 from tfrecords.reader import parsed_records
@@ -35,6 +36,7 @@ def _check_confusion(run, crops):
     assert list(pairs.columns[:3]) == ["true_id", "predicted_id", "count"]
 
 
+@pytest.mark.slow  # minutes of training: pytest -m slow
 def test_training_writes_confusion_files_for_both_heads(tiny_crops, tiny_embedder, tmp_path):
     from stage2_embed.train import smoke, train
 
@@ -48,6 +50,7 @@ def test_training_writes_confusion_files_for_both_heads(tiny_crops, tiny_embedde
     assert 0.0 <= r["species_accuracy"] <= 1.0 and 0.0 <= r["individual_accuracy"] <= 1.0
 
 
+@pytest.mark.slow  # minutes of training: pytest -m slow
 def test_sweep_runs_trials_as_child_runs_and_ranks_them(tiny_crops, tmp_path):
     import mlflow
 

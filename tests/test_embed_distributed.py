@@ -56,22 +56,26 @@ def workers(all_runs):
     return [all_runs["worker0"], all_runs["worker1"]]
 
 
+@pytest.mark.slow  # ~4 min of processes and devices: pytest -m slow
 def test_two_logical_devices_are_two_replicas(runs):
     assert [r["replicas"] for r in runs] == [1, 2]
 
 
+@pytest.mark.slow  # ~4 min of processes and devices: pytest -m slow
 def test_first_step_loss_matches_one_device(runs):
     one, two = runs
     assert one["losses"][0] == pytest.approx(two["losses"][0], rel=1e-4)
     assert one["losses"][1] == pytest.approx(two["losses"][1], rel=1e-4)
 
 
+@pytest.mark.slow  # ~4 min of processes and devices: pytest -m slow
 def test_weights_after_two_steps_match_one_device(runs):
     one, two = runs
     for a, b in zip(one["weights"], two["weights"], strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-6)
 
 
+@pytest.mark.slow  # ~4 min of processes and devices: pytest -m slow
 def test_two_workers_match_one_process(runs, workers):
     one = runs[0]
     for w in workers:  # both workers hold the same (mirrored) weights

@@ -6,9 +6,11 @@ import os
 
 import numpy as np
 import pandas as pd
+import pytest
 from conftest import run_script
 
 
+@pytest.mark.slow  # ~2.5 min of five CLI steps: pytest -m slow
 def test_twenty_photos_of_eight_individuals_go_through_with_defaults(tmp_path):
     from tfrecords.synthesize import SynthConfig, synthesize
 
