@@ -34,6 +34,19 @@ def step(n: int, total: int, what: str) -> float:
 
 
 def run_demo(workdir: str, size: str) -> dict:
+    """The demo, its MLflow runs in ``WORKDIR/mlflow.db`` unless ``MLFLOW_TRACKING_URI`` is set. The
+    variable is restored afterwards: a demo called in-process (tests) must not send later runs, or
+    later subprocesses, to its store."""
+    old = os.environ.get("MLFLOW_TRACKING_URI")
+    os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{os.path.abspath(workdir)}/mlflow.db")
+    try:
+        return _run_demo(workdir, size)
+    finally:
+        if old is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+
+
+def _run_demo(workdir: str, size: str) -> dict:
     from stage1_detect.crop import CropConfig, crop_records
     from stage1_detect.evaluate import evaluate as evaluate_detector
     from stage1_detect.train import TrainConfig, smoke, train
@@ -44,7 +57,6 @@ def run_demo(workdir: str, size: str) -> dict:
 
     data, records, eda, det, crops, emb, sub = (os.path.join(workdir, d) for d in (
         "data", "records", "eda", "detector", "crops", "embedder", "submission"))
-    os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{os.path.abspath(workdir)}/mlflow.db")
     total, started = 10, time.perf_counter()
     t = step(1, total, f"synthesize a {size} Happywhale-like dataset -> {data}")
     if not os.path.exists(os.path.join(data, "train.csv")):  # train.csv is written last: present = whole

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -116,6 +117,8 @@ def test_a_file_where_a_folder_is_wanted_is_one_line(bad, capsys):
     (bad["out"]).mkdir(exist_ok=True)
     not_a_folder = bad["out"] / "file"
     not_a_folder.write_text("x")
+    before = os.environ.get("MLFLOW_TRACKING_URI")
     assert demo.main(["--workdir", str(not_a_folder), "--size", "small"]) == 2
+    assert os.environ.get("MLFLOW_TRACKING_URI") == before  # later runs do not go to its store
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and str(not_a_folder) in err[0], err
