@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 WORKDIR ?= work/demo
 
-.PHONY: demo test lint bench install clean
+.PHONY: demo test lint bench results install clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,10 @@ bench: $(VENV)/.installed
 	$(PY) bench/infer.py
 	$(PY) bench/search.py
 	$(PY) bench/review.py
+
+# RESULTS.md: the demo, its spread over seeds and every benchmark rerun (~1 hour on 2 cores)
+results: $(VENV)/.installed
+	$(PY) bench/results.py
 
 clean:
 	rm -rf $(VENV) work

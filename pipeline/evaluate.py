@@ -5,9 +5,11 @@
 
 The catalog is the training folds (holdout individuals left out); the queries are the validation
 fold plus every image of the holdout individuals, which play ``new_individual``. Scores Kaggle's
-MAP@5 over a sweep of thresholds (queries weighted so new individuals are ``--new-share`` of them,
-as expected at inference), keeps the best one in ``EMB_DIR/threshold.json`` (``infer``
-reads it), and writes ``DIR/report.html``: a self-contained page with the threshold curve, MAP@5 per
+MAP@5 over a sweep of thresholds, for known and for new queries apart (``pipeline.threshold``), and
+keeps both curves and the queries' best-match scores in ``EMB_DIR/threshold.json``: ``infer``
+picks its threshold from them at the new-individual share it estimates for its own queries. The
+report's curve and the stored fallback threshold are at ``--new-share`` (negative: the fold's own
+share). It writes ``DIR/report.html``: a self-contained page with the threshold curve, MAP@5 per
 species, the species confusion matrix and a match gallery (each query beside its top five).
 Everything is logged to MLflow.
 """
@@ -28,8 +30,6 @@ import numpy as np
 from tfrecords import cli
 from tfrecords.layout import join
 
-THRESHOLDS = tuple(float(t) for t in np.round(np.arange(0.0, 1.0001, 0.025), 3))
-
 
 @dataclass(frozen=True)
 class EvalConfig:
@@ -39,9 +39,9 @@ class EvalConfig:
     fold: int | None = None  # default: the embedder's validation fold
     species_consistency: bool = False
     gallery: int = 24  # queries shown in the report
-    # The share of photos of new individuals expected at inference (Kaggle's test set: ~20 %). A
+    # The share of new individuals the report's curve and the fallback threshold are weighted to. A
     # validation fold has its own (often 50 %+: singletons and holdouts), and a threshold tuned on
-    # that puts new_individual first far too often; queries are weighted to this share instead.
+    # that puts new_individual first far too often. infer estimates the share of its own queries.
     new_share: float | None = 0.2
 
 
@@ -67,8 +67,9 @@ def per_species_map5(preds: list[list[str]], truths: np.ndarray, species: np.nda
 def evaluate(cfg: EvalConfig, progress: bool = True) -> dict:
     import mlflow
 
+    from pipeline import threshold as thr
     from pipeline.catalog import from_records
-    from pipeline.search import NEW, map_at_5, new_share_weights, predict, search, threshold_sweep
+    from pipeline.search import NEW, map_at_5, predict, search
     from stage2_embed.confusion import species_confusion
     from stage2_embed.embed import load_embedder
     from tfrecords import atomic
@@ -86,15 +87,15 @@ def evaluate(cfg: EvalConfig, progress: bool = True) -> dict:
         raise ValueError(f"{cfg.records}: fold {fold} leaves no queries or no catalog; choose another --fold")
     cands = search(arr["embeddings"][q_mask], arr["embeddings"][cat_mask], arr["individual_ids"][cat_mask],
                    arr["species"][cat_mask])
-    weights = new_share_weights(list(truths), cfg.new_share)
-    curve = threshold_sweep(cands, list(truths), THRESHOLDS, cfg.species_consistency, weights)
-    best = int(np.argmax(curve))
-    threshold = THRESHOLDS[best]
+    new = truths == NEW
+    model = thr.fit(cands, truths, arr["individual_ids"][cat_mask], cfg.species_consistency)
+    share = cfg.new_share if cfg.new_share is not None and new.any() and not new.all() else float(new.mean())
+    curve = model.curve(share)
+    threshold, best_map5 = model.best(share)
     preds = predict(cands, threshold, cfg.species_consistency)
     q_species = arr["species"][q_mask]
-    new = truths == NEW
     result = {
-        "fold": fold, "threshold": threshold, "map5": float(curve[best]),
+        "fold": fold, "threshold": threshold, "map5": best_map5,
         "map5_unweighted": map_at_5(preds, list(truths)), "new_share_weighted_to": cfg.new_share,
         "map5_known": map_at_5([p for p, n in zip(preds, new, strict=True) if not n], list(truths[~new])),
         "new_individual_found": float(np.mean([p[0] == NEW for p, n in zip(preds, new, strict=True) if n]))
@@ -108,15 +109,15 @@ def evaluate(cfg: EvalConfig, progress: bool = True) -> dict:
     makedirs(cfg.out)
     from pipeline.report import write_report
 
-    result["report"] = write_report(cfg, result, THRESHOLDS, curve, cm, cands, preds, truths, arr, q_mask, cat_mask)
+    result["report"] = write_report(cfg, result, thr.THRESHOLDS, curve, cm, cands, preds, truths, arr, q_mask, cat_mask)
     atomic.write_json(join(cfg.out, "evaluation.json"), result)
     atomic.write_json(join(cfg.embedder, "threshold.json"),
                       {"threshold": threshold, "map5": result["map5"], "fold": fold, "records": cfg.records,
-                       "species_consistency": cfg.species_consistency})
+                       "species_consistency": cfg.species_consistency, "curves": model.to_json()})
     with start_run("pipeline-evaluate", cfg, run_name=f"evaluate-fold{fold}"):
         mlflow.log_metrics({k: v for k, v in result.items() if isinstance(v, float) and np.isfinite(v)})
         mlflow.log_metrics({f"map5_{s}": v for s, v in result["per_species_map5"].items()})
-        for t, m in zip(THRESHOLDS, curve, strict=True):
+        for t, m in zip(thr.THRESHOLDS, curve, strict=True):
             mlflow.log_metric("map5_at_threshold", float(m), step=int(round(t * 1000)))
         log_folder(cfg.out, "evaluation")
     return result

@@ -5,11 +5,13 @@
         [--species-consistency] [--tta flip] [--batch-size 32]
 
 One batched ``tf.data`` path per chunk of images: decode -> detector (best box, grown by
-``--margin``; the whole image below ``--min-score``) -> crop at the embedder's size -> embed
+the crop margin; the whole image where no box scores 0.2) -> crop at the embedder's size -> embed
 (``--tta flip`` averages with the mirrored crop) -> cosine search over the catalog (exact with
 scikit-learn; a FAISS IVF index above 200k catalog images) -> best score per individual -> five
-distinct ids, ``new_individual`` inserted where the score falls below the threshold
-(``EMB_DIR/threshold.json``, written by ``pipeline/evaluate.py``, unless ``--threshold``).
+distinct ids, ``new_individual`` inserted where the score falls below the threshold: the best of
+the validation curves in ``EMB_DIR/threshold.json`` (``pipeline/evaluate.py``) at the share of new
+individuals estimated from these queries' own scores (``pipeline.threshold``), or at
+``--new-share``, or ``--threshold`` as given.
 ``--detector none`` takes the images as crops.
 
 Writes ``submission.csv`` (every input image exactly once; an undecodable one still gets a row
@@ -35,8 +37,6 @@ import pandas as pd
 
 from tfrecords import cli
 
-DEFAULT_THRESHOLD = 0.5  # used, with a warning, when the embedder has no threshold.json yet
-
 
 @dataclass(frozen=True)
 class InferConfig:
@@ -48,6 +48,7 @@ class InferConfig:
     records: str | None = None
     split: str = "test"
     threshold: float | None = None
+    new_share: float | None = None  # None: estimated from the queries' scores
     species_consistency: bool = False
     tta: str = "none"
     batch_size: int = 32
@@ -61,19 +62,6 @@ class InferConfig:
             raise ValueError("give exactly one of --images DIR and --records RECORDS")
         if self.tta not in ("none", "flip"):
             raise ValueError("--tta must be none or flip")
-
-
-def load_threshold(embedder: str, given: float | None) -> float:
-    if given is not None:
-        return given
-    from tfrecords.layout import exists, join, read_bytes
-
-    path = join(embedder, "threshold.json")
-    if exists(path):
-        return float(json.loads(read_bytes(path))["threshold"])
-    print(f"warning: {path} not found (run pipeline/evaluate.py); new_individual threshold {DEFAULT_THRESHOLD}",
-          file=sys.stderr)
-    return DEFAULT_THRESHOLD
 
 
 def check_inputs(cfg: InferConfig) -> list[str]:
@@ -134,7 +122,7 @@ def embed_chunk(encoded: list[bytes], detector, det_size: int, embedder, emb_siz
     import tensorflow as tf
 
     from stage1_detect.crop import CropConfig, choose_boxes, grow
-    from stage2_embed.train import forward_fn
+    from stage2_embed.forward import forward_fn
 
     parsed = tf.data.Dataset.from_tensor_slices({"image/encoded": tf.constant(encoded, tf.string)})
     if detector is None:
@@ -167,12 +155,11 @@ def embed_chunk(encoded: list[bytes], detector, det_size: int, embedder, emb_siz
 
 @dataclass(frozen=True)
 class Models:
-    """What ``infer`` loads once: the models, the threshold, the catalog and its index."""
+    """What ``infer`` loads once: the models, the catalog and its index."""
     embedder: object
     embedder_cfg: dict
     detector: object | None
     detector_size: int
-    threshold: float
     catalog: object
     index: object | None
 
@@ -189,19 +176,19 @@ def load(cfg: InferConfig) -> Models:
 
         detector, dcfg = load_detector(cfg.detector)
         det_size = dcfg.image_size
-    threshold = load_threshold(cfg.embedder, cfg.threshold)
     cat = catalog_lib.load(cfg.catalog, embedder, ecfg)
     if not len(cat):
         raise ValueError(f"--catalog {cfg.catalog} holds no labelled images")
     index = approx.for_catalog(cfg.catalog, cat.embeddings)  # None (exact) below pipeline.index.APPROX_FROM
-    return Models(embedder, ecfg, detector, det_size, threshold, cat, index)
+    return Models(embedder, ecfg, detector, det_size, cat, index)
 
 
 def identify(m: Models, chunks, cfg: InferConfig, progress: bool = False):
-    """(names, embeddings, detection scores, crop boxes, candidates, five predictions each) for (names,
-    JPEGs) chunks."""
+    """(names, embeddings, detection scores, crop boxes, candidates, five predictions each, threshold
+    info) for (names, JPEGs) chunks."""
     from tqdm import tqdm
 
+    from pipeline import threshold as thr
     from pipeline.search import predict, search
 
     names, embs, det_scores, boxes = [], [], [], []
@@ -218,7 +205,10 @@ def identify(m: Models, chunks, cfg: InferConfig, progress: bool = False):
     det = np.concatenate(det_scores) if det_scores else np.zeros(0)
     box = np.concatenate(boxes) if boxes else np.zeros((0, 4), np.float32)
     cands = search(emb, m.catalog.embeddings, m.catalog.individual_ids, m.catalog.species, index=m.index)
-    return names, emb, det, box, cands, predict(cands, m.threshold, cfg.species_consistency)
+    threshold, how = thr.choose(cfg.embedder, thr.best_scores(cands), thr.group(cands, m.catalog.individual_ids),
+                                cfg.threshold, cfg.new_share)
+    how["threshold"] = threshold
+    return names, emb, det, box, cands, predict(cands, threshold, cfg.species_consistency), how
 
 
 def run(cfg: InferConfig, progress: bool = True) -> dict:
@@ -228,9 +218,9 @@ def run(cfg: InferConfig, progress: bool = True) -> dict:
 
     check_inputs(cfg)  # before minutes of model loading and catalog embedding
     m = load(cfg)
-    cat, threshold = m.catalog, m.threshold
+    cat = m.catalog
     failures: dict[str, str] = {}
-    names, emb, det, boxes, cands, preds = identify(m, _chunks(inputs(cfg, failures), cfg.chunk), cfg, progress)
+    names, emb, det, boxes, cands, preds, how = identify(m, _chunks(inputs(cfg, failures), cfg.chunk), cfg, progress)
     if not names and not failures:
         raise ValueError("no input images: the records split or the folder is empty")
     frequent = pd.Series(cat.individual_ids).value_counts().index[:4].tolist()
@@ -242,13 +232,13 @@ def run(cfg: InferConfig, progress: bool = True) -> dict:
     atomic.write_bytes(cfg.out, sub.to_csv(index=False).encode())
     matches = matches_table(names, emb, det, boxes, cands, cat)
     atomic.write_bytes(join(out_dir, "matches.csv"), matches.to_csv(index=False).encode())
-    atomic.write_json(join(out_dir, "run.json"), {**asdict(cfg), "threshold": threshold})  # for review.py
+    atomic.write_json(join(out_dir, "run.json"), {**asdict(cfg), **how})  # for review.py
     if failures:
         atomic.write_bytes(join(out_dir, "failures.csv"), pd.DataFrame(
             sorted(failures.items()), columns=["image", "reason"]).to_csv(index=False).encode())
         print(f"warning: {len(failures)} image(s) could not be read; they got a default row: "
               f"{join(out_dir, 'failures.csv')}", file=sys.stderr)
-    return {"submission": cfg.out, "images": len(sub), "failures": len(failures), "threshold": threshold,
+    return {"submission": cfg.out, "images": len(sub), "failures": len(failures), **how,
             "catalog_images": len(cat), "new_individual_first": float(np.mean([p[0] == NEW for p in preds]))
             if preds else 0.0}
 
@@ -281,7 +271,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     src.add_argument("--records", help="image records (tfrecords/build.py output)")
     p.add_argument("--split", default="test", help="with --records: the split to identify")
     p.add_argument("--out", required=True, help="submission.csv to write (matches.csv goes beside it)")
-    p.add_argument("--threshold", type=float, help="new_individual threshold (default: EMB_DIR/threshold.json)")
+    p.add_argument("--threshold", type=float, help="new_individual threshold as given (default: from "
+                   "EMB_DIR/threshold.json's curves at the new-individual share)")
+    p.add_argument("--new-share", type=float, help="share of new individuals among the photos (default: "
+                   "estimated from their scores)")
     p.add_argument("--species-consistency", action="store_true", help="demote candidates of another species")
     p.add_argument("--tta", choices=("none", "flip"), default="none")
     p.add_argument("--batch-size", type=int, default=32)
@@ -292,7 +285,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def _main(a: argparse.Namespace) -> int:
     cfg = InferConfig(detector=a.detector, embedder=a.embedder, catalog=a.catalog, out=a.out, images=a.images,
-                      records=a.records, split=a.split, threshold=a.threshold,
+                      records=a.records, split=a.split, threshold=a.threshold, new_share=a.new_share,
                       species_consistency=a.species_consistency, tta=a.tta, batch_size=a.batch_size)
     print(json.dumps(run(cfg, progress=not a.quiet)))
     return 0

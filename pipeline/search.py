@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from stage2_embed.retrieval import map_at_5  # noqa: F401 - one MAP@5 for the project, re-exported
+
 NEW = "new_individual"
 
 
@@ -80,35 +82,6 @@ def predict(cands: Candidates, threshold: float, species_consistency: bool = Fal
             preds.append(NEW)
         out.append(preds[:5])
     return out
-
-
-def map_at_5(predictions: Sequence[Sequence[str]], truths: Sequence[str],
-             weights: Sequence[float] | None = None) -> float:
-    """Kaggle's MAP@5 (the stage-2 definition, one for the whole project); with ``weights``, the
-    weighted mean of the per-image scores."""
-    from stage2_embed.retrieval import map_at_5 as _map5
-
-    if weights is None:
-        return _map5(predictions, truths)
-    ap = np.array([_map5([p], [t]) for p, t in zip(predictions, truths, strict=True)])
-    w = np.asarray(weights, dtype=float)
-    return float((ap * w).sum() / w.sum()) if len(ap) else 0.0
-
-
-def new_share_weights(truths: Sequence[str], new_share: float | None) -> np.ndarray | None:
-    """Per-query weights that make ``new_individual`` queries count as ``new_share`` of the total
-    (the share expected at inference); None keeps the split's own share."""
-    is_new = np.array([t == NEW for t in truths])
-    if new_share is None or is_new.all() or not is_new.any():
-        return None
-    p = is_new.mean()
-    return np.where(is_new, new_share / p, (1.0 - new_share) / (1.0 - p))
-
-
-def threshold_sweep(cands: Candidates, truths: Sequence[str], thresholds: Sequence[float],
-                    species_consistency: bool = False, weights: Sequence[float] | None = None) -> np.ndarray:
-    """MAP@5 at each threshold."""
-    return np.array([map_at_5(predict(cands, t, species_consistency), truths, weights) for t in thresholds])
 
 
 def search(query_emb: np.ndarray, catalog_emb: np.ndarray, catalog_ids: Sequence[str],

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import weakref
 from dataclasses import asdict, dataclass
 
 import keras
@@ -104,3 +105,19 @@ def best_boxes(pred: dict, image_size: int) -> tuple[np.ndarray, np.ndarray, np.
             x0, y0, x1, y1 = np.clip(boxes[i, j] / image_size, 0.0, 1.0)
             out[i], score[i], label[i] = (y0, x0, y1, x1), conf[i, j], int(cls[i, j])
     return out, score.astype(np.float32), label
+
+
+_DETECT: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> its traced call
+
+
+def detect_fn(model):
+    """``model``'s forward pass and box decoding (non-max suppression) as one ``tf.function``, traced
+    once per model: what ``predict`` does per batch, without its per-call setup, for callers that
+    hold one image at a time."""
+    import tensorflow as tf
+
+    fn = _DETECT.get(model)
+    if fn is None:
+        fn = _DETECT[model] = tf.function(lambda x: model.decode_predictions(model(x, training=False), x),
+                                          reduce_retracing=True)
+    return fn

@@ -43,7 +43,7 @@ def embed_records(model, image_size: int, records: str, splits: tuple[str, ...] 
                   crop: bool = False, batch_size: int = 64) -> dict[str, np.ndarray]:
     """Embeddings and labels of every record of ``splits``, as the arrays of ``KEYS``."""
     from stage2_embed.data import image_dataset
-    from stage2_embed.train import embed_all
+    from stage2_embed.forward import embed_all
 
     parts = []
     for split in splits:

@@ -48,6 +48,9 @@ class EmbedderConfig:
     bn_momentum: float = 0.9
     # several replicas: batch statistics over the global batch, so training matches one device's
     sync_bn: bool = False
+    # the 16x16 pixel descriptor's weight in the saved embedding (stage2_embed.fusion; 0: none);
+    # a record of what the trainer saved, not read by build_models
+    pixel_weight: float = 0.0
 
     def __post_init__(self) -> None:
         if self.backbone not in BACKBONES:

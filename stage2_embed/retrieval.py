@@ -53,8 +53,14 @@ def _factorize(values: Sequence[str]) -> tuple[np.ndarray, list[str]]:
 def known_individual_map5(query_emb: np.ndarray, query_ids: Sequence[str], gallery_emb: np.ndarray,
                           gallery_ids: Sequence[str]) -> float:
     """MAP@5 of queries whose individual is in the gallery (closed-set: no new_individual)."""
-    known = np.array([q in set(gallery_ids) for q in query_ids])
+    return known_individual_map5_from_sim(query_emb @ gallery_emb.T, query_ids, gallery_ids)
+
+
+def known_individual_map5_from_sim(sim: np.ndarray, query_ids: Sequence[str], gallery_ids: Sequence[str]) -> float:
+    """``known_individual_map5`` from a query x gallery similarity matrix."""
+    gallery = set(gallery_ids)
+    known = np.array([q in gallery for q in query_ids], bool)
     if not known.any():
         return 0.0
-    ids, _ = rank_individuals(query_emb[known] @ gallery_emb.T, gallery_ids)
+    ids, _ = rank_individuals(sim[known], gallery_ids)
     return map_at_5(ids.tolist(), [q for q, k in zip(query_ids, known, strict=True) if k])

@@ -22,7 +22,6 @@ import contextlib
 import json
 import sys
 import time
-import weakref
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -62,6 +61,9 @@ class TrainConfig:
     flip: bool = False
     crop: bool = False  # the records are image records: cut them to their boxes first
     mixed_precision: bool = False
+    # after training, mix the 16x16 pixel descriptor into the saved embedding at the weight that
+    # validation prefers (stage2_embed.fusion): never worse than the pixels on validation
+    pixel_fusion: bool = True
     steps_per_execution: int = 1  # TPU: 32 or more, so the host is not the bottleneck
     seed: int = 0
 
@@ -77,42 +79,10 @@ def smoke(records: str, out: str, **kw) -> TrainConfig:
                           "batch_size": 8, "warmup_epochs": 0.5, **kw})
 
 
-_FORWARD: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> its compiled forward
-
-
-def forward_fn(model):
-    """``model``'s inference call as a ``tf.function``, traced once per model (not once per
-    validation pass or inference chunk: tracing an EfficientNet costs ~10 s; eager calls are ~3x
-    slower)."""
-    import tensorflow as tf
-
-    forward = _FORWARD.get(model)
-    if forward is None:
-        forward = _FORWARD[model] = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
-    return forward
-
-
-def embed_all(model, ds) -> tuple:
-    """Embeddings and labels of every batch of ``ds`` (``stage2_embed.data.image_dataset``)."""
-
-    forward = forward_fn(model)
-    embs, ids, species, names, folds, holdout = [], [], [], [], [], []
-    for b in ds:
-        embs.append(np.asarray(forward(b["image"])))
-        ids += [v.decode() for v in b["image/individual_id"].numpy()]
-        species += [v.decode() for v in b["image/species"].numpy()]
-        names += [v.decode() for v in b["image/filename"].numpy()]
-        folds.append(b["image/fold"].numpy())
-        holdout.append(b["image/holdout"].numpy())
-    dim = model.output_shape[-1]
-    return (np.concatenate(embs) if embs else np.zeros((0, dim), np.float32), np.array(ids), np.array(species),
-            np.array(names), np.concatenate(folds) if folds else np.zeros(0, int),
-            np.concatenate(holdout) if holdout else np.zeros(0, int))
-
-
 def validation_map5(embed_model, records: str, cfg: TrainConfig) -> float:
     """Validation fold (queries) against the training folds (gallery), known individuals only."""
     from stage2_embed.data import image_dataset
+    from stage2_embed.forward import embed_all
     from stage2_embed.retrieval import known_individual_map5
 
     emb, ids, _, _, folds, holdout = embed_all(embed_model, image_dataset(records, "train", cfg.image_size, 64,
@@ -221,7 +191,8 @@ def _train(cfg: TrainConfig, strategy, chief: bool, manifest: dict, resume: bool
                     on_validation(epoch, metrics["val_map5"])
             metrics["epoch_seconds"] = time.perf_counter() - t
             ckpt.end_epoch(train_model, epoch, cfg.epochs, metrics, history, run.info.run_id)
-        for name, model in (("embedder.keras", embed_model), ("train_model.keras", train_model)):
+        fused, fusion = finish_embedding(embed_model, cfg, ecfg)
+        for name, model in (("embedder.keras", fused), ("train_model.keras", train_model)):
             save_model(model, join(cfg.out, name))
         atomic.write_json(join(cfg.out, "history.json"), history)
         conf = confusion.report(train_model, cfg.records, join(cfg.out, "confusion"), cfg.image_size,
@@ -229,7 +200,27 @@ def _train(cfg: TrainConfig, strategy, chief: bool, manifest: dict, resume: bool
         confusion.log_summary(conf)
         log_artifact(join(cfg.out, "embedder.keras"))
         log_artifact(join(cfg.out, "embedder_config.json"))
-    return {**(history[-1] if history else {}), **conf}
+    return {**(history[-1] if history else {}), **fusion, **conf}
+
+
+def finish_embedding(embed_model, cfg: TrainConfig, ecfg) -> tuple:
+    """(the embedding model to save, its metrics): with ``pixel_fusion``, mixed with the pixel
+    descriptor at the weight validation prefers (``stage2_embed.fusion``), recorded in
+    ``embedder_config.json`` and MLflow; a one-line warning when the embedder alone loses."""
+    import mlflow
+
+    from stage2_embed.fusion import fuse, warning
+    from tfrecords.layout import join
+
+    if not cfg.pixel_fusion:
+        return embed_model, {}
+    fused, metrics = fuse(embed_model, cfg.records, cfg.image_size, cfg.val_fold, cfg.crop)
+    saved = replace(ecfg, pixel_weight=metrics["pixel_weight"])
+    atomic.write_json(join(cfg.out, "embedder_config.json"), asdict(saved))
+    mlflow.log_metrics(metrics)
+    if msg := warning(metrics):
+        print(msg, file=sys.stderr)
+    return fused, metrics
 
 
 def _has_gpu() -> bool:
@@ -265,6 +256,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--flip", action="store_true", help="random horizontal flips (moves a fin's marks)")
     p.add_argument("--crop", action="store_true", help="records are image records: cut to their boxes")
     p.add_argument("--mixed-precision", action="store_true", help="mixed_bfloat16 on TPU, mixed_float16 on GPU")
+    p.add_argument("--pixel-fusion", action=argparse.BooleanOptionalAction, default=d.pixel_fusion,
+                   help="mix the 16x16 pixel descriptor into the saved embedding at the weight validation prefers "
+                        "(default: %(default)s)")
     p.add_argument("--resume", action="store_true")
     p.add_argument("--smoke", action="store_true", help="tiny settings for smoke tests")
     p.add_argument("--quiet", action="store_true")

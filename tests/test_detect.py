@@ -169,3 +169,14 @@ def test_detector_crops_fall_back_to_the_full_image(tiny_run, tiny_records, tmp_
     c = next(iter(tf.data.TFRecordDataset(list_shards(str(tmp_path / "c"), "test")).map(parse_example)))
     np.testing.assert_allclose(c["crop/box"].numpy(), [0, 0, 1, 1])
     assert c["crop/source"].numpy() == b"full"
+
+
+def test_the_traced_detector_call_gives_what_predict_gives():
+    from stage1_detect.model import DetectorConfig, build_detector, detect_fn
+
+    model = build_detector(DetectorConfig(image_size=64))
+    x = tf.random.stateless_uniform((2, 64, 64, 3), (1, 2), maxval=255.0)
+    want, got = model.predict(x, verbose=0), detect_fn(model)(x)
+    for k in ("boxes", "confidence", "classes"):
+        np.testing.assert_allclose(np.asarray(got[k]), np.asarray(want[k]), atol=1e-4)
+    assert detect_fn(model) is detect_fn(model)

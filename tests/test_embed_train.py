@@ -58,6 +58,7 @@ def test_resume_continues_the_history(embed_run):
 
 def test_saved_embedder_reloads_with_identical_embeddings(embed_run, tiny_records):
     from stage2_embed.data import image_dataset
+    from stage2_embed.fusion import fused_model
 
     out, _, _ = embed_run
     cfg = json.loads((out / "embedder_config.json").read_text())
@@ -66,7 +67,8 @@ def test_saved_embedder_reloads_with_identical_embeddings(embed_run, tiny_record
     fresh_train.load_weights(out / "ckpt" / "epoch1.weights.h5")
     batch = next(iter(image_dataset(str(tiny_records), "train", cfg["image_size"], 8, crop=True)))
     a = np.asarray(again(batch["image"], training=False))
-    b = np.asarray(fresh_embed(batch["image"], training=False))
+    fused = fused_model(fresh_embed, 1.0 - cfg["pixel_weight"])  # as the trainer chose on validation
+    b = np.asarray(fused(batch["image"], training=False))
     np.testing.assert_allclose(a, b, atol=1e-5)
     np.testing.assert_allclose(np.linalg.norm(a, axis=1), 1.0, atol=1e-5)
 

@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 
-from stage2_embed.layers import ArcMarginLogits, GeMPooling2D, dynamic_margins
+from stage2_embed.layers import ArcMarginLogits, GeMPooling2D, PixelDescriptor, dynamic_margins
 
 
 def np_arcface(emb, w, labels, num_classes, k, s, m, easy=False):
@@ -76,7 +76,8 @@ def test_gem_with_p_1_is_average_pooling_and_large_p_nears_max():
 
 
 @pytest.mark.parametrize("layer", [GeMPooling2D(p=2.5, trainable_p=False, name="g"),
-                                   ArcMarginLogits(7, k=2, scale=20.0, margin=0.25, easy_margin=True, name="a")])
+                                   ArcMarginLogits(7, k=2, scale=20.0, margin=0.25, easy_margin=True, name="a"),
+                                   PixelDescriptor(side=8, name="p")])
 def test_config_round_trip(layer):
     clone = layer.__class__.from_config(layer.get_config())
     assert clone.get_config() == layer.get_config()
@@ -94,3 +95,27 @@ def test_keras_file_round_trip_with_safe_mode(tmp_path):
     y = np.array([0, 1, 4])
     np.testing.assert_allclose(keras.ops.convert_to_numpy(model([x, y])), keras.ops.convert_to_numpy(again([x, y])),
                                rtol=1e-6)
+
+
+def test_pixel_descriptor_is_the_centred_grey_thumbnail_and_ignores_brightness():
+    x = np.random.default_rng(2).uniform(0, 200, size=(2, 96, 96, 3)).astype("float32")
+    grey = x @ np.array([0.2989, 0.587, 0.114], np.float32)  # tf.image.rgb_to_grayscale's weights
+    thumb = grey.reshape(2, 16, 6, 16, 6).mean(axis=(2, 4)).reshape(2, 256)  # area resize 96 -> 16
+    thumb -= thumb.mean(axis=1, keepdims=True)
+    ref = thumb / np.linalg.norm(thumb, axis=1, keepdims=True)
+    out = keras.ops.convert_to_numpy(PixelDescriptor(16)(x))
+    np.testing.assert_allclose(out, ref, atol=1e-5)
+    brighter = keras.ops.convert_to_numpy(PixelDescriptor(16)(x + 40.0))
+    np.testing.assert_allclose(brighter, out, atol=1e-5)
+
+
+def test_pixel_embedder_folder_loads_like_a_trained_one(tmp_path):
+    from stage2_embed.embed import load_embedder
+    from stage2_embed.pixels import write_pixel_embedder
+
+    model, cfg = load_embedder(write_pixel_embedder(str(tmp_path / "px"), image_size=32, side=8))
+    assert cfg == {"kind": "pixels", "image_size": 32, "side": 8, "embedding_dim": 64}
+    x = np.random.default_rng(3).uniform(0, 255, size=(3, 32, 32, 3)).astype("float32")
+    sim = keras.ops.convert_to_numpy(model(x)) @ keras.ops.convert_to_numpy(model(x)).T
+    np.testing.assert_allclose(np.diag(sim), 1.0, atol=1e-5)
+    assert model.output_shape == (None, 64) and not model.weights

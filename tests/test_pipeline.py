@@ -10,8 +10,9 @@ import pandas as pd
 import pytest
 from conftest import run_script
 
-from pipeline.evaluate import THRESHOLDS, split_queries
+from pipeline.evaluate import split_queries
 from pipeline.search import NEW
+from pipeline.threshold import THRESHOLDS, ThresholdModel
 
 
 @pytest.fixture(scope="module")
@@ -48,6 +49,8 @@ def test_evaluation_picks_the_best_threshold_and_writes_the_report(trained, eval
     assert r["new_queries"] > 0 and r["queries"] > r["new_queries"]
     stored = json.loads((emb / "threshold.json").read_text())
     assert stored["threshold"] == r["threshold"]
+    curve = ThresholdModel.from_json(stored["curves"]).curve(0.2)  # the report's weighting
+    assert r["threshold"] == THRESHOLDS[int(np.argmax(curve))] and r["map5"] == pytest.approx(curve.max(), abs=1e-5)
     page = open(r["report"]).read()
     assert page.count("<tr><td><img class=\"q\"") == 6  # six gallery rows
     assert page.count("data:image/png;base64,") == 3 and "new_individual" in page
@@ -60,7 +63,7 @@ def test_infer_from_records_writes_a_valid_submission(trained, evaluated, tiny_r
     out = tmp_path / "sub" / "submission.csv"
     r = run_script(["pipeline/infer.py", "--detector", "none", "--embedder", str(emb), "--catalog", str(crops),
                     "--records", str(tiny_records), "--out", str(out), "--species-consistency", "--tta", "flip",
-                    "--quiet"])
+                    "--new-share", "0.2", "--quiet"])
     assert r.returncode == 0, r.stderr[-2000:]
     truth = pd.read_csv(tiny_data / "test_truth.csv")
     sub = validate_submission(str(out), truth["image"].tolist())
@@ -117,3 +120,53 @@ def test_enrolled_photos_are_found_by_the_next_search(trained, tiny_data, tmp_pa
                     "--labels", str(labels)])
     assert r.returncode == 2 and "newbie1 is bottlenose_dolphin in the catalog" in r.stderr
     assert len(r.stderr.strip().splitlines()[-1]) < 300
+
+
+def untrained_detector(path) -> str:
+    from stage1_detect.model import DetectorConfig, build_detector, save_config
+    from tfrecords.checkpoint import save_model
+
+    cfg = DetectorConfig(image_size=64)
+    os.makedirs(path)
+    save_model(build_detector(cfg), os.path.join(path, "detector.keras"))
+    save_config(cfg, str(path))
+    return str(path)
+
+
+def test_scrambled_test_truth_and_boxes_leave_the_submission_byte_identical(trained, evaluated, tiny_data, tmp_path):
+    """Nothing about the test photos but their pixels may reach the predictions: not their truth, not
+    their hand-drawn boxes (the build stores both in the records), not their order."""
+    from pipeline.infer import InferConfig, run
+    from tfrecords.build import build
+    from tfrecords.plan import BuildConfig
+
+    _, crops, emb = trained
+    det = untrained_detector(tmp_path / "det")
+    rng = np.random.default_rng(0)
+    subs = []
+    for variant in ("as_given", "scrambled"):
+        data = tmp_path / variant / "data"
+        shutil.copytree(tiny_data, data)
+        if variant == "scrambled":
+            truth = pd.read_csv(data / "test_truth.csv", dtype=str)
+            truth[["individual_id", "species"]] = truth[["individual_id", "species"]].sample(frac=1, random_state=1
+                                                                                           ).to_numpy()
+            truth.iloc[::-1].to_csv(data / "test_truth.csv", index=False)
+            boxes = pd.read_csv(data / "boxes.csv")
+            test = boxes["image"].isin(truth["image"])
+            assert test.any()  # the build reads boxes of test photos too
+            lo = rng.integers(0, 40, (int(test.sum()), 2))
+            boxes.loc[test, ["x_min", "y_min"]] = lo
+            boxes.loc[test, ["x_max", "y_max"]] = lo + rng.integers(10, 60, (int(test.sum()), 2))
+            boxes.to_csv(data / "boxes.csv", index=False)
+        rec = tmp_path / variant / "records"
+        build(BuildConfig(data=str(data), out=str(rec), folds=3, holdout_individuals=0.2, max_side=128, shards=3,
+                          workers=2), progress=False)
+        out = tmp_path / variant / "submission.csv"
+        for detector in (det, "none"):
+            run(InferConfig(detector=detector, embedder=str(emb), catalog=str(crops), records=str(rec), out=str(out)),
+                progress=False)
+            subs.append((variant, detector, out.read_bytes()))
+    assert (tmp_path / "as_given" / "data" / "test_truth.csv").read_bytes() != (
+        tmp_path / "scrambled" / "data" / "test_truth.csv").read_bytes()
+    assert subs[0][2] == subs[2][2] and subs[1][2] == subs[3][2]

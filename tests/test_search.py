@@ -94,18 +94,6 @@ def test_catalog_round_trip_without_pickle_and_add_replaces_same_file(tmp_path):
         load_npz(str(tmp_path / "junk.npz"))
 
 
-def test_new_share_weights_make_new_individuals_count_as_the_given_share():
-    from pipeline.search import new_share_weights
-
-    truths = [NEW, NEW, NEW, "a"]  # the fold's own share: 75 % new
-    w = new_share_weights(truths, 0.2)
-    assert w[:3].sum() / w.sum() == pytest.approx(0.2)
-    assert new_share_weights(truths, None) is None and new_share_weights(["a", "b"], 0.2) is None
-    preds = [[NEW, "x"], [NEW, "x"], [NEW, "x"], ["x", "a"]]  # new: AP 1 each; "a": AP 1/2
-    assert map_at_5(preds, truths) == pytest.approx((3 + 0.5) / 4)
-    assert map_at_5(preds, truths, w) == pytest.approx(0.2 * 1 + 0.8 * 0.5)
-
-
 def test_approximate_index_finds_the_exact_neighbours_and_survives_a_round_trip(tmp_path):
     from pipeline import index as approx
 

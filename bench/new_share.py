@@ -1,0 +1,94 @@
+"""How much MAP@5 the estimated new-individual share costs against knowing the true share.
+
+    python bench/new_share.py [--workdir work/demo] [--draws 20]
+
+On a finished demo (``make demo``): the test photos are identified once against the demo's
+catalog; then, for each true share of new individuals (5-50 %), query sets with exactly that share
+are drawn from the test photos (every new one kept, known ones subsampled, or the reverse), the
+share is estimated from their unlabelled best-match scores (``pipeline.threshold``), and MAP@5 at
+the threshold for the estimated share is compared with MAP@5 at the threshold for the true share
+(both from the validation curves in ``EMB_DIR/threshold.json``). The last line is JSON with, per
+share, the mean estimate and the mean MAP@5 loss; ``loss_at_0.1`` and ``loss_at_0.4`` are the
+targets (<= 0.03).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+SHARES = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5)
+
+
+def draw(rng, is_new, share: float):
+    """Indices of a query set with exactly ``share`` new individuals, as large as the photos allow."""
+    import numpy as np
+
+    new, known = np.flatnonzero(is_new), np.flatnonzero(~is_new)
+    n_new = min(len(new), int(len(known) * share / (1 - share)))
+    n_known = min(len(known), int(round(n_new * (1 - share) / share)))
+    return np.concatenate([rng.choice(new, n_new, replace=False), rng.choice(known, n_known, replace=False)])
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--workdir", default="work/demo", help="a finished demo (default: %(default)s)")
+    p.add_argument("--draws", type=int, default=20, help="query sets drawn per share (default: %(default)s)")
+    a = p.parse_args(argv)
+
+    import numpy as np
+    import pandas as pd
+
+    from pipeline import threshold as thr
+    from pipeline.evaluate import EvalConfig, evaluate
+    from pipeline.infer import InferConfig, identify, inputs, load
+    from pipeline.search import NEW, Candidates, map_at_5, predict
+
+    w = a.workdir
+    emb, crops, records = (os.path.join(w, d) for d in ("embedder", "crops", "records"))
+    os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{os.path.abspath(w)}/mlflow.db")
+    if os.environ.get("REEVALUATE", "1") == "1":  # the curves of this code's evaluate, not an older one
+        evaluate(EvalConfig(embedder=emb, records=crops, out=os.path.join(emb, "evaluation")), progress=False)
+    model = thr.load(emb)[1]
+    cfg = InferConfig(detector=os.path.join(w, "detector"), embedder=emb, catalog=os.path.join(w, "catalog.npz"),
+                      records=records, out=os.path.join(w, "bench_share", "submission.csv"), new_share=0.2)
+    m = load(cfg)
+    names, _, _, _, cands, _, _ = identify(m, [tuple(zip(*inputs(cfg, {}), strict=True))], cfg)
+    truth = pd.read_csv(os.path.join(w, "data", "test_truth.csv"), dtype=str).set_index("image")["individual_id"]
+    truths = np.array([truth[n] for n in names], dtype=object)
+    is_new = truths == NEW
+    best, groups = thr.best_scores(cands), thr.group(cands, m.catalog.individual_ids)
+    rng = np.random.default_rng(0)
+    rows = []
+    for share in SHARES:
+        for _ in range(a.draws):
+            idx = draw(rng, is_new, share)
+            sub = Candidates(cands.ids[idx], cands.species[idx], cands.scores[idx], cands.query_species[idx])
+            est = thr.estimate_share(best[idx], groups[idx], model.known_scores, model.new_scores)
+            scores = {k: map_at_5(predict(sub, model.best(s)[0]), list(truths[idx]))
+                      for k, s in (("true", share), ("estimated", est))}
+            rows.append({"share": share, "estimate": est, "queries": len(idx), **scores})
+    df = pd.DataFrame(rows)
+    df["loss"] = df["true"] - df["estimated"]
+    g = df.groupby("share").agg(estimate=("estimate", "mean"), estimate_sd=("estimate", "std"),
+                                map5_true=("true", "mean"), map5_estimated=("estimated", "mean"),
+                                loss=("loss", "mean"), queries=("queries", "mean"))
+    print(g.round(4).to_string())
+    out = {"draws": a.draws, "shares": list(SHARES), "estimate_mean": g["estimate"].round(4).tolist(),
+           "estimate_sd": g["estimate_sd"].round(4).tolist(), "loss_mean": g["loss"].round(4).tolist(),
+           "map5_true_share": g["map5_true"].round(4).tolist(),
+           "map5_estimated_share": g["map5_estimated"].round(4).tolist(),
+           "loss_at_0.1": round(float(g.loc[0.1, "loss"]), 4), "loss_at_0.4": round(float(g.loc[0.4, "loss"]), 4),
+           "max_abs_error": round(float((df["estimate"] - df["share"]).abs().max()), 4)}
+    print(json.dumps(out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,92 @@
+"""The baselines a pipeline score must beat, computed in the same run on the same test photos.
+
+- ``new_plus_frequent``: ``new_individual`` and then the four most frequent training individuals
+  for every photo (what a submission scores knowing nothing about the photo);
+- ``untrained``: the same pipeline (detector, crops, threshold from validation) with a randomly
+  initialised embedder of the trained one's shape;
+- ``pixels``: the same pipeline with the 16 x 16 grey-thumbnail embedder
+  (``stage2_embed.pixels``): nearest neighbours on pixels, the training-free reference.
+
+Each writes a ``submission.csv`` under ``OUT/<name>/`` and is scored with the project's MAP@5.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pandas as pd
+
+BASELINES = ("new_plus_frequent", "untrained", "pixels")
+
+
+def score(submission: str, truth_csv: str) -> float:
+    """MAP@5 of a submission against a ``test_truth.csv`` (``image,species,individual_id``)."""
+    from pipeline.search import map_at_5
+
+    truth = pd.read_csv(truth_csv, dtype=str, keep_default_na=False).set_index("image")["individual_id"]
+    sub = pd.read_csv(submission, dtype=str, keep_default_na=False).set_index("image")["predictions"]
+    return map_at_5([sub[i].split() for i in truth.index], truth.tolist())
+
+
+def true_new_share(truth_csv: str) -> float:
+    from pipeline.search import NEW
+
+    return float((pd.read_csv(truth_csv, dtype=str)["individual_id"] == NEW).mean())
+
+
+def new_plus_frequent(train_csv: str, images: list[str], out: str) -> str:
+    """``new_individual`` + the four most frequent training individuals, for every image."""
+    from pipeline.search import NEW
+    from tfrecords import atomic
+
+    ids = pd.read_csv(train_csv, dtype=str)["individual_id"].value_counts().index[:4].tolist()
+    path = os.path.join(out, "submission.csv")
+    os.makedirs(out, exist_ok=True)
+    rows = pd.DataFrame({"image": images, "predictions": " ".join([NEW, *ids])})
+    atomic.write_bytes(path, rows.to_csv(index=False).encode())
+    return path
+
+
+def untrained_embedder(trained: str, out: str, seed: int = 0) -> str:
+    """A randomly initialised embedder of ``trained``'s shape (the same one for a given seed)."""
+    import keras
+
+    from stage2_embed.model import EmbedderConfig, build_models
+    from tfrecords import atomic
+    from tfrecords.checkpoint import save_model
+
+    cfg = {**json.loads(open(os.path.join(trained, "embedder_config.json")).read()), "pixel_weight": 0.0}
+    ecfg = EmbedderConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in cfg.items()})
+    os.makedirs(out, exist_ok=True)
+    keras.utils.set_random_seed(seed)
+    save_model(build_models(ecfg)[1], os.path.join(out, "embedder.keras"))
+    atomic.write_json(os.path.join(out, "embedder_config.json"), cfg)
+    return out
+
+
+def through_pipeline(emb: str, det: str, crops: str, records: str) -> str:
+    """``emb``'s threshold from validation, then the test records identified with it; the submission."""
+    from pipeline.evaluate import EvalConfig, evaluate
+    from pipeline.infer import InferConfig, run
+
+    evaluate(EvalConfig(embedder=emb, records=crops, out=os.path.join(emb, "evaluation")), progress=False)
+    out = os.path.join(emb, "submission.csv")
+    run(InferConfig(detector=det, embedder=emb, catalog=crops, records=records, out=out), progress=False)
+    return out
+
+
+def run_baselines(out: str, data: str, det: str, emb: str, crops: str, records: str) -> dict[str, float]:
+    """Test MAP@5 of every baseline (``BASELINES``), each with its submission under ``out``."""
+    from stage2_embed.pixels import write_pixel_embedder
+
+    truth = os.path.join(data, "test_truth.csv")
+    images = pd.read_csv(truth, dtype=str)["image"].tolist()
+    size = json.loads(open(os.path.join(emb, "embedder_config.json")).read())["image_size"]
+    subs = {"new_plus_frequent": new_plus_frequent(os.path.join(data, "train.csv"), images,
+                                                   os.path.join(out, "new_plus_frequent")),
+            "untrained": through_pipeline(untrained_embedder(emb, os.path.join(out, "untrained")), det, crops,
+                                          records),
+            "pixels": through_pipeline(write_pixel_embedder(os.path.join(out, "pixels"), size), det, crops, records)}
+    return {k: score(v, truth) for k, v in subs.items()}
+

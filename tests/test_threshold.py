@@ -1,0 +1,95 @@
+"""The new_individual threshold on hand-made score tables (known argmax), and the new-individual
+share estimated from unlabelled scores on synthetic mixtures with known shares."""
+
+import json
+
+import numpy as np
+import pytest
+
+from pipeline import threshold as thr
+from pipeline.search import NEW, Candidates
+
+CATALOG = ["a", "a", "b"]  # "a" has two photos, "b" one
+
+
+def table(best: list[float], second: float = 0.1) -> Candidates:
+    """One row per query: its best candidate is "a" (score ``best``), then "b"."""
+    q = len(best)
+    ids = np.array([["a", "b"]] * q, dtype=object)
+    return Candidates(ids, np.full((q, 2), "s", dtype=object), np.array([[s, second] for s in best]),
+                      np.full(q, "s", dtype=object))
+
+
+def test_curves_and_the_argmax_threshold_on_a_hand_made_table():
+    # known queries (truth "a") score 0.8 and 0.7; new ones 0.5 and 0.3: any threshold in (0.5, 0.7]
+    # is perfect, lower ones miss the new queries, higher ones demote "a" to rank 2
+    model = thr.fit(table([0.8, 0.7, 0.5, 0.3]), ["a", "a", NEW, NEW], CATALOG, thresholds=(0.0, 0.4, 0.6, 0.75, 0.9))
+    np.testing.assert_allclose(model.known, [1, 1, 1, 0.75, 0.5])
+    np.testing.assert_allclose(model.new, [1 / 3, 0.75, 1, 1, 1])  # at 0: new_individual comes last
+    assert model.best(0.2) == (0.6, 1.0) and model.best(0.9) == (0.6, 1.0)
+    # with 0.7 gone from the knowns, a mostly-known set prefers a low threshold, a mostly-new one a high one
+    model = thr.fit(table([0.8, 0.45, 0.5, 0.3]), ["a", "a", NEW, NEW], CATALOG, thresholds=(0.0, 0.4, 0.6, 0.75, 0.9))
+    assert model.best(0.1)[0] == 0.4 and model.best(0.9)[0] == 0.6
+    np.testing.assert_allclose(model.curve(0.5), 0.5 * model.new + 0.5 * model.known)
+    np.testing.assert_allclose(model.known_scores[2], [0.8, 0.45])  # "a" has two catalog photos
+    np.testing.assert_allclose(model.new_scores[2], [0.5, 0.3])
+
+
+def test_model_survives_its_json_round_trip():
+    model = thr.fit(table([0.8, 0.7, 0.5, 0.3]), ["a", "a", NEW, NEW], CATALOG)
+    again = thr.ThresholdModel.from_json(json.loads(json.dumps(model.to_json())))
+    assert again.thresholds == model.thresholds and again.best(0.3) == model.best(0.3)
+    np.testing.assert_allclose(again.new_scores[2], np.sort(model.new_scores[2]))  # kept sorted
+
+
+def scores(rng, n, new):
+    """Best-match scores shaped like an embedder's: known queries high and skewed, new ones lower."""
+    return np.clip(rng.normal(0.42, 0.09, n) if new else 0.85 - rng.gamma(2.0, 0.08, n), -1, 1)
+
+
+@pytest.mark.parametrize("share", [0.05, 0.1, 0.2, 0.3, 0.4, 0.5])
+def test_the_share_of_new_individuals_is_estimated_from_unlabelled_scores(share):
+    rng = np.random.default_rng(int(share * 100))
+    known_val, new_val = {1: scores(rng, 300, False)}, {1: scores(rng, 150, True)}
+    n_new = int(round(400 * share))
+    query = np.concatenate([scores(rng, 400 - n_new, False), scores(rng, n_new, True)])
+    assert thr.estimate_share(query, np.ones(400), known_val, new_val) == pytest.approx(share, abs=0.05)
+
+
+def test_the_estimate_reads_each_querys_group():
+    # known queries whose best candidate has one catalog photo score lower than those with 3+, and
+    # validation holds few of them where the queries hold many: a pooled known density would take
+    # them for new individuals
+    rng = np.random.default_rng(5)
+    known = {1: scores(rng, 300, False) - 0.1, 3: scores(rng, 1200, False)}
+    new = {1: scores(rng, 300, True), 3: scores(rng, 300, True)}
+    groups = np.repeat([1, 3, 1, 3], [600, 120, 40, 40])
+    best = np.concatenate([scores(rng, 600, False) - 0.1, scores(rng, 120, False), scores(rng, 80, True)])
+    grouped = thr.estimate_share(best, groups, known, new)
+    pooled = thr.estimate_share(best, np.ones(800), {1: np.concatenate(list(known.values()))},
+                                {1: np.concatenate(list(new.values()))})
+    assert grouped == pytest.approx(0.1, abs=0.03) and pooled > grouped + 0.08
+
+
+def test_no_estimate_without_validation_scores_of_both_kinds():
+    assert np.isnan(thr.estimate_share(np.array([0.5, 0.6]), np.ones(2), {1: np.array([0.9] * 10)},
+                                       {1: np.array([0.3, 0.2])}))
+
+
+def test_choose_uses_the_estimated_share_and_honours_overrides(tmp_path):
+    rng = np.random.default_rng(0)
+    # validation: known scores ~0.75, new ~0.42; knowns below 0.55 are rare
+    model = thr.ThresholdModel((0.3, 0.55, 0.7), np.array([1.0, 0.99, 0.6]), np.array([0.0, 0.9, 1.0]),
+                               {1: scores(rng, 300, False)}, {1: scores(rng, 300, True)})
+    (tmp_path / "threshold.json").write_text(json.dumps({"threshold": 0.3, "curves": model.to_json()}))
+    mostly_known = np.concatenate([scores(rng, 190, False), scores(rng, 10, True)])
+    one = np.ones(200, int)
+    t, how = thr.choose(str(tmp_path), mostly_known, one)
+    assert how["threshold_from"] == "estimated share" and how["new_share_estimate"] < 0.15 and t == 0.55
+    mostly_new = np.concatenate([scores(rng, 20, False), scores(rng, 180, True)])
+    t, how = thr.choose(str(tmp_path), mostly_new, one)
+    assert how["new_share_estimate"] > 0.8 and t == 0.7  # 0.9 * 1.0 + 0.1 * 0.6 beats 0.9 * 0.9 + 0.1 * 0.99
+    assert thr.choose(str(tmp_path), mostly_new, one, new_share=0.0)[0] == 0.3
+    assert thr.choose(str(tmp_path), mostly_new, one, threshold=0.42) == (0.42, {"threshold_from": "--threshold"})
+    (tmp_path / "threshold.json").write_text(json.dumps({"threshold": 0.35}))  # written before the curves
+    assert thr.choose(str(tmp_path), mostly_new, one) == (0.35, {"threshold_from": "threshold.json"})
