@@ -7,7 +7,8 @@ timing, over the same models and catalog; plus the share of time per stage of th
     python bench/infer.py [--images 400] [--catalog 400] [--det-size 192] [--emb-size 96]
 
 Untrained models (speed does not depend on the weights) and generated data. The last line is JSON
-with images/s of both paths and their ratio.
+with images/s of both paths and their ratio, and the cost of the local-feature re-ranking
+(``pipeline/rerank.py``, K = 10) per query and against the crop + embedding path.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     import pandas as pd
     import tensorflow as tf
 
+    from pipeline import local, rerank
     from pipeline.infer import InferConfig, embed_chunk, identify, load, run
     from pipeline.search import search
     from stage1_detect.crop import CropConfig, choose_boxes, grow
@@ -95,8 +97,17 @@ def main(argv: list[str] | None = None) -> int:
         q, _, _ = embed_chunk(encoded, None, 0, embedder, a.emb_size, cfg)
         t_embed = time.perf_counter() - t
         t = time.perf_counter()
-        search(q, cat, ids, np.full(a.catalog, "s"))
+        cands = search(q, cat, ids, np.full(a.catalog, "s"))
         t_search = time.perf_counter() - t
+        # local-feature re-ranking at K = 10: the queries' keypoints, then matching against the
+        # candidates' catalog photos (real keypoints: the query photos' own, dealt round the catalog)
+        t = time.perf_counter()
+        q_local = local.of_crops(encoded)
+        t_keypoints = time.perf_counter() - t
+        cat_local = local.from_list([q_local.of(i % len(encoded)) for i in range(a.catalog)])
+        t = time.perf_counter()
+        rerank.inlier_matrix(cands, q, q_local, cat, ids, cat_local, k=10)
+        t_rerank = t_keypoints + time.perf_counter() - t
 
         detect, forward = detect_fn(detector), forward_fn(embedder)
 
@@ -117,7 +128,12 @@ def main(argv: list[str] | None = None) -> int:
     shares = {"detect": t_detect / total, "crop_embed": t_embed / total, "search": t_search / total}
     print(f"batched {batched:.1f} img/s, per-image loop {loop:.1f} img/s; time per stage: "
           + ", ".join(f"{k} {v:.0%}" for k, v in shares.items()))
+    print(f"re-ranking (K = 10): {1000 * t_rerank / a.images:.1f} ms per query, "
+          f"{t_rerank / t_embed:.2f}x the crop + embedding path")
     print(json.dumps({"images": a.images, "catalog": a.catalog, "batched_img_s": round(batched, 1),
+                      "rerank_ms_per_query": round(1000 * t_rerank / a.images, 1),
+                      "rerank_vs_embedding": round(t_rerank / t_embed, 2),
+                      "rerank_vs_identify": round(t_rerank * batched / a.images, 2),
                       "per_image_loop_img_s": round(loop, 1), "speedup": round(batched / loop, 2),
                       **{f"share_{k}": round(v, 3) for k, v in shares.items()}}))
     return 0

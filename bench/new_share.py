@@ -47,7 +47,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from pipeline import threshold as thr
     from pipeline.evaluate import EvalConfig, evaluate
-    from pipeline.infer import InferConfig, identify, inputs, load
+    from pipeline.infer import InferConfig, identify, load
+    from pipeline.photos import inputs
     from pipeline.search import NEW, Candidates, map_at_5, predict
 
     w = a.workdir

@@ -4,7 +4,8 @@ On disk it is an ``.npz`` of plain arrays (read with ``allow_pickle=False``): ``
 float32 (L2-normalised), ``filenames``, ``individual_ids``, ``species``, plus ``embedder`` (the
 run folder's embedder config as JSON, so a catalog is never searched with another model's
 embeddings) and, where known, ``boxes`` (each photo's crop, rel ``ymin xmin ymax xmax``: what the
-match review shows). A catalog can also be given as crop records: they are embedded on the fly.
+match review shows) and local features (``local_*``: SIFT keypoints for the re-ranking,
+``pipeline.local``). A catalog can also be given as crop records: they are embedded on the fly.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import json
 from dataclasses import dataclass
 
 import numpy as np
+
+from pipeline.local import LocalFeatures, from_arrays, from_list
 
 REQUIRED = ("embeddings", "filenames", "individual_ids", "species")
 
@@ -25,6 +28,7 @@ class Catalog:
     species: np.ndarray
     embedder: str = ""  # the embedder config (JSON) the embeddings came from
     boxes: np.ndarray | None = None  # [N, 4] crop of each photo; None: unknown (whole photos)
+    local: LocalFeatures | None = None  # keypoints of each photo's crop; None: not computed
 
     def __len__(self) -> int:
         return len(self.filenames)
@@ -38,8 +42,11 @@ class Catalog:
         boxes = None
         if self.boxes is not None or other.boxes is not None:
             boxes = np.concatenate([self.box_array()[keep], other.box_array()])
+        local = None  # kept only where both sides have it: a catalog never holds half of them
+        if self.local is not None and other.local is not None:
+            local = self.local.take(keep).concat(other.local)
         return Catalog(*(np.concatenate([getattr(self, k)[keep], getattr(other, k)]) for k in REQUIRED),
-                       embedder=self.embedder or other.embedder, boxes=boxes)
+                       embedder=self.embedder or other.embedder, boxes=boxes, local=local)
 
     def box_array(self) -> np.ndarray:
         """The crop boxes, whole photos where unknown."""
@@ -66,12 +73,13 @@ def load_npz(path: str) -> Catalog:
             arrays = {k: z[k] for k in REQUIRED}
             embedder = str(z["embedder"]) if "embedder" in z.files else ""
             boxes = z["boxes"].astype(np.float32) if "boxes" in z.files else None
+            local = from_arrays({k: z[k] for k in z.files if k.startswith("local_")})
     except (OSError, ValueError) as e:
         if "is not a catalog" in str(e):
             raise
         raise ValueError(f"{path} is not a readable .npz catalog ({e})") from None
     return Catalog(arrays["embeddings"].astype(np.float32), *(arrays[k].astype(str) for k in REQUIRED[1:]),
-                   embedder=embedder, boxes=boxes)
+                   embedder=embedder, boxes=boxes, local=local)
 
 
 def save_npz(catalog: Catalog, path: str) -> None:
@@ -79,20 +87,37 @@ def save_npz(catalog: Catalog, path: str) -> None:
     from stage2_embed.embed import save_npz as _save
 
     extra = {} if catalog.boxes is None else {"boxes": catalog.boxes.astype(np.float32)}
+    extra.update({} if catalog.local is None else catalog.local.arrays())
     _save(path, {**{k: getattr(catalog, k) for k in REQUIRED}, "embedder": np.array(catalog.embedder), **extra})
 
 
 def from_records(model, embedder_cfg: dict, records: str, exclude_folds: tuple[int, ...] = (),
-                 include_holdout: bool = True) -> tuple[Catalog, dict[str, np.ndarray]]:
-    """Embed the train split of crop records: (catalog of the kept rows, every row's arrays)."""
+                 include_holdout: bool = True, local: bool = False) -> tuple[Catalog, dict[str, np.ndarray]]:
+    """Embed the train split of crop records: (catalog of the kept rows, every row's arrays; with
+    ``local``, every row's local features under ``"local"``)."""
     from stage2_embed.embed import embed_records
 
     arr = embed_records(model, embedder_cfg["image_size"], records, ("train",))
     keep = ~np.isin(arr["folds"], list(exclude_folds))
     if not include_holdout:
         keep &= arr["holdout"] == 0
-    return (Catalog(arr["embeddings"][keep], arr["filenames"][keep], arr["individual_ids"][keep],
-                    arr["species"][keep], json.dumps(embedder_cfg, sort_keys=True)), arr)
+    feats = records_local(records, arr["filenames"]) if local else None
+    cat = Catalog(arr["embeddings"][keep], arr["filenames"][keep], arr["individual_ids"][keep],
+                  arr["species"][keep], json.dumps(embedder_cfg, sort_keys=True),
+                  local=None if feats is None else feats.take(keep))
+    return cat, {**arr, "local": feats} if local else arr
+
+
+def records_local(records: str, filenames) -> LocalFeatures:
+    """Local features of the train split's crops, in the order of ``filenames``."""
+    from pipeline.local import of_crops
+    from tfrecords.reader import parsed_records
+
+    feats = {}
+    for e in parsed_records(records, "train"):
+        one = of_crops([e["image/encoded"].numpy()])
+        feats[e["image/filename"].numpy().decode()] = one.of(0)
+    return from_list([feats[f] for f in filenames])
 
 
 def export(embedder: str, records: str, path: str) -> Catalog:
@@ -104,22 +129,23 @@ def export(embedder: str, records: str, path: str) -> Catalog:
     from tfrecords.reader import parsed_records
 
     model, cfg = load_embedder(embedder)
-    cat = from_records(model, cfg, records)[0]
+    cat = from_records(model, cfg, records, local=True)[0]
     box_of = {e["image/filename"].numpy().decode(): e["crop/box"].numpy() for e in parsed_records(records, "train")}
     cat = replace(cat, boxes=np.array([box_of[f] for f in cat.filenames], np.float32).reshape(-1, 4))
     save_npz(cat, path)
     return cat
 
 
-def load(path: str, model, embedder_cfg: dict) -> Catalog:
-    """A catalog from an ``.npz`` or from crop records (a folder with a manifest.json)."""
+def load(path: str, model, embedder_cfg: dict, local: bool = False) -> Catalog:
+    """A catalog from an ``.npz`` or from crop records (a folder with a manifest.json; with
+    ``local``, their local features are computed too)."""
     cfg_json = json.dumps(embedder_cfg, sort_keys=True)
     from tfrecords.layout import exists, isdir, join
 
     if isdir(path):
         if not exists(join(path, "manifest.json")):
             raise FileNotFoundError(f"{path} is a folder without manifest.json: give crop records or an .npz catalog")
-        return from_records(model, embedder_cfg, path)[0]
+        return from_records(model, embedder_cfg, path, local=local)[0]
     cat = load_npz(path)
     if not same_embedder(cat.embedder, cfg_json):
         raise ValueError(f"{path} was embedded by another embedder: re-export it with this one "

@@ -142,7 +142,7 @@ def score_all(workdir: str, det: str, emb: str, crops: str, records: str, data: 
     import pandas as pd
 
     from pipeline.baselines import run_baselines, score
-    from pipeline.infer import validate_submission
+    from pipeline.submission import validate_submission
 
     truth_csv = os.path.join(data, "test_truth.csv")
     submission = os.path.join(workdir, "submission", "submission.csv")

@@ -56,7 +56,9 @@ def read_labels(path: str) -> pd.DataFrame:
 def enroll(embedder: str, catalog: str, images: str, labels: str, detector: str = "none", tta: str = "none",
            progress: bool = True) -> dict:
     from pipeline import catalog as catalog_lib
-    from pipeline.infer import InferConfig, _chunks, embed_chunk, inputs
+    from pipeline import local
+    from pipeline.infer import InferConfig, embed_chunk
+    from pipeline.photos import chunks, inputs
     from stage2_embed.embed import load_embedder
     from tfrecords import atomic
 
@@ -89,17 +91,19 @@ def enroll(embedder: str, catalog: str, images: str, labels: str, detector: str 
         icfg = InferConfig(detector=detector, embedder=embedder, catalog=catalog, out="", images=images, tta=tta)
         failures: dict[str, str] = {}
         wanted = set(df["image"])
-        names, embs, boxes = [], [], []
+        names, embs, boxes, feats = [], [], [], []
         stream = ((n, b) for n, b in inputs(icfg, failures) if n in wanted)
-        for chunk_names, encoded in _chunks(stream, icfg.chunk):
+        for chunk_names, encoded in chunks(stream, icfg.chunk):
             names += chunk_names
             e, _, b = embed_chunk(encoded, det, det_size, model, ecfg["image_size"], icfg)
             embs.append(e)
             boxes.append(b)
+            feats.append(local.of_crops(encoded, b))  # keypoints for the re-ranking (pipeline/rerank.py)
         rows = df.set_index("image").loc[names]
         new = catalog_lib.Catalog(np.concatenate(embs) if embs else np.zeros((0, 1), np.float32), np.array(names),
                                   rows["individual_id"].to_numpy(str), rows["species"].to_numpy(str), cfg_json,
-                                  np.concatenate(boxes) if boxes else np.zeros((0, 4), np.float32))
+                                  np.concatenate(boxes) if boxes else np.zeros((0, 4), np.float32),
+                                  local.from_list([f.of(i) for f in feats for i in range(len(f))]))
         merged = old.add(new) if len(old) else new
         catalog_lib.save_npz(merged, catalog)
         _update_index(catalog, old, new, merged)

@@ -30,6 +30,7 @@ import numpy as np
 from tfrecords import cli
 from tfrecords.layout import join
 
+RERANK = ("sift", "none")
 
 @dataclass(frozen=True)
 class EvalConfig:
@@ -43,6 +44,13 @@ class EvalConfig:
     # validation fold has its own (often 50 %+: singletons and holdouts), and a threshold tuned on
     # that puts new_individual first far too often. infer estimates the share of its own queries.
     new_share: float | None = 0.2
+    # re-rank each query's best candidates by SIFT inliers fused with the score (pipeline/rerank.py);
+    # infer.py follows what threshold.json says. none: the global score alone
+    rerank: str = "sift"
+
+    def __post_init__(self) -> None:
+        if self.rerank not in RERANK:
+            raise ValueError(f"--rerank must be one of {', '.join(RERANK)}")
 
 
 def split_queries(folds: np.ndarray, holdout: np.ndarray, ids: np.ndarray, fold: int
@@ -81,13 +89,14 @@ def evaluate(cfg: EvalConfig, progress: bool = True) -> dict:
     tcfg_path = join(cfg.embedder, "train_config.json")
     fold = cfg.fold if cfg.fold is not None else (
         json.loads(read_bytes(tcfg_path))["val_fold"] if exists(tcfg_path) else 0)
-    _, arr = from_records(model, ecfg, cfg.records)
+    _, arr = from_records(model, ecfg, cfg.records, local=cfg.rerank == "sift")
     cat_mask, q_mask, truths = split_queries(arr["folds"], arr["holdout"], arr["individual_ids"], fold)
     if not q_mask.any() or not cat_mask.any():
         raise ValueError(f"{cfg.records}: fold {fold} leaves no queries or no catalog; choose another --fold")
     cands = search(arr["embeddings"][q_mask], arr["embeddings"][cat_mask], arr["individual_ids"][cat_mask],
                    arr["species"][cat_mask])
     new = truths == NEW
+    cands, fusion, before = rerank_validation(cfg, cands, arr, q_mask, cat_mask, truths)
     model = thr.fit(cands, truths, arr["individual_ids"][cat_mask], cfg.species_consistency)
     share = cfg.new_share if cfg.new_share is not None and new.any() and not new.all() else float(new.mean())
     curve = model.curve(share)
@@ -95,9 +104,12 @@ def evaluate(cfg: EvalConfig, progress: bool = True) -> dict:
     preds = predict(cands, threshold, cfg.species_consistency)
     q_species = arr["species"][q_mask]
     result = {
-        "fold": fold, "threshold": threshold, "map5": best_map5,
+        "fold": fold, "threshold": threshold, "map5": best_map5, "rerank": cfg.rerank,
+        "map5_known_before_rerank": before,
         "map5_unweighted": map_at_5(preds, list(truths)), "new_share_weighted_to": cfg.new_share,
         "map5_known": map_at_5([p for p, n in zip(preds, new, strict=True) if not n], list(truths[~new])),
+        "map5_known_closed": map_at_5([p for p, n in zip(predict(cands, -1.0), new, strict=True) if not n],
+                                      list(truths[~new])),
         "new_individual_found": float(np.mean([p[0] == NEW for p, n in zip(preds, new, strict=True) if n]))
         if new.any() else float("nan"),
         "queries": int(q_mask.sum()), "new_queries": int(new.sum()), "catalog_images": int(cat_mask.sum()),
@@ -113,7 +125,8 @@ def evaluate(cfg: EvalConfig, progress: bool = True) -> dict:
     atomic.write_json(join(cfg.out, "evaluation.json"), result)
     atomic.write_json(join(cfg.embedder, "threshold.json"),
                       {"threshold": threshold, "map5": result["map5"], "fold": fold, "records": cfg.records,
-                       "species_consistency": cfg.species_consistency, "curves": model.to_json()})
+                       "species_consistency": cfg.species_consistency, "curves": model.to_json(),
+                       "rerank": fusion.to_json() if fusion else None})
     with start_run("pipeline-evaluate", cfg, run_name=f"evaluate-fold{fold}"):
         mlflow.log_metrics({k: v for k, v in result.items() if isinstance(v, float) and np.isfinite(v)})
         mlflow.log_metrics({f"map5_{s}": v for s, v in result["per_species_map5"].items()})
@@ -123,13 +136,33 @@ def evaluate(cfg: EvalConfig, progress: bool = True) -> dict:
     return result
 
 
+def rerank_validation(cfg: EvalConfig, cands, arr: dict, q_mask, cat_mask, truths) -> tuple:
+    """With ``--rerank sift``: (re-ranked candidates, the fusion fitted on these validation pairs,
+    known-individual MAP@5 before re-ranking); else (cands, None, None)."""
+    if cfg.rerank == "none":
+        return cands, None, None
+    from pipeline import rerank
+    from pipeline.search import NEW, map_at_5, predict
+
+    known = truths != NEW
+    before = map_at_5([p for p, k in zip(predict(cands, -1.0), known, strict=True) if k], list(truths[known]))
+    inl = rerank.inlier_matrix(cands, arr["embeddings"][q_mask], arr["local"].take(q_mask),
+                               arr["embeddings"][cat_mask], arr["individual_ids"][cat_mask],
+                               arr["local"].take(cat_mask))
+    fusion = rerank.fit_fusion(cands, inl, truths)
+    return rerank.apply(cands, inl, fusion), fusion, before
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--embedder", required=True, help="embedder run folder (threshold.json is written there)")
     p.add_argument("--records", required=True, help="crop records the embedder was trained on")
     p.add_argument("--fold", type=int, help="validation fold (default: the embedder's)")
     p.add_argument("--out", help="report folder (default EMB_DIR/evaluation)")
-    p.add_argument("--species-consistency", action="store_true")
+    p.add_argument("--species-consistency", action="store_true",
+                   help="demote candidates of another species than the query's neighbours vote for")
+    p.add_argument("--rerank", choices=RERANK, default="sift",
+                   help="re-rank the best candidates by SIFT inliers fused with the score (default: %(default)s)")
     p.add_argument("--gallery", type=int, default=24, help="queries in the match gallery")
     p.add_argument("--new-share", type=float, default=0.2,
                    help="share of new individuals expected at inference; the MAP@5 and threshold are weighted to it "
@@ -141,7 +174,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def _main(a: argparse.Namespace) -> int:
     cfg = EvalConfig(embedder=a.embedder, records=a.records, out=a.out or join(a.embedder, "evaluation"),
                      fold=a.fold, species_consistency=a.species_consistency, gallery=a.gallery,
-                     new_share=None if a.new_share < 0 else a.new_share)
+                     new_share=None if a.new_share < 0 else a.new_share, rerank=a.rerank)
     r = evaluate(cfg)
     print(json.dumps({k: v for k, v in r.items() if k != "per_species_map5"}))
     return 0

@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -49,6 +48,7 @@ class InferConfig:
     split: str = "test"
     threshold: float | None = None
     new_share: float | None = None  # None: estimated from the queries' scores
+    rerank: str = "auto"  # auto: as EMB_DIR/threshold.json says; sift: required; none: off
     species_consistency: bool = False
     tta: str = "none"
     batch_size: int = 32
@@ -62,57 +62,8 @@ class InferConfig:
             raise ValueError("give exactly one of --images DIR and --records RECORDS")
         if self.tta not in ("none", "flip"):
             raise ValueError("--tta must be none or flip")
-
-
-def check_inputs(cfg: InferConfig) -> list[str]:
-    """The input folder's image names (none for records), or one clear error before any model loads."""
-    from tfrecords.layout import exists, list_images
-    from tfrecords.reader import list_shards
-
-    if cfg.records:
-        list_shards(cfg.records, cfg.split)  # the manifest's version and the split's shards
-        return []
-    if not exists(cfg.images):
-        raise FileNotFoundError(f"--images {cfg.images}: no such folder")
-    names = list_images(cfg.images)
-    if not names:
-        raise ValueError(f"--images {cfg.images}: no .jpg/.jpeg/.png images in it")
-    return names
-
-
-def inputs(cfg: InferConfig, failures: dict[str, str]) -> Iterator[tuple[str, bytes]]:
-    """(name, JPEG bytes) of every input image, in name order; rejected ones go to ``failures``."""
-    names = check_inputs(cfg)
-    if cfg.records:
-        from tfrecords.reader import parsed_records
-
-        for e in parsed_records(cfg.records, cfg.split):
-            yield e["image/filename"].numpy().decode(), e["image/encoded"].numpy()
-        return
-    from concurrent.futures import ThreadPoolExecutor
-
-    from tfrecords.images import PreparedImage, load_and_prepare
-    from tfrecords.layout import join
-
-    with ThreadPoolExecutor(4) as pool:  # decoding in Pillow releases the GIL
-        jobs = ((join(cfg.images, n), cfg.max_side, 80_000_000, 8) for n in names)
-        for name, r in zip(names, pool.map(load_and_prepare, jobs), strict=True):
-            if isinstance(r, PreparedImage):
-                yield name, r.encoded
-            else:
-                failures[name] = r
-
-
-def _chunks(it: Iterator[tuple[str, bytes]], n: int) -> Iterator[tuple[list[str], list[bytes]]]:
-    names, data = [], []
-    for name, enc in it:
-        names.append(name)
-        data.append(enc)
-        if len(names) == n:
-            yield names, data
-            names, data = [], []
-    if names:
-        yield names, data
+        if self.rerank not in ("auto", "sift", "none"):
+            raise ValueError("--rerank must be auto, sift or none")
 
 
 def embed_chunk(encoded: list[bytes], detector, det_size: int, embedder, emb_size: int, cfg: InferConfig
@@ -162,6 +113,7 @@ class Models:
     detector_size: int
     catalog: object
     index: object | None
+    fusion: object | None = None  # pipeline.rerank.Fusion: re-rank by local features
 
 
 def load(cfg: InferConfig) -> Models:
@@ -176,11 +128,31 @@ def load(cfg: InferConfig) -> Models:
 
         detector, dcfg = load_detector(cfg.detector)
         det_size = dcfg.image_size
-    cat = catalog_lib.load(cfg.catalog, embedder, ecfg)
+    fusion = load_fusion(cfg)
+    cat = catalog_lib.load(cfg.catalog, embedder, ecfg, local=fusion is not None)
     if not len(cat):
         raise ValueError(f"--catalog {cfg.catalog} holds no labelled images")
+    if fusion is not None and cat.local is None:
+        raise ValueError(f"--catalog {cfg.catalog} has no local features to re-rank with: re-export it "
+                         "(pipeline.catalog.export), give crop records, or pass --rerank none")
     index = approx.for_catalog(cfg.catalog, cat.embeddings)  # None (exact) below pipeline.index.APPROX_FROM
-    return Models(embedder, ecfg, detector, det_size, cat, index)
+    return Models(embedder, ecfg, detector, det_size, cat, index, fusion)
+
+
+def load_fusion(cfg: InferConfig):
+    """The re-ranking fitted by ``evaluate.py`` (``threshold.json``), unless ``--rerank none``."""
+    from pipeline import threshold as thr
+    from pipeline.rerank import Fusion
+
+    if cfg.rerank == "none":
+        return None
+    saved = thr.load(cfg.embedder)[0] or {}
+    if saved.get("rerank"):
+        return Fusion.from_json(saved["rerank"])
+    if cfg.rerank == "sift":
+        raise ValueError(f"--rerank sift: {cfg.embedder}/threshold.json has no fitted re-ranking; run "
+                         "pipeline/evaluate.py --rerank sift first")
+    return None
 
 
 def identify(m: Models, chunks, cfg: InferConfig, progress: bool = False):
@@ -188,14 +160,17 @@ def identify(m: Models, chunks, cfg: InferConfig, progress: bool = False):
     info) for (names, JPEGs) chunks."""
     from tqdm import tqdm
 
+    from pipeline import local, rerank
     from pipeline import threshold as thr
     from pipeline.search import predict, search
 
-    names, embs, det_scores, boxes = [], [], [], []
+    names, embs, det_scores, boxes, feats = [], [], [], [], []
     with tqdm(desc="infer", unit="img", disable=not progress) as bar:
         for chunk_names, encoded in chunks:
             e, s, b = embed_chunk(encoded, m.detector, m.detector_size, m.embedder, m.embedder_cfg["image_size"],
                                   cfg)
+            if m.fusion is not None:
+                feats.append(local.of_crops(encoded, b))
             names += chunk_names
             embs.append(e)
             det_scores.append(s)
@@ -205,6 +180,9 @@ def identify(m: Models, chunks, cfg: InferConfig, progress: bool = False):
     det = np.concatenate(det_scores) if det_scores else np.zeros(0)
     box = np.concatenate(boxes) if boxes else np.zeros((0, 4), np.float32)
     cands = search(emb, m.catalog.embeddings, m.catalog.individual_ids, m.catalog.species, index=m.index)
+    if m.fusion is not None:
+        q_local = local.from_list([f.of(i) for f in feats for i in range(len(f))])
+        cands = rerank.rerank(cands, emb, q_local, m.catalog, m.fusion)
     threshold, how = thr.choose(cfg.embedder, thr.best_scores(cands), thr.group(cands, m.catalog.individual_ids),
                                 cfg.threshold, cfg.new_share)
     how["threshold"] = threshold
@@ -212,15 +190,17 @@ def identify(m: Models, chunks, cfg: InferConfig, progress: bool = False):
 
 
 def run(cfg: InferConfig, progress: bool = True) -> dict:
+    from pipeline import photos
     from pipeline.search import NEW, matches_table
     from tfrecords import atomic
     from tfrecords.layout import dirname, join, makedirs
 
-    check_inputs(cfg)  # before minutes of model loading and catalog embedding
+    photos.check_inputs(cfg)  # before minutes of model loading and catalog embedding
     m = load(cfg)
     cat = m.catalog
     failures: dict[str, str] = {}
-    names, emb, det, boxes, cands, preds, how = identify(m, _chunks(inputs(cfg, failures), cfg.chunk), cfg, progress)
+    stream = photos.chunks(photos.inputs(cfg, failures), cfg.chunk)
+    names, emb, det, boxes, cands, preds, how = identify(m, stream, cfg, progress)
     if not names and not failures:
         raise ValueError("no input images: the records split or the folder is empty")
     frequent = pd.Series(cat.individual_ids).value_counts().index[:4].tolist()
@@ -243,24 +223,6 @@ def run(cfg: InferConfig, progress: bool = True) -> dict:
             if preds else 0.0}
 
 
-def validate_submission(path: str, expected: list[str]) -> pd.DataFrame:
-    """A Kaggle submission: columns image,predictions; every expected image exactly once; five
-    distinct space-separated ids per row (fewer only when the catalog is that small)."""
-    sub = pd.read_csv(path, dtype=str, keep_default_na=False)
-    if list(sub.columns) != ["image", "predictions"]:
-        raise ValueError(f"{path}: columns {list(sub.columns)}, expected image,predictions")
-    if sub["image"].duplicated().any():
-        raise ValueError(f"{path}: duplicated images {sub['image'][sub['image'].duplicated()].tolist()[:3]}")
-    if set(sub["image"]) != set(expected):
-        missing, extra = set(expected) - set(sub["image"]), set(sub["image"]) - set(expected)
-        raise ValueError(f"{path}: {len(missing)} images missing, {len(extra)} unexpected")
-    for p in sub["predictions"]:
-        ids = p.split()
-        if not 1 <= len(ids) <= 5 or len(set(ids)) != len(ids):
-            raise ValueError(f"{path}: bad predictions {p!r} (five distinct ids expected)")
-    return sub
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--detector", required=True, help="detector run folder, or none (the images are crops)")
@@ -276,7 +238,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--new-share", type=float, help="share of new individuals among the photos (default: "
                    "estimated from their scores)")
     p.add_argument("--species-consistency", action="store_true", help="demote candidates of another species")
-    p.add_argument("--tta", choices=("none", "flip"), default="none")
+    p.add_argument("--tta", choices=("none", "flip"), default="none", help="flip: average with the mirrored crop "
+                   "(default: %(default)s)")
+    p.add_argument("--rerank", choices=("auto", "sift", "none"), default="auto",
+                   help="re-rank by SIFT inliers as fitted by evaluate.py; auto: when threshold.json has it "
+                        "(default: %(default)s)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--quiet", action="store_true")
     cli.add_debug_flag(p)
@@ -285,7 +251,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def _main(a: argparse.Namespace) -> int:
     cfg = InferConfig(detector=a.detector, embedder=a.embedder, catalog=a.catalog, out=a.out, images=a.images,
-                      records=a.records, split=a.split, threshold=a.threshold, new_share=a.new_share,
+                      records=a.records, split=a.split, threshold=a.threshold, new_share=a.new_share, rerank=a.rerank,
                       species_consistency=a.species_consistency, tta=a.tta, batch_size=a.batch_size)
     print(json.dumps(run(cfg, progress=not a.quiet)))
     return 0

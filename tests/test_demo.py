@@ -4,7 +4,7 @@ import os
 import pandas as pd
 import pytest
 
-from pipeline.infer import validate_submission
+from pipeline.submission import validate_submission
 
 
 def test_small_demo_runs_end_to_end(small_demo):

@@ -57,7 +57,7 @@ def test_evaluation_picks_the_best_threshold_and_writes_the_report(trained, eval
 
 
 def test_infer_from_records_writes_a_valid_submission(trained, evaluated, tiny_records, tiny_data, tmp_path):
-    from pipeline.infer import validate_submission
+    from pipeline.submission import validate_submission
 
     _, crops, emb = trained
     out = tmp_path / "sub" / "submission.csv"
@@ -74,7 +74,8 @@ def test_infer_from_records_writes_a_valid_submission(trained, evaluated, tiny_r
 
 
 def test_infer_from_a_folder_gives_a_broken_photo_its_row(trained, tiny_data, tmp_path):
-    from pipeline.infer import InferConfig, run, validate_submission
+    from pipeline.infer import InferConfig, run
+    from pipeline.submission import validate_submission
 
     _, crops, emb = trained
     photos = tmp_path / "photos"

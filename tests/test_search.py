@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from pipeline.catalog import Catalog, load_npz, save_npz
-from pipeline.infer import validate_submission
 from pipeline.search import NEW, Candidates, best_per_individual, map_at_5, predict, search, vote_species
+from pipeline.submission import validate_submission
 
 
 def cands(ids, scores, species=None, query_species=None):

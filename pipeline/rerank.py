@@ -1,0 +1,99 @@
+"""Re-ranking each query's best candidates by local features, fused with the global score into one
+calibrated probability.
+
+For the ``K`` best candidate individuals of a query (proposed by the embedder, or by 16x16 pixels
+where no trained embedder exists: ``stage2_embed/pixels.py``), the query's SIFT keypoints are
+matched against that individual's catalog photos (the ``PHOTOS`` most similar ones) and the best
+inlier count is kept (``pipeline.local``). A logistic regression fitted on validation pairs
+(query, candidate; is it the query's individual?) turns (global score, log inliers) into the
+probability that the candidate is right: that probability re-orders the candidates and replaces
+the score that the ``new_individual`` threshold is compared with, so the threshold is chosen on
+the fused scores too (``pipeline/evaluate.py --rerank sift``, read back by ``infer.py``). This is
+the WildFusion recipe (global + local, each calibrated, then fused), strongest where a catalog holds
+one photo of an individual.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+
+import numpy as np
+
+K = 10  # candidates re-ranked per query
+PHOTOS = 8  # catalog photos of a candidate matched, the most similar to the query first
+CAP = 50  # inlier counts above this add nothing
+
+
+@dataclass(frozen=True)
+class Fusion:
+    """``p = sigmoid(score_coef * score + inlier_coef * log1p(min(inliers, CAP)) + bias)``."""
+    score_coef: float
+    inlier_coef: float
+    bias: float
+
+    def prob(self, score: np.ndarray, inliers: np.ndarray) -> np.ndarray:
+        z = self.score_coef * score + self.inlier_coef * np.log1p(np.minimum(inliers, CAP)) + self.bias
+        return 1.0 / (1.0 + np.exp(-z))
+
+    def to_json(self) -> dict:
+        return {"method": "sift", "k": K, "photos": PHOTOS, **asdict(self)}
+
+    @classmethod
+    def from_json(cls, d: dict) -> Fusion:
+        return cls(float(d["score_coef"]), float(d["inlier_coef"]), float(d["bias"]))
+
+
+def inlier_matrix(cands, query_emb: np.ndarray, query_local, cat_emb: np.ndarray, cat_ids: np.ndarray,
+                  cat_local, k: int = K, photos: int = PHOTOS) -> np.ndarray:
+    """[Q, k]: per query and candidate individual, the best inlier count over its catalog photos."""
+    import pandas as pd
+
+    from pipeline.local import inliers
+
+    rows = pd.Series(np.arange(len(cat_ids))).groupby(np.asarray(cat_ids)).indices
+    k = min(k, cands.ids.shape[1])
+    out = np.zeros((len(cands.ids), k))
+    for i in range(len(cands.ids)):
+        q = query_local.of(i)
+        if not len(q[1]):
+            continue
+        for j in range(k):
+            r = rows.get(cands.ids[i, j])
+            if r is None:
+                continue
+            best = r[np.argsort(-(cat_emb[r] @ query_emb[i]), kind="stable")[:photos]]
+            out[i, j] = max(inliers(q, cat_local.of(int(c))) for c in best)
+    return out
+
+
+def fit_fusion(cands, inl: np.ndarray, truths) -> Fusion:
+    """Logistic regression on validation (query, candidate) pairs of the first ``inl.shape[1]``
+    candidates: is the candidate the query's individual?"""
+    from sklearn.linear_model import LogisticRegression
+
+    k = inl.shape[1]
+    valid = cands.ids[:, :k] != ""
+    y = (cands.ids[:, :k] == np.asarray(truths, dtype=object)[:, None])[valid]
+    x = np.stack([cands.scores[:, :k][valid], np.log1p(np.minimum(inl[valid], CAP))], axis=1)
+    if y.all() or not y.any():  # nothing to learn from: keep the global order
+        return Fusion(1.0, 0.0, 0.0)
+    model = LogisticRegression(C=1.0).fit(x, y)
+    return Fusion(float(model.coef_[0, 0]), float(model.coef_[0, 1]), float(model.intercept_[0]))
+
+
+def apply(cands, inl: np.ndarray, fusion: Fusion):
+    """The candidates re-ordered by the fused probability, which replaces their scores; only the
+    first ``inl.shape[1]`` are kept."""
+    k = inl.shape[1]
+    ids, species = cands.ids[:, :k], cands.species[:, :k]
+    p = np.where(ids != "", fusion.prob(np.where(ids != "", cands.scores[:, :k], 0.0), inl), -np.inf)
+    order = np.argsort(-p, axis=1, kind="stable")
+    take = np.take_along_axis
+    return replace(cands, ids=take(ids, order, 1), species=take(species, order, 1), scores=take(p, order, 1))
+
+
+def rerank(cands, query_emb, query_local, catalog, fusion: Fusion):
+    """``apply`` with the inlier counts against ``catalog`` (a ``pipeline.catalog.Catalog`` with
+    local features)."""
+    inl = inlier_matrix(cands, query_emb, query_local, catalog.embeddings, catalog.individual_ids, catalog.local)
+    return apply(cands, inl, fusion)

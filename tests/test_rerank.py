@@ -1,0 +1,87 @@
+"""Local features and the re-ranking: SIFT inliers find the same marks under a similarity
+transform and not other marks; the fusion moves a candidate with geometric evidence up, on
+hand-made score tables; catalogs keep the keypoints through save, load and add."""
+
+import cv2
+import numpy as np
+
+from pipeline import local, rerank
+from pipeline.catalog import Catalog, load_npz, save_npz
+from pipeline.search import Candidates
+
+
+def marks(seed: int, size: int = 200) -> np.ndarray:
+    """A grey crop with random dark and bright blobs and edges: one individual's marks."""
+    rng = np.random.default_rng(seed)
+    img = np.full((size, size), 120, np.uint8)
+    for _ in range(40):
+        c = tuple(int(v) for v in rng.integers(10, size - 10, 2))
+        cv2.circle(img, c, int(rng.integers(2, 9)), int(rng.integers(0, 255)), -1)
+        cv2.line(img, c, tuple(int(v) for v in rng.integers(0, size, 2)), int(rng.integers(0, 255)), 1)
+    return img
+
+
+def moved(img: np.ndarray, angle: float, scale: float) -> np.ndarray:
+    h, w = img.shape
+    m = cv2.getRotationMatrix2D((w / 2, h / 2), angle, scale)
+    return cv2.warpAffine(img, m, (w, h), borderValue=120)
+
+
+def test_inliers_find_the_same_marks_rotated_and_scaled_but_not_others():
+    a = local.describe(marks(1))
+    same = local.inliers(local.describe(moved(marks(1), 12, 0.8)), a)
+    other = max(local.inliers(local.describe(marks(s)), a) for s in (2, 3, 4))
+    assert same >= 50 and other <= same / 3  # random blobs share some generic matches, never as many
+
+
+def test_features_of_jpegs_cut_to_boxes_and_survive_a_catalog_round_trip(tmp_path):
+    img = np.full((300, 400), 120, np.uint8)
+    img[50:250, 100:300] = marks(5)
+    jpeg = cv2.imencode(".png", img)[1].tobytes()
+    feats = local.of_crops([jpeg, b"not an image"], np.array([[50 / 300, 100 / 400, 250 / 300, 300 / 400]] * 2))
+    assert len(feats) == 2 and len(feats.of(0)[0]) > 20 and len(feats.of(1)[0]) == 0
+    assert local.inliers(feats.of(0), local.describe(marks(5))) >= 15  # the box cut the marks out
+    cat = Catalog(np.eye(2, dtype=np.float32), np.array(["a.jpg", "b.jpg"]), np.array(["x", "y"]),
+                  np.array(["s", "s"]), local=feats)
+    save_npz(cat, str(tmp_path / "c.npz"))
+    back = load_npz(str(tmp_path / "c.npz"))
+    np.testing.assert_array_equal(back.local.of(0)[1], feats.of(0)[1])
+    grown = back.add(Catalog(np.eye(2, dtype=np.float32)[:1], np.array(["a.jpg"]), np.array(["x"]),
+                             np.array(["s"]), local=local.from_list([feats.of(1)])))  # a.jpg replaced
+    assert list(grown.filenames) == ["b.jpg", "a.jpg"] and len(grown.local.of(1)[0]) == 0
+    assert back.add(Catalog(np.eye(2, dtype=np.float32)[:1], np.array(["c.jpg"]), np.array(["z"]),
+                            np.array(["s"]))).local is None  # never half of the keypoints
+
+
+def table():
+    """Two queries, three candidates each, best global score first; truth is the second candidate."""
+    ids = np.array([["a", "b", "c"], ["d", "e", "f"]], dtype=object)
+    return Candidates(ids, np.full((2, 3), "s", dtype=object), np.array([[0.9, 0.85, 0.5], [0.7, 0.68, 0.2]]),
+                      np.full(2, "s", dtype=object))
+
+
+def test_the_fusion_learns_that_inliers_mark_the_right_candidate_and_reorders():
+    rng = np.random.default_rng(0)
+    n = 200  # validation pairs: the right candidate has many inliers, wrong ones few, scores overlap
+    ids = np.array([[f"t{i}", f"w{i}"] for i in range(n)], dtype=object)
+    scores = np.stack([rng.uniform(0.5, 0.9, n), rng.uniform(0.5, 0.9, n)], 1)
+    order = np.argsort(-scores, axis=1)
+    cands = Candidates(np.take_along_axis(ids, order, 1), np.full((n, 2), "s", dtype=object),
+                       np.take_along_axis(scores, order, 1), np.full(n, "s", dtype=object))
+    inl = np.where(cands.ids == ids[:, :1], rng.integers(12, 40, (n, 2)), rng.integers(0, 4, (n, 2)))
+    fusion = rerank.fit_fusion(cands, inl, ids[:, 0])
+    assert fusion.inlier_coef > 1.0
+    out = rerank.apply(table(), np.array([[0, 30, 0], [2, 1, 0]]), fusion)
+    assert list(out.ids[0]) == ["b", "a", "c"] and list(out.ids[1]) == ["d", "e", "f"]
+    assert (np.diff(out.scores, axis=1) <= 0).all() and out.scores[0, 0] > 0.9 > out.scores[1, 0]
+
+
+def test_inlier_matrix_takes_each_candidates_best_photo():
+    a, b = local.describe(marks(1)), local.describe(marks(2))
+    cat_local = local.from_list([b, a, b])  # "a" has photos 0 (other marks) and 1 (the query's marks)
+    q_local = local.from_list([local.describe(moved(marks(1), -8, 1.1))])
+    cands = Candidates(np.array([["a", "b"]], dtype=object), np.full((1, 2), "s", dtype=object),
+                       np.array([[0.8, 0.7]]), np.full(1, "s", dtype=object))
+    emb = np.eye(3, dtype=np.float32)
+    inl = rerank.inlier_matrix(cands, emb[:1], q_local, emb, np.array(["a", "a", "b"]), cat_local)
+    assert inl.shape == (1, 2) and inl[0, 0] >= 50 and inl[0, 1] <= inl[0, 0] / 3
