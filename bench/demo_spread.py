@@ -19,6 +19,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 KEYS = ("test_map5", "baseline_new_plus_frequent_map5", "baseline_untrained_map5", "baseline_pixels_map5",
+        "baseline_pixels_sift_map5",
         "new_share_estimate", "new_share_true", "detector_map50", "minutes")
 
 

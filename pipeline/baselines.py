@@ -5,7 +5,12 @@
 - ``untrained``: the same pipeline (detector, crops, threshold from validation) with a randomly
   initialised embedder of the trained one's shape;
 - ``pixels``: the same pipeline with the 16 x 16 grey-thumbnail embedder
-  (``stage2_embed.pixels``): nearest neighbours on pixels, the training-free reference.
+  (``stage2_embed.pixels``): nearest neighbours on pixels;
+- ``pixels_sift``: the pixels proposing candidates, re-ranked by SIFT inliers
+  (``pipeline/rerank.py``): the training-free reference, what the pipeline gives with no trained
+  model at all.
+
+The first three run without the re-ranking, so they are the plain references.
 
 Each writes a ``submission.csv`` under ``OUT/<name>/`` and is scored with the project's MAP@5.
 """
@@ -17,7 +22,7 @@ import os
 
 import pandas as pd
 
-BASELINES = ("new_plus_frequent", "untrained", "pixels")
+BASELINES = ("new_plus_frequent", "untrained", "pixels", "pixels_sift")
 
 
 def score(submission: str, truth_csv: str) -> float:
@@ -65,12 +70,14 @@ def untrained_embedder(trained: str, out: str, seed: int = 0) -> str:
     return out
 
 
-def through_pipeline(emb: str, det: str, crops: str, records: str) -> str:
-    """``emb``'s threshold from validation, then the test records identified with it; the submission."""
+def through_pipeline(emb: str, det: str, crops: str, records: str, rerank: str = "none") -> str:
+    """``emb``'s threshold (and ``rerank``) from validation, then the test records identified with
+    it; the submission."""
     from pipeline.evaluate import EvalConfig, evaluate
     from pipeline.infer import InferConfig, run
 
-    evaluate(EvalConfig(embedder=emb, records=crops, out=os.path.join(emb, "evaluation")), progress=False)
+    evaluate(EvalConfig(embedder=emb, records=crops, out=os.path.join(emb, "evaluation"), rerank=rerank),
+             progress=False)
     out = os.path.join(emb, "submission.csv")
     run(InferConfig(detector=det, embedder=emb, catalog=crops, records=records, out=out), progress=False)
     return out
@@ -87,6 +94,8 @@ def run_baselines(out: str, data: str, det: str, emb: str, crops: str, records: 
                                                    os.path.join(out, "new_plus_frequent")),
             "untrained": through_pipeline(untrained_embedder(emb, os.path.join(out, "untrained")), det, crops,
                                           records),
-            "pixels": through_pipeline(write_pixel_embedder(os.path.join(out, "pixels"), size), det, crops, records)}
+            "pixels": through_pipeline(write_pixel_embedder(os.path.join(out, "pixels"), size), det, crops, records),
+            "pixels_sift": through_pipeline(write_pixel_embedder(os.path.join(out, "pixels_sift"), size), det, crops,
+                                            records, rerank="sift")}
     return {k: score(v, truth) for k, v in subs.items()}
 

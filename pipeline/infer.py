@@ -219,7 +219,11 @@ def run(cfg: InferConfig, progress: bool = True) -> dict:
         print(f"warning: {len(failures)} image(s) could not be read; they got a default row: "
               f"{join(out_dir, 'failures.csv')}", file=sys.stderr)
     return {"submission": cfg.out, "images": len(sub), "failures": len(failures), **how,
-            "catalog_images": len(cat), "new_individual_first": float(np.mean([p[0] == NEW for p in preds]))
+            "catalog_images": len(cat), "reranked": m.fusion is not None,
+            # a pixel embedder folder: identification with no trained model at all
+            "embedder_kind": m.embedder_cfg.get("kind", "trained"),
+            "pixel_weight": m.embedder_cfg.get("pixel_weight", 0.0),
+            "new_individual_first": float(np.mean([p[0] == NEW for p in preds]))
             if preds else 0.0}
 
 
