@@ -14,11 +14,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 TINY = dict(seed=3, individuals=20, train_images=60, test_images=20, species=4, max_side=160)
 
 
-def run_script(args: list[str], **kw):
+def run_script(args: list[str], timeout: int = 300, **kw):
     """Run a project script in a fresh interpreter (as a user would), from the repo root."""
     import subprocess
 
-    return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=300, **kw)
+    return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout, **kw)
 
 
 @pytest.fixture(scope="session")
@@ -73,6 +73,6 @@ def small_demo(tmp_path_factory):
     if os.environ.get("DEMO_DIR"):  # a developer's shortcut: a finished demo's folder (test_demo then fails)
         return Path(os.environ["DEMO_DIR"]), {}, ""
     out = tmp_path_factory.mktemp("small_demo")
-    r = run_script(["pipeline/demo.py", "--workdir", str(out), "--size", "small"])
+    r = run_script(["pipeline/demo.py", "--workdir", str(out), "--size", "small"], timeout=1800)
     assert r.returncode == 0, r.stderr[-3000:]
     return out, json.loads(r.stdout.strip().splitlines()[-1]), r.stdout
