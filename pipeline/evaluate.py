@@ -80,12 +80,14 @@ def evaluate(cfg: EvalConfig, progress: bool = True) -> dict:
     from pipeline.search import NEW, map_at_5, predict, search
     from stage2_embed.confusion import species_confusion
     from stage2_embed.embed import load_embedder
+    from stage2_embed.fusion import warn_if_weak
     from tfrecords import atomic
     from tfrecords.layout import exists, join, makedirs, read_bytes
     from tfrecords.reader import read_manifest
     from tfrecords.tracking import log_folder, start_run
 
     model, ecfg = load_embedder(cfg.embedder)
+    warn_if_weak(cfg.embedder)
     tcfg_path = join(cfg.embedder, "train_config.json")
     fold = cfg.fold if cfg.fold is not None else (
         json.loads(read_bytes(tcfg_path))["val_fold"] if exists(tcfg_path) else 0)

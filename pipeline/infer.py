@@ -120,8 +120,10 @@ def load(cfg: InferConfig) -> Models:
     from pipeline import catalog as catalog_lib
     from pipeline import index as approx
     from stage2_embed.embed import load_embedder
+    from stage2_embed.fusion import warn_if_weak
 
     embedder, ecfg = load_embedder(cfg.embedder)
+    warn_if_weak(cfg.embedder)  # one line when the embedder lost to 16x16 pixels on validation
     detector, det_size = None, 0
     if cfg.detector != "none":
         from stage1_detect.model import load_detector

@@ -13,6 +13,7 @@ never worse than the pixels on validation.
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -92,3 +93,14 @@ def warning(metrics: dict) -> str | None:
     return (f"warning: the embedder (validation MAP@5 {metrics['val_map5_embedder']:.3f}) does not beat 16x16 "
             f"pixel nearest neighbours ({metrics['val_map5_pixels']:.3f}); the saved embedding is "
             f"{metrics['pixel_weight']:.0%} pixels. Try --weights imagenet, a lower --image-size, more --epochs")
+
+
+def warn_if_weak(run_dir: str) -> None:
+    """Print ``warning`` for a run folder whose trainer recorded its validation (``fusion.json``)."""
+    import sys
+
+    from tfrecords.layout import exists, join, read_bytes
+
+    path = join(run_dir, "fusion.json")
+    if exists(path) and (msg := warning(json.loads(read_bytes(path)))):
+        print(msg, file=sys.stderr)

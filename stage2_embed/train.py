@@ -217,6 +217,7 @@ def finish_embedding(embed_model, cfg: TrainConfig, ecfg) -> tuple:
     fused, metrics = fuse(embed_model, cfg.records, cfg.image_size, cfg.val_fold, cfg.crop)
     saved = replace(ecfg, pixel_weight=metrics["pixel_weight"])
     atomic.write_json(join(cfg.out, "embedder_config.json"), asdict(saved))
+    atomic.write_json(join(cfg.out, "fusion.json"), metrics)  # evaluate and infer repeat the warning
     mlflow.log_metrics(metrics)
     if msg := warning(metrics):
         print(msg, file=sys.stderr)

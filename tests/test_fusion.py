@@ -50,3 +50,14 @@ def test_a_warning_only_when_the_embedder_loses_to_the_pixels():
     assert warning({"val_map5_embedder": 0.5, "val_map5_pixels": 0.4, "pixel_weight": 0.2}) is None
     msg = warning({"val_map5_embedder": 0.01, "val_map5_pixels": 0.18, "pixel_weight": 1.0})
     assert msg.startswith("warning:") and "0.010" in msg and "100% pixels" in msg and "\n" not in msg
+
+
+def test_evaluate_and_infer_repeat_the_trainers_warning(tmp_path, capsys):
+    from stage2_embed.fusion import warn_if_weak
+
+    warn_if_weak(str(tmp_path))  # a run folder from before fusion.json: silent
+    (tmp_path / "fusion.json").write_text('{"val_map5_embedder": 0.011, "val_map5_pixels": 0.184, '
+                                          '"val_map5_fused": 0.19, "pixel_weight": 0.9}')
+    warn_if_weak(str(tmp_path))
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "0.011" in err and "0.184" in err and "90% pixels" in err

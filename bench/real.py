@@ -1,0 +1,140 @@
+"""Measure the whole pipeline on your own photos: any Kaggle-layout folder (``train.csv``,
+``train_images/``, ``test_images/``, optional ``boxes.csv`` and ``test_truth.csv``).
+
+    python bench/real.py --data DIR [--detector RUN_DIR|train|none] [--embedder RUN_DIR|train|pixels]
+        [--workdir work/real] [--epochs 30]
+
+Builds the records, crops them with the given detector (``train``: trains one on the boxes first;
+``none``: the records' own boxes, else whole photos), embeds with the given embedder (``train``:
+trains one with the defaults; ``pixels``: 16x16 grey pixels, no training), fits the threshold and
+the SIFT re-ranking on a validation fold, identifies the test photos against the training photos
+and prints one JSON line:
+
+- ``detector_map50``, ``detector_iou50_share``: the detector on the validation fold's boxes (when
+  ``boxes.csv`` exists and a detector is used);
+- ``known_map5``: MAP@5 of the test photos of known individuals, ranking the catalog's individuals
+  only (closed set: what a researcher scrolling the candidates sees);
+- ``open_set_map5``: Kaggle's MAP@5 of ``submission.csv`` against ``test_truth.csv``;
+- ``pixels_known_map5``: the same closed-set MAP@5 for 16x16 grey-pixel nearest neighbours, the
+  reference every learned part must beat;
+- ``images_per_s``: identification throughput (detector, crop, embedding, search, re-ranking).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+
+def closed_set_map5(matches_csv: str, truth: dict[str, str], known: set[str]) -> float:
+    """MAP@5 of the test photos of known individuals from ``matches.csv``'s ranked candidates."""
+    import pandas as pd
+
+    from pipeline.search import map_at_5
+
+    m = pd.read_csv(matches_csv, dtype={"individual_id": str}).sort_values(["image", "rank"])
+    ranked = m.groupby("image")["individual_id"].apply(list).to_dict()
+    images = [i for i, t in truth.items() if t in known]
+    return map_at_5([ranked.get(i, [])[:5] for i in images], [truth[i] for i in images])
+
+
+def stage1(a, records: str, w: str) -> tuple[str, dict]:
+    """(crop records, detector figures)."""
+    from stage1_detect.crop import CropConfig, crop_records
+
+    crops, det, figures = os.path.join(w, "crops"), a.detector, {}
+    if det == "train":
+        from stage1_detect.train import TrainConfig, train
+
+        det = os.path.join(w, "detector")
+        if not os.path.exists(os.path.join(det, "detector.keras")):
+            train(TrainConfig(records=records, out=det, epochs=a.epochs), progress=False)
+    if det != "none":
+        from stage1_detect.evaluate import evaluate
+
+        if os.path.exists(os.path.join(a.data, "boxes.csv")):
+            r = evaluate(det, records, out=os.path.join(w, "detector_eval"))
+            figures = {"detector_map50": r["map50"], "detector_iou50_share": r["iou50_share"]}
+        crop_records(CropConfig(records=records, out=crops, model=det), progress=False)
+    else:
+        crop_records(CropConfig(records=records, out=crops, source="boxes"), progress=False)
+    return crops, {"detector": det, **figures}
+
+
+def stage2(a, crops: str, w: str) -> str:
+    from stage2_embed.pixels import write_pixel_embedder
+
+    if a.embedder == "pixels":
+        return write_pixel_embedder(os.path.join(w, "pixels"), 96)
+    if a.embedder != "train":
+        return a.embedder
+    from stage2_embed.train import TrainConfig, train
+
+    emb = os.path.join(w, "embedder")
+    if not os.path.exists(os.path.join(emb, "embedder.keras")):
+        train(TrainConfig(records=crops, out=emb, epochs=a.epochs), progress=False)
+    return emb
+
+
+def identify(det: str, emb: str, crops: str, records: str, out: str, rerank: str = "sift") -> tuple[dict, float]:
+    from pipeline.evaluate import EvalConfig, evaluate
+    from pipeline.infer import InferConfig, run
+
+    evaluate(EvalConfig(embedder=emb, records=crops, out=os.path.join(out, "evaluation"), rerank=rerank),
+             progress=False)
+    t = time.perf_counter()
+    r = run(InferConfig(detector=det, embedder=emb, catalog=crops, records=records,
+                        out=os.path.join(out, "submission.csv")), progress=False)
+    return r, r["images"] / (time.perf_counter() - t)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--data", required=True, help="Kaggle-layout folder")
+    p.add_argument("--detector", default="none", help="run folder, train or none (default: %(default)s)")
+    p.add_argument("--embedder", default="train", help="run folder, train or pixels (default: %(default)s)")
+    p.add_argument("--workdir", default="work/real", help="outputs (default: %(default)s)")
+    p.add_argument("--epochs", type=int, default=30, help="epochs when training (default: %(default)s)")
+    a = p.parse_args(argv)
+
+    import pandas as pd
+
+    from pipeline.baselines import score
+    from stage2_embed.pixels import write_pixel_embedder
+    from tfrecords.build import build
+    from tfrecords.plan import BuildConfig
+
+    w = a.workdir
+    os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{os.path.abspath(w)}/mlflow.db")
+    records = os.path.join(w, "records")
+    build(BuildConfig(data=a.data, out=records, folds=5, holdout_individuals=0.1), progress=False)
+    crops, out = stage1(a, records, w)
+    det = out.pop("detector")
+    emb = stage2(a, crops, w)
+    inf, speed = identify(det, emb, crops, records, os.path.join(w, "pipeline"))
+    out["images_per_s"] = round(speed, 2)
+    truth_csv = os.path.join(a.data, "test_truth.csv")
+    if os.path.exists(truth_csv):
+        truth = pd.read_csv(truth_csv, dtype=str).set_index("image")["individual_id"].to_dict()
+        known = set(pd.read_csv(os.path.join(a.data, "train.csv"), dtype=str)["individual_id"])
+        out["known_map5"] = closed_set_map5(os.path.join(w, "pipeline", "matches.csv"), truth, known)
+        out["open_set_map5"] = score(inf["submission"], truth_csv)
+        px = write_pixel_embedder(os.path.join(w, "pixels_reference"), 96)
+        identify(det, px, crops, records, os.path.join(w, "pixels_reference_run"), rerank="none")
+        out["pixels_known_map5"] = closed_set_map5(os.path.join(w, "pixels_reference_run", "matches.csv"), truth,
+                                                   known)
+    out.update({"embedder_kind": inf["embedder_kind"], "pixel_weight": inf["pixel_weight"],
+                "reranked": inf["reranked"], "test_images": inf["images"]})
+    print(json.dumps(out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
