@@ -27,13 +27,13 @@ def test_small_demo_runs_end_to_end(small_demo):
 
 def test_small_demo_beats_its_baselines(small_demo):
     """The baselines are computed in the same run on the same 24 test photos. On the small demo the
-    embedder (58 training photos) loses to 16x16 pixels on validation, so the trainer fuses the
-    pixels in (all of them, there), and the SIFT re-ranking does the rest: the pipeline is then the
-    training-free reference (pixels + SIFT) and beats plain pixels, knowing nothing, and an
-    untrained embedder by clear margins."""
+    embedder (58 training photos) barely learns, so the trainer fuses the 16x16 pixels in at the
+    weight validation prefers, and the SIFT re-ranking does the rest: the pipeline stays within one
+    photo of the training-free reference (pixels + SIFT) and beats plain pixels, knowing nothing and
+    an untrained embedder by a margin (0.05: over two runs the margins were 0.09-0.31; the detector's
+    training is not bit-reproducible, so the crops and every figure move between runs)."""
     _, out, _ = small_demo
     pipeline = out["test_map5"]
     assert pipeline >= out["baseline_pixels_sift_map5"] - 1 / 24
-    assert pipeline >= out["baseline_pixels_map5"] + 0.03
-    assert pipeline >= out["baseline_new_plus_frequent_map5"] + 0.08
-    assert pipeline >= out["baseline_untrained_map5"] + 0.15
+    for name in ("pixels", "new_plus_frequent", "untrained"):
+        assert pipeline >= out[f"baseline_{name}_map5"] + 0.05, name
