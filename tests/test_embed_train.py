@@ -91,7 +91,9 @@ def test_embedding_export_covers_every_record_without_pickle(embed_run, tiny_rec
         assert set(z.files) == {"embeddings", "filenames", "individual_ids", "species", "splits", "folds", "holdout"}
         m = json.loads((tiny_records / "manifest.json").read_text())
         n = m["counts"]["train"] + m["counts"]["test"]
-        assert z["embeddings"].shape == (n, 32) and len(set(z["filenames"])) == n
+        w = json.loads((out / "embedder_config.json").read_text())["pixel_weight"]  # 32-d + 256-d pixels
+        assert z["embeddings"].shape == (n, 32 if w == 0 else 256 if w == 1 else 288)
+        assert len(set(z["filenames"])) == n
         assert (z["splits"] == "test").sum() == m["counts"]["test"]
         np.testing.assert_allclose(np.linalg.norm(z["embeddings"], axis=1), 1.0, atol=1e-5)
         assert set(z["individual_ids"][z["splits"] == "train"]) <= set(m["individuals"])

@@ -108,12 +108,17 @@ def test_enrolled_photos_are_found_by_the_next_search(trained, tiny_data, tmp_pa
     assert res["enrolled"] == 3 and res["individuals"] == 3
     out = tmp_path / "sub.csv"
     run(InferConfig(detector="none", embedder=str(emb), catalog=str(cat), images=str(photos), out=str(out),
-                    threshold=0.0), progress=False)
+                    threshold=0.0, rerank="none"), progress=False)
     m = pd.read_csv(tmp_path / "matches.csv")
     for i, n in enumerate(names):  # the photo itself is in the catalog now: its own id scores 1
         own = m[(m["image"] == n) & (m["individual_id"] == f"newbie{i}")]["score"]
         assert len(own) == 1 and own.iloc[0] == pytest.approx(1.0, abs=1e-5)
         assert own.iloc[0] >= m[m["image"] == n]["score"].max() - 1e-6  # (a 2-epoch embedder may tie others)
+    res = run(InferConfig(detector="none", embedder=str(emb), catalog=str(cat), images=str(photos), out=str(out)),
+              progress=False)  # re-ranked: enroll stored the keypoints, and the same photo matches them all
+    m = pd.read_csv(tmp_path / "matches.csv")
+    assert res["reranked"] and all(m[(m["image"] == n) & (m["rank"] == 1)]["individual_id"].item() == f"newbie{i}"
+                                   for i, n in enumerate(names))
     with np.load(cat, allow_pickle=False) as z:
         assert set(z["species"]) == {"bottlenose_dolphin"}
     labels.write_text("image,individual_id,species\n" + f"{names[0]},newbie1,beluga\n")
