@@ -87,7 +87,6 @@ def evaluate(cfg: EvalConfig, progress: bool = True) -> dict:
     from tfrecords.tracking import log_folder, start_run
 
     model, ecfg = load_embedder(cfg.embedder)
-    warn_if_weak(cfg.embedder)
     tcfg_path = join(cfg.embedder, "train_config.json")
     fold = cfg.fold if cfg.fold is not None else (
         json.loads(read_bytes(tcfg_path))["val_fold"] if exists(tcfg_path) else 0)
@@ -95,6 +94,7 @@ def evaluate(cfg: EvalConfig, progress: bool = True) -> dict:
     cat_mask, q_mask, truths = split_queries(arr["folds"], arr["holdout"], arr["individual_ids"], fold)
     if not q_mask.any() or not cat_mask.any():
         raise ValueError(f"{cfg.records}: fold {fold} leaves no queries or no catalog; choose another --fold")
+    warn_if_weak(cfg.embedder)  # after the inputs were found good: bad input stays one line
     cands = search(arr["embeddings"][q_mask], arr["embeddings"][cat_mask], arr["individual_ids"][cat_mask],
                    arr["species"][cat_mask])
     new = truths == NEW

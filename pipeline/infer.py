@@ -123,7 +123,6 @@ def load(cfg: InferConfig) -> Models:
     from stage2_embed.fusion import warn_if_weak
 
     embedder, ecfg = load_embedder(cfg.embedder)
-    warn_if_weak(cfg.embedder)  # one line when the embedder lost to 16x16 pixels on validation
     detector, det_size = None, 0
     if cfg.detector != "none":
         from stage1_detect.model import load_detector
@@ -138,6 +137,7 @@ def load(cfg: InferConfig) -> Models:
         raise ValueError(f"--catalog {cfg.catalog} has no local features to re-rank with: re-export it "
                          "(pipeline.catalog.export), give crop records, or pass --rerank none")
     index = approx.for_catalog(cfg.catalog, cat.embeddings)  # None (exact) below pipeline.index.APPROX_FROM
+    warn_if_weak(cfg.embedder)  # once all loaded (bad input stays one line): the embedder lost to pixels
     return Models(embedder, ecfg, detector, det_size, cat, index, fusion)
 
 
