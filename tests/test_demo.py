@@ -25,15 +25,29 @@ def test_small_demo_runs_end_to_end(small_demo):
     assert out["new_share_true"] == pytest.approx(5 / 24)  # the estimate: NaN, too few validation queries
 
 
-def test_small_demo_beats_its_baselines(small_demo):
-    """The baselines are computed in the same run on the same 24 test photos. On the small demo the
-    embedder (58 training photos) barely learns, so the trainer fuses the 16x16 pixels in at the
-    weight validation prefers, and the SIFT re-ranking does the rest: the pipeline stays within one
-    photo of the training-free reference (pixels + SIFT) and beats plain pixels, knowing nothing and
-    an untrained embedder by a margin (0.05: over two runs the margins were 0.09-0.31; the detector's
-    training is not bit-reproducible, so the crops and every figure move between runs)."""
+def test_small_demo_beats_knowing_nothing_and_stays_near_its_baselines(small_demo):
+    """The baselines are computed in the same run on the same 24 test photos. With 58 training
+    photos the embedder barely learns and one photo moves MAP@5 by up to 0.04, so the small demo
+    supports only this: clearly better than knowing nothing (over five runs the margin was
+    0.06-0.15), and never more than two photos' worth below plain pixels, the untrained embedder or
+    the training-free reference (seed 1 of bench/demo_spread.py: 0.017 below plain pixels). The
+    margins over every baseline are asserted on the default demo (``pytest -m slow``) and reported
+    in RESULTS.md."""
     _, out, _ = small_demo
     pipeline = out["test_map5"]
-    assert pipeline >= out["baseline_pixels_sift_map5"] - 1 / 24
-    for name in ("pixels", "new_plus_frequent", "untrained"):
-        assert pipeline >= out[f"baseline_{name}_map5"] + 0.05, name
+    assert pipeline >= out["baseline_new_plus_frequent_map5"] + 0.03
+    for name in ("pixels", "untrained", "pixels_sift"):
+        assert pipeline >= out[f"baseline_{name}_map5"] - 2 / 24, name
+
+
+@pytest.mark.slow  # the default demo: ~25 minutes on 2 cores
+def test_default_demo_beats_every_baseline_by_a_margin(tmp_path):
+    from conftest import run_script
+
+    r = run_script(["pipeline/demo.py", "--workdir", str(tmp_path)], timeout=5400)
+    assert r.returncode == 0, r.stderr[-3000:]
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    assert out["test_map5"] >= 0.6
+    for name in ("pixels", "untrained", "new_plus_frequent", "pixels_sift"):
+        assert out["test_map5"] >= out[f"baseline_{name}_map5"] + 0.05, name
+    assert abs(out["new_share_estimate"] - out["new_share_true"]) < 0.3
