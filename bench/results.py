@@ -83,7 +83,7 @@ def render(w: str, out: str) -> None:
         rec = json.loads(open(path).read())
         status = "" if rec["ok"] else f" **FAILED**: {rec.get('error', '')}"
         parts += [f"## {name}", "", f"{what}.", "", f"`{rec['command']}`, {rec['date']}, {rec['minutes']} min{status}",
-                  "", "| key | value |", "|---|---|"]
+                  *(["", f"Note: {rec['note']}"] if rec.get("note") else []), "", "| key | value |", "|---|---|"]
         parts += [f"| {k} | {fmt(v)} |" for k, v in rec["result"].items() if k != "runs"]
         for run in rec["result"].get("runs", []):  # a spread's individual runs
             parts.append(f"| run seed {run.get('seed')} | " + ", ".join(f"{k} {fmt(v)}" for k, v in run.items()
@@ -99,6 +99,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--render-only", action="store_true", help="rewrite RESULTS.md from the kept JSON files")
     p.add_argument("--workdir", default="work/results", help="where runs and JSON files go (default: %(default)s)")
     p.add_argument("--out", default=str(ROOT / "RESULTS.md"), help="the file to write (default: %(default)s)")
+    p.add_argument("--note", action="append", default=[], metavar="NAME=TEXT",
+                   help="a remark kept with an entry's figures (e.g. what shared the machine)")
     a = p.parse_args(argv)
     os.makedirs(a.workdir, exist_ok=True)
     todo = entries(a.workdir)
@@ -110,6 +112,14 @@ def main(argv: list[str] | None = None) -> int:
         for name, (_, cmd) in todo.items():
             if not only or name in only:
                 failed += not run_entry(name, cmd, a.workdir)["ok"]
+    for note in a.note:
+        name, _, text = note.partition("=")
+        path = os.path.join(a.workdir, f"{name}.json")
+        if name not in todo or not os.path.exists(path):
+            raise SystemExit(f"--note {note!r}: no kept entry {name!r}")
+        rec = json.loads(open(path).read())
+        with open(path, "w") as f:
+            json.dump({**rec, "note": text}, f, indent=1)
     render(a.workdir, a.out)
     print(f"wrote {a.out}")
     return 1 if failed else 0
