@@ -2,6 +2,9 @@
 
     python bench/new_share.py [--workdir work/demo] [--draws 20]
 
+The demo's embedder is evaluated again first, so the curves are this code's (``REEVALUATE=0``
+keeps the demo's own ``threshold.json``).
+
 On a finished demo (``make demo``): the test photos are identified once against the demo's
 catalog; then, for each true share of new individuals (5-50 %), query sets with exactly that share
 are drawn from the test photos (every new one kept, known ones subsampled, or the reverse), the
