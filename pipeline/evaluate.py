@@ -110,8 +110,7 @@ def evaluate(cfg: EvalConfig, progress: bool = True) -> dict:
         "map5_known_before_rerank": before,
         "map5_unweighted": map_at_5(preds, list(truths)), "new_share_weighted_to": cfg.new_share,
         "map5_known": map_at_5([p for p, n in zip(preds, new, strict=True) if not n], list(truths[~new])),
-        "map5_known_closed": map_at_5([p for p, n in zip(predict(cands, -1.0), new, strict=True) if not n],
-                                      list(truths[~new])),
+        "map5_known_closed": known_closed_map5(cands, truths),
         "new_individual_found": float(np.mean([p[0] == NEW for p, n in zip(preds, new, strict=True) if n]))
         if new.any() else float("nan"),
         "queries": int(q_mask.sum()), "new_queries": int(new.sum()), "catalog_images": int(cat_mask.sum()),
@@ -138,16 +137,22 @@ def evaluate(cfg: EvalConfig, progress: bool = True) -> dict:
     return result
 
 
+def known_closed_map5(cands, truths: np.ndarray) -> float:
+    """MAP@5 of the known individuals' queries over the candidates alone (no new_individual)."""
+    from pipeline.search import NEW, map_at_5, predict
+
+    known = truths != NEW
+    return map_at_5([p for p, k in zip(predict(cands, -1.0), known, strict=True) if k], list(truths[known]))
+
+
 def rerank_validation(cfg: EvalConfig, cands, arr: dict, q_mask, cat_mask, truths) -> tuple:
     """With ``--rerank sift``: (re-ranked candidates, the fusion fitted on these validation pairs,
     known-individual MAP@5 before re-ranking); else (cands, None, None)."""
     if cfg.rerank == "none":
         return cands, None, None
     from pipeline import rerank
-    from pipeline.search import NEW, map_at_5, predict
 
-    known = truths != NEW
-    before = map_at_5([p for p, k in zip(predict(cands, -1.0), known, strict=True) if k], list(truths[known]))
+    before = known_closed_map5(cands, truths)
     inl = rerank.inlier_matrix(cands, arr["embeddings"][q_mask], arr["local"].take(q_mask),
                                arr["embeddings"][cat_mask], arr["individual_ids"][cat_mask],
                                arr["local"].take(cat_mask))
