@@ -15,7 +15,6 @@ single catalog photo found first (the weak spot). Prints a table and one JSON li
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -23,6 +22,8 @@ from pathlib import Path
 
 if __package__ in (None, ""):
     sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+from runtime import flags
 
 
 def plain_embedder(emb: str):
@@ -38,8 +39,8 @@ def plain_embedder(emb: str):
 
 
 def write_variant(out: str, model, cfg: dict) -> str:
-    from tfrecords import atomic
-    from tfrecords.checkpoint import save_model
+    from runtime import atomic
+    from runtime.checkpoint import save_model
 
     os.makedirs(out, exist_ok=True)
     save_model(model, os.path.join(out, "embedder.keras"))
@@ -58,8 +59,8 @@ def single_photo_top1(submission: str, truth_csv: str, train_csv: str) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--workdir", default="work/demo", help="a finished demo (default: %(default)s)")
+    p = flags.parser(__doc__)
+    p.add_argument("--workdir", default="work/demo", help="a finished demo")
     a = p.parse_args(argv)
 
     import pandas as pd

@@ -14,7 +14,6 @@ JSON; ``ratio_to_limit`` is builder / limit (target >= 0.7).
 
 from __future__ import annotations
 
-import argparse
 import json
 import multiprocessing as mp
 import os
@@ -26,10 +25,11 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-from tfrecords.build import build
+from runtime import flags
+from tfrecords.builder import build
 from tfrecords.images import prepare_image, worker_init
 from tfrecords.plan import BuildConfig
-from tfrecords.synthesize import SynthConfig, synthesize
+from tfrecords.synthetic.world import SynthConfig, synthesize
 
 
 def _bare(args: tuple[bytes, int]) -> int:
@@ -42,8 +42,8 @@ def _noop(_: int) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--images", type=int, default=1200)
+    p = flags.parser(__doc__)
+    p.add_argument("--images", type=int, default=1200, help="synthetic photos to build")
     p.add_argument("--workers", type=int, default=0, help="0: one per core")
     p.add_argument("--max-side", type=int, default=512, help="records' longer side (images are 1.25-2.5x larger)")
     a = p.parse_args(argv)

@@ -10,12 +10,13 @@ world and new trainings; a finished seed's folder is reused). The last line is J
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
+
+from runtime import flags
 
 ROOT = Path(__file__).resolve().parents[1]
 KEYS = ("test_map5", "baseline_new_plus_frequent_map5", "baseline_untrained_map5", "baseline_pixels_map5",
@@ -38,10 +39,10 @@ def run_seed(size: str, seed: int, workdir: str) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--size", default="small", choices=("small", "default"), help="demo size (default: %(default)s)")
-    p.add_argument("--seeds", default="1,2,3", help="comma-separated seeds (default: %(default)s)")
-    p.add_argument("--workdir", default="work/spread", help="one folder per seed under it (default: %(default)s)")
+    p = flags.parser(__doc__)
+    p.add_argument("--size", default="small", choices=("small", "default"), help="demo size")
+    p.add_argument("--seeds", default="1,2,3", help="comma-separated seeds")
+    p.add_argument("--workdir", default="work/spread", help="one folder per seed under it")
     a = p.parse_args(argv)
 
     import pandas as pd

@@ -11,7 +11,6 @@ line is JSON with images/s of both paths and their ratio.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -22,23 +21,25 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
+from runtime import flags
+
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--images", type=int, default=160)
-    p.add_argument("--image-size", type=int, default=256)
-    p.add_argument("--backbone", default="xs")
+    p = flags.parser(__doc__)
+    p.add_argument("--images", type=int, default=160, help="photos to detect")
+    p.add_argument("--image-size", type=int, default=256, help="detector input side")
+    p.add_argument("--backbone", default="xs", help="YOLOv8 backbone size")
     a = p.parse_args(argv)
 
     import tensorflow as tf
 
-    from stage1_detect.crop import CropConfig, crop_records, cut, grow
+    from stage1_detect.cropping import CropConfig, crop_records, cut
     from stage1_detect.model import DetectorConfig, best_boxes, build_detector, detect_fn, save_config
-    from tfrecords.build import build
+    from tfrecords.builder import build
     from tfrecords.plan import BuildConfig
-    from tfrecords.reader import list_shards
+    from tfrecords.reader import grow, list_shards
     from tfrecords.schema import parse_example
-    from tfrecords.synthesize import SynthConfig, synthesize
+    from tfrecords.synthetic.world import SynthConfig, synthesize
 
     with tempfile.TemporaryDirectory() as tmp:
         data, rec, run = (os.path.join(tmp, d) for d in ("data", "rec", "run"))
@@ -51,10 +52,10 @@ def main(argv: list[str] | None = None) -> int:
         model.save(os.path.join(run, "detector.keras"))
         save_config(cfg, run)
 
-        crop_cfg = CropConfig(records=rec, out=os.path.join(tmp, "warm"), model=run, min_score=0.0)
+        crop_cfg = CropConfig(records=rec, out=os.path.join(tmp, "warm"), detector=run, min_score=0.0)
         crop_records(crop_cfg, progress=False)  # warm-up: graph tracing, file cache
         t = time.perf_counter()
-        crop_records(CropConfig(records=rec, out=os.path.join(tmp, "crops"), model=run, min_score=0.0),
+        crop_records(CropConfig(records=rec, out=os.path.join(tmp, "crops"), detector=run, min_score=0.0),
                      progress=False)
         batched = a.images / (time.perf_counter() - t)
 

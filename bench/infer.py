@@ -13,7 +13,6 @@ with images/s of both paths and their ratio, and the cost of the local-feature r
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -24,13 +23,15 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
+from runtime import flags
+
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--images", type=int, default=400)
-    p.add_argument("--catalog", type=int, default=400)
-    p.add_argument("--det-size", type=int, default=192)
-    p.add_argument("--emb-size", type=int, default=96)
+    p = flags.parser(__doc__)
+    p.add_argument("--images", type=int, default=400, help="query photos")
+    p.add_argument("--catalog", type=int, default=400, help="catalog embeddings")
+    p.add_argument("--det-size", type=int, default=192, help="detector input side")
+    p.add_argument("--emb-size", type=int, default=96, help="embedder input side")
     a = p.parse_args(argv)
 
     import numpy as np
@@ -38,18 +39,18 @@ def main(argv: list[str] | None = None) -> int:
     import tensorflow as tf
 
     from pipeline import local, rerank
-    from pipeline.infer import InferConfig, embed_chunk, identify, load, run
+    from pipeline.identify import InferConfig, embed_chunk, identify, load, run
     from pipeline.search import search
-    from stage1_detect.crop import CropConfig, choose_boxes, grow
+    from runtime import atomic
+    from runtime.checkpoint import save_model
+    from stage1_detect.cropping import choose_boxes
     from stage1_detect.model import DetectorConfig, best_boxes, build_detector, detect_fn, save_config
     from stage2_embed.forward import forward_fn
     from stage2_embed.model import EmbedderConfig, build_models
-    from tfrecords import atomic
-    from tfrecords.build import build
-    from tfrecords.checkpoint import save_model
+    from tfrecords.builder import build
     from tfrecords.plan import BuildConfig
-    from tfrecords.reader import parsed_records
-    from tfrecords.synthesize import SynthConfig, synthesize
+    from tfrecords.reader import grow, parsed_records
+    from tfrecords.synthetic.world import SynthConfig, synthesize
 
     os.environ.setdefault("MLFLOW_TRACKING_URI", "sqlite:///" + os.path.join(tempfile.gettempdir(), "bench.db"))
     with tempfile.TemporaryDirectory() as tmp:
@@ -77,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
                          json.dumps({**ecfg.__dict__}, sort_keys=True)), os.path.join(tmp, "cat.npz"))
 
         cfg = InferConfig(detector=det, embedder=emb, catalog=os.path.join(tmp, "cat.npz"), records=rec,
-                          out=os.path.join(tmp, "sub.csv"), threshold=0.5)
+                          out=os.path.join(tmp, "sub"), threshold=0.5)
         run(cfg, progress=False)  # the whole command works; models are loaded once below, as the loop's are
         models = load(cfg)
         encoded = [e["image/encoded"].numpy() for e in parsed_records(rec, "test")]
@@ -91,10 +92,10 @@ def main(argv: list[str] | None = None) -> int:
 
         parsed = tf.data.Dataset.from_tensor_slices({"image/encoded": tf.constant(encoded)})
         t = time.perf_counter()
-        choose_boxes(CropConfig(records="", out="", model="-"), detector, a.det_size, parsed)
+        choose_boxes(parsed, detector, a.det_size)
         t_detect = time.perf_counter() - t
         t = time.perf_counter()
-        q, _, _ = embed_chunk(encoded, None, 0, embedder, a.emb_size, cfg)
+        q, _, _ = embed_chunk(encoded, None, 0, embedder, {"image_size": a.emb_size}, cfg)
         t_embed = time.perf_counter() - t
         t = time.perf_counter()
         cands = search(q, cat, ids, np.full(a.catalog, "s"))

@@ -17,7 +17,6 @@ targets (<= 0.03).
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -25,6 +24,8 @@ from pathlib import Path
 
 if __package__ in (None, ""):
     sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+from runtime import flags
 
 SHARES = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5)
 
@@ -40,19 +41,19 @@ def draw(rng, is_new, share: float):
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--workdir", default="work/demo", help="a finished demo (default: %(default)s)")
-    p.add_argument("--draws", type=int, default=20, help="query sets drawn per share (default: %(default)s)")
+    p = flags.parser(__doc__)
+    p.add_argument("--workdir", default="work/demo", help="a finished demo")
+    p.add_argument("--draws", type=int, default=20, help="query sets drawn per share")
     a = p.parse_args(argv)
 
     import numpy as np
     import pandas as pd
 
     from pipeline import threshold as thr
-    from pipeline.evaluate import EvalConfig, evaluate
-    from pipeline.infer import InferConfig, identify, load
+    from pipeline.identify import InferConfig, identify, load
     from pipeline.photos import inputs
     from pipeline.search import NEW, Candidates, map_at_5, predict
+    from pipeline.validation import EvalConfig, evaluate
 
     w = a.workdir
     emb, crops, records = (os.path.join(w, d) for d in ("embedder", "crops", "records"))
@@ -61,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         evaluate(EvalConfig(embedder=emb, records=crops, out=os.path.join(emb, "evaluation")), progress=False)
     model = thr.load(emb)[1]
     cfg = InferConfig(detector=os.path.join(w, "detector"), embedder=emb, catalog=os.path.join(w, "catalog.npz"),
-                      records=records, out=os.path.join(w, "bench_share", "submission.csv"), new_share=0.2)
+                      records=records, out=os.path.join(w, "bench_share"), new_share=0.2)
     m = load(cfg)
     names, _, _, _, cands, _, _ = identify(m, [tuple(zip(*inputs(cfg, {}), strict=True))], cfg)
     truth = pd.read_csv(os.path.join(w, "data", "test_truth.csv"), dtype=str).set_index("image")["individual_id"]

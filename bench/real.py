@@ -22,7 +22,6 @@ and prints one JSON line:
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -31,6 +30,8 @@ from pathlib import Path
 
 if __package__ in (None, ""):
     sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+from runtime import flags
 
 
 def closed_set_map5(matches_csv: str, truth: dict[str, str], known: set[str]) -> float:
@@ -47,35 +48,35 @@ def closed_set_map5(matches_csv: str, truth: dict[str, str], known: set[str]) ->
 
 def stage1(a, records: str, w: str) -> tuple[str, dict]:
     """(crop records, detector figures)."""
-    from stage1_detect.crop import CropConfig, crop_records
+    from stage1_detect.cropping import CropConfig, crop_records
 
     crops, det, figures = os.path.join(w, "crops"), a.detector, {}
     if det == "train":
-        from stage1_detect.train import TrainConfig, train
+        from stage1_detect.training import TrainConfig, train
 
         det = os.path.join(w, "detector")
         if not os.path.exists(os.path.join(det, "detector.keras")):
             train(TrainConfig(records=records, out=det, epochs=a.epochs), progress=False)
     if det != "none":
-        from stage1_detect.evaluate import evaluate
+        from stage1_detect.scoring import evaluate
 
         if os.path.exists(os.path.join(a.data, "boxes.csv")):
             r = evaluate(det, records, out=os.path.join(w, "detector_eval"))
             figures = {"detector_map50": r["map50"], "detector_iou50_share": r["iou50_share"]}
-        crop_records(CropConfig(records=records, out=crops, model=det), progress=False)
+        crop_records(CropConfig(records=records, out=crops, detector=det), progress=False)
     else:
         crop_records(CropConfig(records=records, out=crops, source="boxes"), progress=False)
     return crops, {"detector": det, **figures}
 
 
 def stage2(a, crops: str, w: str) -> str:
-    from stage2_embed.pixels import write_pixel_embedder
+    from stage2_embed.pixel_embedder import write_pixel_embedder
 
     if a.embedder == "pixels":
         return write_pixel_embedder(os.path.join(w, "pixels"), 96)
     if a.embedder != "train":
         return a.embedder
-    from stage2_embed.train import TrainConfig, train
+    from stage2_embed.training import TrainConfig, train
 
     emb = os.path.join(w, "embedder")
     if not os.path.exists(os.path.join(emb, "embedder.keras")):
@@ -84,31 +85,31 @@ def stage2(a, crops: str, w: str) -> str:
 
 
 def identify(det: str, emb: str, crops: str, records: str, out: str, rerank: str = "sift") -> tuple[dict, float]:
-    from pipeline.evaluate import EvalConfig, evaluate
-    from pipeline.infer import InferConfig, run
+    from pipeline.identify import InferConfig, run
+    from pipeline.validation import EvalConfig, evaluate
 
     evaluate(EvalConfig(embedder=emb, records=crops, out=os.path.join(out, "evaluation"), rerank=rerank),
              progress=False)
     t = time.perf_counter()
-    r = run(InferConfig(detector=det, embedder=emb, catalog=crops, records=records,
-                        out=os.path.join(out, "submission.csv")), progress=False)
+    r = run(InferConfig(detector=det, embedder=emb, catalog=crops, records=records, out=out),
+              progress=False)
     return r, r["images"] / (time.perf_counter() - t)
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = flags.parser(__doc__)
     p.add_argument("--data", required=True, help="Kaggle-layout folder")
-    p.add_argument("--detector", default="none", help="run folder, train or none (default: %(default)s)")
-    p.add_argument("--embedder", default="train", help="run folder, train or pixels (default: %(default)s)")
-    p.add_argument("--workdir", default="work/real", help="outputs (default: %(default)s)")
-    p.add_argument("--epochs", type=int, default=30, help="epochs when training (default: %(default)s)")
+    p.add_argument("--detector", default="none", help="run folder, train or none")
+    p.add_argument("--embedder", default="train", help="run folder, train or pixels")
+    p.add_argument("--workdir", default="work/real", help="outputs")
+    p.add_argument("--epochs", type=int, default=30, help="epochs when training")
     a = p.parse_args(argv)
 
     import pandas as pd
 
     from pipeline.baselines import score
-    from stage2_embed.pixels import write_pixel_embedder
-    from tfrecords.build import build
+    from stage2_embed.pixel_embedder import write_pixel_embedder
+    from tfrecords.builder import build
     from tfrecords.plan import BuildConfig
 
     w = a.workdir

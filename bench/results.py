@@ -11,7 +11,6 @@ silently dropped.
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import json
 import os
@@ -19,6 +18,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+from runtime import flags
 
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
@@ -94,11 +95,11 @@ def render(w: str, out: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--only", default="", help="comma-separated entries to rerun (default: all)")
+    p = flags.parser(__doc__)
+    p.add_argument("--only", default="", help="comma-separated entries to rerun (empty: all)")
     p.add_argument("--render-only", action="store_true", help="rewrite RESULTS.md from the kept JSON files")
-    p.add_argument("--workdir", default="work/results", help="where runs and JSON files go (default: %(default)s)")
-    p.add_argument("--out", default=str(ROOT / "RESULTS.md"), help="the file to write (default: %(default)s)")
+    p.add_argument("--workdir", default="work/results", help="where runs and JSON files go")
+    p.add_argument("--out", default=str(ROOT / "RESULTS.md"), help="the file to write")
     p.add_argument("--note", action="append", default=[], metavar="NAME=TEXT",
                    help="a remark kept with an entry's figures (e.g. what shared the machine)")
     a = p.parse_args(argv)

@@ -11,7 +11,6 @@ be stored exactly once (no loss, no duplicate, no photo answered twice). Prints 
 
 from __future__ import annotations
 
-import argparse
 import http.client
 import io
 import json
@@ -28,6 +27,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from runtime import flags
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -120,11 +121,11 @@ def free_port() -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--reviewers", type=int, default=20, help="concurrent reviewers (default: %(default)s)")
-    p.add_argument("--seconds", type=float, default=60.0, help="length of the load (default: %(default)s)")
-    p.add_argument("--baseline-seconds", type=float, default=10.0, help="one reviewer first (default: %(default)s)")
-    p.add_argument("--queries", type=int, default=20000, help="photos in the queue (default: %(default)s)")
+    p = flags.parser(__doc__)
+    p.add_argument("--reviewers", type=int, default=20, help="concurrent reviewers")
+    p.add_argument("--seconds", type=float, default=60.0, help="length of the load")
+    p.add_argument("--baseline-seconds", type=float, default=10.0, help="one reviewer first")
+    p.add_argument("--queries", type=int, default=20000, help="photos in the queue")
     a = p.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)

@@ -23,7 +23,6 @@ apart), recall@5 of the index against exact top-5, and peak RSS. Last line JSON.
 
 from __future__ import annotations
 
-import argparse
 import json
 import resource
 import sys
@@ -34,6 +33,8 @@ import numpy as np
 
 if __package__ in (None, ""):
     sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+from runtime import flags
 
 
 def peak_rss_gb() -> float:
@@ -78,14 +79,15 @@ def embeddings(kind: str, catalog: int, queries: int, dim: int, per_individual: 
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--catalog", type=int, default=1_000_000)
-    p.add_argument("--queries", type=int, default=10_000)
-    p.add_argument("--dim", type=int, default=512)
-    p.add_argument("--per-individual", type=int, default=5)
-    p.add_argument("--noise", choices=("trained", "power", "isotropic"), default="trained")
-    p.add_argument("--nlist", type=int, help="IVF lists (default: pipeline.index's ~4 sqrt(N))")
-    p.add_argument("--nprobe", help="lists probed; a comma list sweeps them (default: pipeline.index.NPROBE); "
+    p = flags.parser(__doc__)
+    p.add_argument("--catalog", type=int, default=1_000_000, help="catalog vectors")
+    p.add_argument("--queries", type=int, default=10_000, help="query vectors")
+    p.add_argument("--dim", type=int, default=512, help="embedding size")
+    p.add_argument("--per-individual", type=int, default=5, help="catalog vectors per individual")
+    p.add_argument("--noise", choices=("trained", "power", "isotropic"), default="trained",
+                   help="how vectors scatter around their individual's centre")
+    p.add_argument("--nlist", type=int, help="IVF lists (None: pipeline.index's ~4 sqrt(N))")
+    p.add_argument("--nprobe", help="lists probed; a comma list sweeps them (None: pipeline.index.NPROBE); "
                    "the JSON line reports the first")
     a = p.parse_args(argv)
 

@@ -8,7 +8,6 @@ line is JSON with images/s for both and their ratio.
 
 from __future__ import annotations
 
-import argparse
 import json
 import multiprocessing as mp
 import sys
@@ -19,12 +18,13 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-from tfrecords.synthesize import SynthConfig, synthesize
+from runtime import flags
+from tfrecords.synthetic.world import SynthConfig, synthesize
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--images", type=int, default=300)
+    p = flags.parser(__doc__)
+    p.add_argument("--images", type=int, default=300, help="photos to draw")
     p.add_argument("--workers", type=int, default=0, help="0: one per core")
     a = p.parse_args(argv)
     workers = a.workers or mp.cpu_count()

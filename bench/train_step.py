@@ -12,7 +12,6 @@ The last line is JSON.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -20,6 +19,8 @@ from pathlib import Path
 
 if __package__ in (None, ""):
     sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+from runtime import flags
 
 
 def matmul_gflops(n: int = 4096, reps: int = 10) -> float:
@@ -49,12 +50,12 @@ def forward_flops(model, image_size: int) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--backbone", default="b0")
-    p.add_argument("--image-size", type=int, default=128)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--steps", type=int, default=20)
-    p.add_argument("--classes", type=int, default=300)
+    p = flags.parser(__doc__)
+    p.add_argument("--backbone", default="b0", help="EfficientNet size")
+    p.add_argument("--image-size", type=int, default=128, help="input side")
+    p.add_argument("--batch-size", type=int, default=32, help="images per step")
+    p.add_argument("--steps", type=int, default=20, help="timed steps")
+    p.add_argument("--classes", type=int, default=300, help="individuals (head size)")
     a = p.parse_args(argv)
 
     import keras
@@ -62,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     import tensorflow as tf
 
     from stage2_embed.model import EmbedderConfig
-    from stage2_embed.train import TrainConfig, compiled_models
+    from stage2_embed.training import TrainConfig, compiled_models
 
     n, s, b = a.batch_size * a.steps, a.image_size, a.batch_size
     rng = np.random.default_rng(0)

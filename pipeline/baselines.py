@@ -43,7 +43,7 @@ def true_new_share(truth_csv: str) -> float:
 def new_plus_frequent(train_csv: str, images: list[str], out: str) -> str:
     """``new_individual`` + the four most frequent training individuals, for every image."""
     from pipeline.search import NEW
-    from tfrecords import atomic
+    from runtime import atomic
 
     ids = pd.read_csv(train_csv, dtype=str)["individual_id"].value_counts().index[:4].tolist()
     path = os.path.join(out, "submission.csv")
@@ -57,9 +57,9 @@ def untrained_embedder(trained: str, out: str, seed: int = 0) -> str:
     """A randomly initialised embedder of ``trained``'s shape (the same one for a given seed)."""
     import keras
 
+    from runtime import atomic
+    from runtime.checkpoint import save_model
     from stage2_embed.model import EmbedderConfig, build_models
-    from tfrecords import atomic
-    from tfrecords.checkpoint import save_model
 
     cfg = {**json.loads(open(os.path.join(trained, "embedder_config.json")).read()), "pixel_weight": 0.0}
     ecfg = EmbedderConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in cfg.items()})
@@ -73,19 +73,18 @@ def untrained_embedder(trained: str, out: str, seed: int = 0) -> str:
 def through_pipeline(emb: str, det: str, crops: str, records: str, rerank: str = "none") -> str:
     """``emb``'s threshold (and ``rerank``) from validation, then the test records identified with
     it; the submission."""
-    from pipeline.evaluate import EvalConfig, evaluate
-    from pipeline.infer import InferConfig, run
+    from pipeline.identify import InferConfig, run
+    from pipeline.validation import EvalConfig, evaluate
 
     evaluate(EvalConfig(embedder=emb, records=crops, out=os.path.join(emb, "evaluation"), rerank=rerank),
              progress=False)
-    out = os.path.join(emb, "submission.csv")
-    run(InferConfig(detector=det, embedder=emb, catalog=crops, records=records, out=out), progress=False)
-    return out
+    run(InferConfig(detector=det, embedder=emb, catalog=crops, records=records, out=emb), progress=False)
+    return os.path.join(emb, "submission.csv")
 
 
 def run_baselines(out: str, data: str, det: str, emb: str, crops: str, records: str) -> dict[str, float]:
     """Test MAP@5 of every baseline (``BASELINES``), each with its submission under ``out``."""
-    from stage2_embed.pixels import write_pixel_embedder
+    from stage2_embed.pixel_embedder import write_pixel_embedder
 
     truth = os.path.join(data, "test_truth.csv")
     images = pd.read_csv(truth, dtype=str)["image"].tolist()

@@ -61,7 +61,7 @@ def same_embedder(a: str, b: str) -> bool:
 
 
 def load_npz(path: str) -> Catalog:
-    from tfrecords.layout import exists, local_copy
+    from runtime.storage import exists, local_copy
 
     if not exists(path):
         raise FileNotFoundError(f"{path}: no such catalog (an .npz from stage2_embed/embed.py or pipeline/enroll.py)")
@@ -84,7 +84,7 @@ def load_npz(path: str) -> Catalog:
 
 def save_npz(catalog: Catalog, path: str) -> None:
     """Written atomically: a reader sees the old catalog or the new one, never half of one."""
-    from stage2_embed.embed import save_npz as _save
+    from stage2_embed.embedder import save_npz as _save
 
     extra = {} if catalog.boxes is None else {"boxes": catalog.boxes.astype(np.float32)}
     extra.update({} if catalog.local is None else catalog.local.arrays())
@@ -95,7 +95,7 @@ def from_records(model, embedder_cfg: dict, records: str, exclude_folds: tuple[i
                  include_holdout: bool = True, local: bool = False) -> tuple[Catalog, dict[str, np.ndarray]]:
     """Embed the train split of crop records: (catalog of the kept rows, every row's arrays; with
     ``local``, every row's local features under ``"local"``)."""
-    from stage2_embed.embed import embed_records
+    from stage2_embed.embedder import embed_records
 
     arr = embed_records(model, embedder_cfg["image_size"], records, ("train",))
     keep = ~np.isin(arr["folds"], list(exclude_folds))
@@ -125,7 +125,7 @@ def export(embedder: str, records: str, path: str) -> Catalog:
     each photo's crop box): the file that ``enroll`` and the match review grow."""
     from dataclasses import replace
 
-    from stage2_embed.embed import load_embedder
+    from stage2_embed.embedder import load_embedder
     from tfrecords.reader import parsed_records
 
     model, cfg = load_embedder(embedder)
@@ -140,7 +140,7 @@ def load(path: str, model, embedder_cfg: dict, local: bool = False) -> Catalog:
     """A catalog from an ``.npz`` or from crop records (a folder with a manifest.json; with
     ``local``, their local features are computed too)."""
     cfg_json = json.dumps(embedder_cfg, sort_keys=True)
-    from tfrecords.layout import exists, isdir, join
+    from runtime.storage import exists, isdir, join
 
     if isdir(path):
         if not exists(join(path, "manifest.json")):
@@ -158,8 +158,8 @@ def relabel(path: str, mapping: dict[str, str]) -> int:
     ids filed for one animal), atomically under the folder's lock; returns the rows changed."""
     from dataclasses import replace
 
-    from tfrecords.atomic import folder_lock
-    from tfrecords.layout import dirname
+    from runtime.atomic import folder_lock
+    from runtime.storage import dirname
 
     with folder_lock(dirname(path)):
         cat = load_npz(path)

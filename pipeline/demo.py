@@ -21,8 +21,8 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a file: import the repo's packages, not this folder's files
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-from tfrecords import cli
-from tfrecords.synthesize import SMOKE, SynthConfig
+from runtime import cli, flags
+from tfrecords.synthetic.world import SMOKE, SynthConfig
 
 SIZES = {"small": SMOKE, "default": SynthConfig(seed=1)}
 DETECTOR_EPOCHS = 8  # of the 20-minute demo budget, ~6.5 minutes: mAP@0.5 0.89-0.93 on the default data
@@ -54,13 +54,12 @@ def run_demo(workdir: str, size: str, seed: int | None = None) -> dict:
 def _run_demo(workdir: str, size: str, seed: int | None) -> dict:
     """``seed`` (default: the size's own) seeds the synthetic world and both trainings."""
     from pipeline.baselines import true_new_share
-    from stage1_detect.crop import CropConfig, crop_records
-    from stage1_detect.evaluate import evaluate as evaluate_detector
-    from stage1_detect.train import TrainConfig, smoke, train
-    from tfrecords.build import build
-    from tfrecords.eda import report
+    from stage1_detect.cropping import CropConfig, crop_records
+    from stage1_detect.scoring import evaluate as evaluate_detector
+    from tfrecords.builder import build
+    from tfrecords.eda_report import report
     from tfrecords.plan import BuildConfig
-    from tfrecords.synthesize import synthesize
+    from tfrecords.synthetic.world import synthesize
 
     data, records, eda, det, crops, emb, sub = (os.path.join(workdir, d) for d in (
         "data", "records", "eda", "detector", "crops", "embedder", "submission"))
@@ -76,18 +75,14 @@ def _run_demo(workdir: str, size: str, seed: int | None) -> dict:
     summary = report(data, eda)
     done(t)
     t = step(4, total, f"train the fin/fluke/body detector -> {det}")
-    cfg = replace(smoke(records, det), epochs=SMALL_DETECTOR_EPOCHS) if size == "small" else TrainConfig(
-        records=records, out=det, epochs=DETECTOR_EPOCHS)
-    cfg = replace(cfg, seed=seed or 0)
-    if not os.path.exists(os.path.join(det, "detector.keras")):
-        train(cfg, resume=os.path.exists(os.path.join(det, "ckpt", "state.json")), progress=False)
+    train_detector(records, det, size, seed or 0)
     done(t)
     t = step(5, total, "evaluate the detector on the validation fold")
     det_eval = evaluate_detector(det, records, out=os.path.join(det, "eval"))
     done(t, f"mAP@0.5 {det_eval['map50']:.3f}, mAP {det_eval['map']:.3f}, crops with IoU >= 0.5: "
             f"{det_eval['iou50_share']:.1%}; grid: {det_eval['grid']}")
     t = step(6, total, f"crop every image for stage 2 -> {crops}")
-    m = crop_records(CropConfig(records=records, out=crops, model=det, crop_size=256), progress=False)
+    m = crop_records(CropConfig(records=records, out=crops, detector=det, crop_size=256), progress=False)
     done(t, f"by source: {m['sources']}")
     t = step(7, total, f"train the sub-center ArcFace embedder -> {emb}")
     history = train_embedder(crops, emb, size, seed or 0)
@@ -99,7 +94,7 @@ def _run_demo(workdir: str, size: str, seed: int | None) -> dict:
     t = step(9, total, f"catalog {workdir}/catalog.npz; identify the test photos -> {sub}/submission.csv")
     catalog = os.path.join(workdir, "catalog.npz")
     export_catalog(emb, crops, catalog)
-    inf = identify(det, emb, catalog, records, os.path.join(sub, "submission.csv"))
+    inf = identify(det, emb, catalog, records, sub)
     done(t, f"{inf['images']} rows")
     t = step(10, total, "score against test_truth.csv, beside the baselines computed now")
     scores = score_all(workdir, det, emb, crops, records, data)
@@ -108,10 +103,7 @@ def _run_demo(workdir: str, size: str, seed: int | None) -> dict:
              "new_share_true": true_new_share(os.path.join(data, "test_truth.csv"))}
     print(f"      share of new individuals among the test photos: estimated {share['new_share_estimate']:.3f}, "
           f"true {share['new_share_true']:.3f}; threshold {inf['threshold']:.3f} ({inf['threshold_from']})")
-    print(f"total {(time.perf_counter() - started) / 60:.1f} min")
-    print(f"runs: mlflow ui --backend-store-uri {os.environ['MLFLOW_TRACKING_URI']} --host 127.0.0.1")
-    print(f"review the matches: python pipeline/review.py --matches {sub}/matches.csv --catalog {catalog} "
-          f"--images {data}/test_images --catalog-images {data}/train_images --db {workdir}/review.sqlite")
+    print_next_steps(workdir, started)
     return {"data": data, "records": records, "report": os.path.join(eda, "index.html"), "detector": det,
             "crops": crops, "embedder": emb, "evaluation_report": ev["report"], "catalog": catalog,
             "submission": os.path.join(sub, "submission.csv"), "detector_map50": det_eval["map50"],
@@ -121,12 +113,31 @@ def _run_demo(workdir: str, size: str, seed: int | None) -> dict:
             "minutes": (time.perf_counter() - started) / 60, **summary}
 
 
+def print_next_steps(workdir: str, started: float) -> None:
+    w = workdir
+    print(f"total {(time.perf_counter() - started) / 60:.1f} min")
+    print(f"runs: mlflow ui --backend-store-uri {os.environ['MLFLOW_TRACKING_URI']} --host 127.0.0.1")
+    print(f"review the matches: python pipeline/review.py --matches {w}/submission/matches.csv --catalog "
+          f"{w}/catalog.npz --images {w}/data/test_images --catalog-images {w}/data/train_images "
+          f"--db {w}/review.sqlite")
+
+
+def train_detector(records: str, out: str, size: str, seed: int = 0) -> None:
+    from stage1_detect.training import TrainConfig, smoke, train
+
+    cfg = replace(smoke(records, out), epochs=SMALL_DETECTOR_EPOCHS) if size == "small" else TrainConfig(
+        records=records, out=out, epochs=DETECTOR_EPOCHS)
+    if not os.path.exists(os.path.join(out, "detector.keras")):
+        train(replace(cfg, seed=seed), resume=os.path.exists(os.path.join(out, "ckpt", "state.json")),
+              progress=False)
+
+
 def done(t: float, what: str = "") -> None:
     print(f"      {what + '; ' if what else ''}{time.perf_counter() - t:.1f} s", flush=True)
 
 
 def train_embedder(crops: str, out: str, size: str, seed: int = 0) -> dict:
-    from stage2_embed.train import TrainConfig, smoke, train
+    from stage2_embed.training import TrainConfig, smoke, train
 
     if size == "small":
         cfg = smoke(crops, out, seed=seed, epochs=SMALL_EMBEDDER_EPOCHS)
@@ -152,7 +163,7 @@ def score_all(workdir: str, det: str, emb: str, crops: str, records: str, data: 
 
 
 def evaluate_embedder(emb: str, crops: str) -> dict:
-    from pipeline.evaluate import EvalConfig, evaluate
+    from pipeline.validation import EvalConfig, evaluate
 
     return evaluate(EvalConfig(embedder=emb, records=crops, out=os.path.join(emb, "evaluation")), progress=False)
 
@@ -165,24 +176,23 @@ def export_catalog(emb: str, crops: str, path: str) -> None:
 
 
 def identify(det: str, emb: str, catalog: str, records: str, out: str) -> dict:
-    from pipeline.infer import InferConfig, run
+    from pipeline.identify import InferConfig, run
 
     return run(InferConfig(detector=det, embedder=emb, catalog=catalog, records=records, out=out), progress=False)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--workdir", default="work/demo", help="root of every output (default: %(default)s)")
+    p = flags.parser(__doc__)
+    p.add_argument("--workdir", default="work/demo", help="root of every output")
     p.add_argument("--size", choices=sorted(SIZES), default="default",
-                   help="small: 96 photos, ~5 minutes; default: 1550 photos, ~20 minutes (default: %(default)s)")
-    p.add_argument("--seed", type=int, help="seeds the synthetic world and both trainings (default: the size's)")
-    cli.add_debug_flag(p)
+                   help="small: 96 photos, ~5 minutes; default: 1550 photos, ~20 minutes")
+    p.add_argument("--seed", type=int, help="seeds the synthetic world and both trainings (None: the size's)")
+    cli.add_common_flags(p)
     return p.parse_args(argv)
 
 
-def _main(a: argparse.Namespace) -> int:
+def _main(a: argparse.Namespace) -> None:
     print(json.dumps(run_demo(a.workdir, a.size, a.seed)))
-    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -55,7 +55,7 @@ def save(index, path: str) -> None:
     """Atomically, like the catalog it belongs to."""
     import faiss
 
-    from tfrecords import atomic
+    from runtime import atomic
 
     tmp = atomic.scratch(path)
     faiss.write_index(index, tmp)
@@ -66,7 +66,7 @@ def load(path: str, expected: int):
     """The saved index, or None when absent or stale (its size differs from the catalog's)."""
     import faiss
 
-    from tfrecords.layout import exists, local_copy
+    from runtime.storage import exists, local_copy
 
     if not exists(path):
         return None

@@ -23,42 +23,39 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a file: import the repo's packages, not this folder's files
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-from tfrecords import cli
+from runtime import cli, flags
+
+# Kaggle's defaults: pretrained ImageNet weights (attach them as a dataset), a larger backbone and
+# input, the logit scale that pretrained features train well with, and TPU-sized compiled steps
+KAGGLE = {"backbone": "b5", "weights": "imagenet", "image_size": 384, "epochs": 20, "batch_size": 16, "lr": 1e-3,
+          "scale": 30.0, "steps_per_execution": 32, "mixed_precision": True, "val_every": 4}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--records", required=True, help="crop records, gs://... on a TPU")
+    from stage2_embed.training import TrainConfig
+
+    p = flags.parser(__doc__)
     p.add_argument("--out", default="/kaggle/working/embedder", help="local run folder")
-    p.add_argument("--backbone", default="b5")
-    p.add_argument("--weights", default="imagenet")
-    p.add_argument("--image-size", type=int, default=384)
-    p.add_argument("--epochs", type=int, default=20)
-    p.add_argument("--batch-size", type=int, default=16, help="per replica")
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--steps-per-execution", type=int, default=32)
-    p.add_argument("--resume", action="store_true")
-    cli.add_debug_flag(p)
-    return p.parse_args(argv)
+    flags.add_config(p, TrainConfig, skip=("out",))  # every training option, at Kaggle's defaults
+    p.set_defaults(**KAGGLE)
+    cli.add_training_flags(p)
+    return flags.parse(p, argv)
 
 
-def _main(a: argparse.Namespace) -> int:
+def _main(a: argparse.Namespace) -> None:
     from pipeline.catalog import Catalog, save_npz
-    from stage2_embed.embed import embed_records, load_embedder
-    from stage2_embed.train import TrainConfig, train
+    from stage2_embed.embedder import embed_records, load_embedder
+    from stage2_embed.training import TrainConfig, smoke, train
 
     os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{os.path.dirname(os.path.abspath(a.out))}/mlflow.db")
-    cfg = TrainConfig(records=a.records, out=a.out, backbone=a.backbone, weights=a.weights, image_size=a.image_size,
-                      epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, mixed_precision=True,
-                      steps_per_execution=a.steps_per_execution, val_every=max(1, a.epochs // 5))
-    final = train(cfg, resume=a.resume)
+    cfg = flags.config_from(TrainConfig, a, smoke(a.records, a.out) if a.smoke else None)
+    final = train(cfg, resume=a.resume, progress=not a.quiet)
     model, ecfg = load_embedder(a.out)
     arr = embed_records(model, ecfg["image_size"], a.records, ("train",), batch_size=128)
     save_npz(Catalog(arr["embeddings"], arr["filenames"], arr["individual_ids"], arr["species"],
                      json.dumps(ecfg, sort_keys=True)), os.path.join(a.out, "catalog.npz"))
     print(json.dumps({"run_dir": a.out, "catalog": os.path.join(a.out, "catalog.npz"),
                       "val_map5": final.get("val_map5")}))
-    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,7 +8,8 @@ from collections.abc import Iterator
 
 def check_inputs(cfg) -> list[str]:
     """The input folder's image names (none for records), or one clear error before any model loads."""
-    from tfrecords.layout import exists, list_images
+    from runtime.storage import exists
+    from tfrecords.layout import list_images
     from tfrecords.reader import list_shards
 
     if cfg.records:
@@ -33,8 +34,8 @@ def inputs(cfg, failures: dict[str, str]) -> Iterator[tuple[str, bytes]]:
         return
     from concurrent.futures import ThreadPoolExecutor
 
+    from runtime.storage import join
     from tfrecords.images import PreparedImage, load_and_prepare
-    from tfrecords.layout import join
 
     with ThreadPoolExecutor(4) as pool:  # decoding in Pillow releases the GIL
         jobs = ((join(cfg.images, n), cfg.max_side, 80_000_000, 8) for n in names)

@@ -10,7 +10,7 @@ import io
 import numpy as np
 import pandas as pd
 
-from tfrecords.layout import join
+from runtime.storage import join
 
 
 def _png(fig) -> str:
@@ -103,7 +103,7 @@ justify-content:center;background:#eee}.metrics td{text-align:left;padding:2px 1
 
 
 def write_report(cfg, result: dict, thresholds, curve, cm, cands, preds, truths, arr, q_mask, cat_mask) -> str:
-    from tfrecords import atomic
+    from runtime import atomic
 
     imgs = plots(thresholds, curve, result["threshold"], result["per_species_map5"], cm)
     rows = gallery_rows(cands, preds, truths, arr, q_mask, cat_mask, cfg.gallery)

@@ -25,7 +25,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a file: import the repo's packages, not this folder's files
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-from tfrecords import cli
+from runtime import cli, flags
 
 LOCAL = ("127.0.0.1", "localhost", "::1")
 
@@ -89,30 +89,28 @@ def serve(setup, host: str, port: int, threads: int = 8) -> None:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    fmt = "(default: %(default)s)"
+    p = flags.parser(__doc__)
     p.add_argument("--matches", required=True, help="matches.csv written by pipeline/infer.py")
     p.add_argument("--catalog", required=True, help="catalog .npz that Apply grows (created if absent)")
-    p.add_argument("--images", help="folder of the query photos (default: run.json's --images)")
+    p.add_argument("--images", help="folder of the query photos (None: run.json's --images)")
     p.add_argument("--db", required=True, help="SQLite file of the review's answers (created if absent)")
-    p.add_argument("--catalog-images", nargs="*", default=[], help=f"folders with the catalog's photos {fmt}")
-    p.add_argument("--embedder", help="embedder run folder for Apply (default: run.json's)")
-    p.add_argument("--detector", help="detector run folder or none, for Apply (default: run.json's)")
-    p.add_argument("--threshold", type=float, help="new_individual threshold (default: run.json's)")
+    p.add_argument("--catalog-images", nargs="*", default=[], help="folders with the catalog's photos")
+    p.add_argument("--embedder", help="embedder run folder for Apply (None: run.json's)")
+    p.add_argument("--detector", help="detector run folder or none, for Apply (None: run.json's)")
+    p.add_argument("--threshold", type=float, help="new_individual threshold (None: run.json's)")
     p.add_argument("--id-pattern", default="new_{date}_{n:03d}",
-                   help=f"new individuals' ids; fields {{n}}, {{species}}, {{date}} {fmt}")
-    p.add_argument("--host", default="127.0.0.1", help=f"address to bind; non-local needs --token {fmt}")
-    p.add_argument("--port", type=int, default=8765, help=f"port {fmt}")
+                   help="new individuals' ids; fields {n}, {species}, {date}")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind; non-local needs --token")
+    p.add_argument("--port", type=int, default=8765, help="port")
     p.add_argument("--token", default=os.environ.get("REVIEW_TOKEN", ""),
-                   help="secret every request must carry (default: $REVIEW_TOKEN)")
-    p.add_argument("--threads", type=int, default=8, help=f"server threads {fmt}")
-    cli.add_debug_flag(p)
+                   help="secret every request must carry (from $REVIEW_TOKEN when set)")
+    p.add_argument("--threads", type=int, default=8, help="server threads")
+    cli.add_common_flags(p)
     return p.parse_args(argv)
 
 
-def _main(a: argparse.Namespace) -> int:
+def _main(a: argparse.Namespace) -> None:
     serve(setup_from_args(a), a.host, a.port, a.threads)
-    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

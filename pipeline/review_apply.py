@@ -26,9 +26,9 @@ def final_id(individual: str, merges: dict[str, str]) -> str:
 def apply_decisions(setup) -> dict:
     """Enroll every confirmed, unapplied photo and apply the merges (``setup``: a ``ReviewSetup``)."""
     from pipeline.catalog import relabel
-    from pipeline.enroll import enroll
-    from tfrecords import atomic
-    from tfrecords.layout import exists
+    from pipeline.enrolment import enroll
+    from runtime import atomic
+    from runtime.storage import exists
 
     store = setup.store
     dec, merges = store.pending()

@@ -163,7 +163,7 @@ def silverman(v: np.ndarray) -> float:
 
 def load(embedder: str) -> tuple[dict | None, ThresholdModel | None]:
     """(``EMB_DIR/threshold.json`` or None, its curves where it has them)."""
-    from tfrecords.layout import exists, join, read_bytes
+    from runtime.storage import exists, join, read_bytes
 
     path = join(embedder, "threshold.json")
     if not exists(path):

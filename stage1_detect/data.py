@@ -14,7 +14,7 @@ import keras_cv
 import tensorflow as tf
 
 from stage1_detect.model import BOX_FORMAT
-from tfrecords.reader import parsed_records
+from tfrecords.reader import decode_image, parsed_records
 
 AUTOTUNE = tf.data.AUTOTUNE
 MAX_BOXES = 8
@@ -23,8 +23,7 @@ MAX_BOXES = 8
 def to_detection(ex: dict[str, tf.Tensor], image_size: int) -> dict[str, tf.Tensor]:
     """A parsed record -> {"images": float32 [S, S, 3] in 0..255, "bounding_boxes": {boxes xyxy px,
     classes}}, plus the filename for bookkeeping."""
-    img = tf.cast(tf.io.decode_jpeg(ex["image/encoded"], channels=3), tf.float32)
-    img = tf.image.resize(img, (image_size, image_size))
+    img = decode_image(ex["image/encoded"], image_size, antialias=False)
     b = tf.reshape(ex["image/object/bbox"], (-1, 4)) * float(image_size)  # rel yxyx -> px yxyx
     boxes = tf.stack([b[:, 1], b[:, 0], b[:, 3], b[:, 2]], axis=-1)
     classes = tf.cast(ex["image/object/class/label"], tf.float32)

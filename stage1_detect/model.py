@@ -19,7 +19,7 @@ import keras
 import keras_cv
 import numpy as np
 
-from tfrecords.layout import exists, join, read_bytes
+from runtime.storage import exists, join, read_bytes
 
 BOX_FORMAT = "xyxy"
 
@@ -68,7 +68,7 @@ def build_detector(cfg: DetectorConfig) -> keras_cv.models.YOLOV8Detector:
 
 
 def save_config(cfg: DetectorConfig, run_dir: str) -> None:
-    from tfrecords import atomic
+    from runtime import atomic
 
     atomic.write_json(join(run_dir, "detector_config.json"), asdict(cfg))
 

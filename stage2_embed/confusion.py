@@ -1,7 +1,7 @@
 """How the classifier heads err: a species confusion matrix (CSV + PNG) and the individuals most
 often taken for one another, for either head.
 
-    python stage2_embed/confusion.py --model RUN_DIR --records CROPS [--out DIR] [--fold K]
+    python stage2_embed/confusion.py --embedder RUN_DIR --records CROPS [--out DIR] [--val-fold K]
 
 The softmax head predicts an individual with its logits; an ArcFace head with its scaled cosines
 to the class centres (the margin is a training-time device and is left out). Images are the
@@ -18,190 +18,32 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a file: import the repo's packages, not this folder's files
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-import numpy as np
-import pandas as pd
 
-from tfrecords import cli
+from runtime import cli
+from stage2_embed.confusion_matrix import ConfusionConfig, log_to_run, report
 
 
-def classifier(train_model):
-    """image -> {"individual", "species"} logits, sharing ``train_model``'s layers, no label input."""
+def _main(a: argparse.Namespace) -> None:
     import keras
 
-    from stage2_embed.layers import ArcMarginLogits
-
-    image = train_model.get_layer("image").output
-    neck = train_model.get_layer("neck_bn").output
-    head = train_model.get_layer("individual")
-    outputs = {"individual": head(neck) if isinstance(head, ArcMarginLogits) else head.output}
-    if "species" in [layer.name for layer in train_model.layers]:
-        outputs["species"] = train_model.get_layer("species").output
-    return keras.Model(image, outputs, name="classifier")
-
-
-def predict(train_model, records: str, image_size: int, fold: int, crop: bool = False,
-            batch_size: int = 64) -> dict[str, np.ndarray]:
-    """Argmax individual and species index per image of ``fold``, with the true indices."""
-    import tensorflow as tf
-
-    from stage2_embed.data import _loader
-    from tfrecords.reader import parsed_records
-
-    model = classifier(train_model)
-    forward = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
-    keep = ("image", "image/individual_index", "image/species_index")  # boxes vary in number: not batchable
-    ds = parsed_records(records, "train", folds=[fold]).map(_loader(crop, image_size)).map(
-        lambda e: {k: e[k] for k in keep}).batch(batch_size)
-    out: dict[str, list] = {"individual": [], "species": [], "true_individual": [], "true_species": []}
-    for b in ds:
-        logits = forward(b["image"])
-        out["individual"].append(np.argmax(logits["individual"], -1))
-        out["species"].append(np.argmax(logits["species"], -1) if "species" in logits else
-                              np.full(len(b["image"]), -1))
-        out["true_individual"].append(b["image/individual_index"].numpy())
-        out["true_species"].append(b["image/species_index"].numpy())
-    return {k: np.concatenate(v) if v else np.zeros(0, np.int64) for k, v in out.items()}
-
-
-def species_confusion(true: np.ndarray, pred: np.ndarray, species: list[str]) -> pd.DataFrame:
-    """Counts, rows the true species, columns the predicted one (every species, even if absent)."""
-    from sklearn.metrics import confusion_matrix
-
-    cm = confusion_matrix(true, pred, labels=np.arange(len(species)))
-    return pd.DataFrame(cm, index=pd.Index(species, name="true"), columns=pd.Index(species, name="predicted"))
-
-
-def confused_pairs(true: np.ndarray, pred: np.ndarray, individuals: list[str], species_of: dict[str, str],
-                   top: int = 20) -> pd.DataFrame:
-    """The (true, predicted) individual pairs most often confused, most frequent first."""
-    wrong = true != pred
-    df = pd.DataFrame({"true_id": np.asarray(individuals, dtype=object)[true[wrong]],
-                       "predicted_id": np.asarray(individuals, dtype=object)[pred[wrong]]})
-    pairs = df.value_counts().rename("count").reset_index()
-    pairs = pairs.sort_values(["count", "true_id", "predicted_id"], ascending=[False, True, True]).head(top)
-    pairs["true_species"] = pairs["true_id"].map(species_of)
-    pairs["predicted_species"] = pairs["predicted_id"].map(species_of)
-    return pairs.reset_index(drop=True)
-
-
-def plot_confusion(cm: pd.DataFrame, path: str, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from sklearn.metrics import ConfusionMatrixDisplay
-
-    from tfrecords import atomic
-
-    fig, ax = plt.subplots(figsize=(1.0 + 0.7 * len(cm), 0.6 + 0.6 * len(cm)))
-    ConfusionMatrixDisplay(cm.to_numpy(), display_labels=list(cm.index)).plot(
-        ax=ax, cmap="Blues", xticks_rotation=45, colorbar=False)
-    ax.set_title(title)
-    fig.tight_layout()
-    atomic.write_bytes(path, _png(fig))
-    plt.close(fig)
-
-
-def _png(fig) -> bytes:
-    import io
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    return buf.getvalue()
-
-
-def report(train_model, records: str, out: str, image_size: int, fold: int, head: str, crop: bool = False) -> dict:
-    """Write species_confusion.csv/.png and confused_individuals.csv under ``out``; returns a summary."""
-    from tfrecords import atomic
-    from tfrecords.layout import join, makedirs
-    from tfrecords.reader import parsed_records, read_manifest
-
-    manifest = read_manifest(records)
-    species, individuals = manifest["species"], manifest["individuals"]
-    p = predict(train_model, records, image_size, fold, crop)
-    makedirs(out)
-    cm = species_confusion(p["true_species"], p["species"], species)
-    atomic.write_bytes(join(out, "species_confusion.csv"), cm.to_csv().encode())
-    accuracy = float(np.trace(cm.to_numpy()) / max(1, cm.to_numpy().sum()))
-    plot_confusion(cm, join(out, "species_confusion.png"),
-                   f"species, {head} run, fold {fold} (accuracy {accuracy:.1%})")
-    trained = parsed_records(records, "train", exclude_folds=[fold], include_holdout=False)
-    known = np.isin(p["true_individual"], _individual_indices(trained))  # pairs only among trained individuals
-    species_of = dict(zip(individuals, _species_per_individual(records, individuals, species), strict=True))
-    pairs = confused_pairs(p["true_individual"][known], p["individual"][known], individuals, species_of)
-    atomic.write_bytes(join(out, "confused_individuals.csv"), pairs.to_csv(index=False).encode())
-    return {"species_accuracy": accuracy, "individual_accuracy": float((p["individual"] == p["true_individual"])[
-        known].mean()) if known.any() else 0.0, "confusion_dir": out}
-
-
-def _individual_indices(ds) -> list[int]:
-    return sorted({int(i) for b in ds.map(lambda e: e["image/individual_index"]).batch(4096) for i in b.numpy()})
-
-
-def _species_per_individual(records: str, individuals: list[str], species: list[str]) -> list[str]:
-    from tfrecords.reader import parsed_records
-
-    of = [""] * len(individuals)
-    ds = parsed_records(records, "train").map(lambda e: (e["image/individual_index"], e["image/species_index"]))
-    for i, s in ds.batch(4096):
-        for a, b in zip(i.numpy(), s.numpy(), strict=True):
-            of[a] = species[b]
-    return of
-
-
-def log_summary(summary: dict) -> None:
-    """Log a ``report`` summary and its files to the active MLflow run."""
-    import mlflow
-
-    mlflow.log_metrics({"val_species_accuracy": summary["species_accuracy"],
-                        "val_individual_accuracy": summary["individual_accuracy"]})
-    from tfrecords.tracking import log_folder
-
-    log_folder(summary["confusion_dir"], "confusion")
-
-
-def _log_to_run(run_id: str, summary: dict) -> None:
-    import mlflow
-
-    from tfrecords.tracking import tracking_uri
-
-    mlflow.set_tracking_uri(tracking_uri())
-    with mlflow.start_run(run_id=run_id):
-        log_summary(summary)
-
-
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", required=True, help="embedder run folder (holds train_model.keras)")
-    p.add_argument("--records", required=True, help="crop records the model was trained on")
-    p.add_argument("--out", help="output folder (default RUN_DIR/confusion)")
-    p.add_argument("--fold", type=int, help="validation fold (default: the run's)")
-    cli.add_debug_flag(p)
-    return p.parse_args(argv)
-
-
-def _main(a: argparse.Namespace) -> int:
-    import keras
-
+    from runtime.storage import exists, join, read_bytes
     from stage2_embed import layers  # noqa: F401 - registers GeM and ArcFace for deserialisation
-    from tfrecords.layout import exists, join, read_bytes
 
-    path = join(a.model, "train_model.keras")
+    path = join(a.embedder, "train_model.keras")
     if not exists(path):
-        raise FileNotFoundError(f"{path} not found: is {a.model} a run folder of stage2_embed/train.py?")
-    cfg = json.loads(read_bytes(join(a.model, "train_config.json")))
+        raise FileNotFoundError(f"{path} not found: is {a.embedder} a run folder of stage2_embed/train.py?")
+    cfg = json.loads(read_bytes(join(a.embedder, "train_config.json")))
     model = keras.saving.load_model(path, safe_mode=True)
-    summary = report(model, a.records, a.out or join(a.model, "confusion"), cfg["image_size"],
-                     cfg["val_fold"] if a.fold is None else a.fold, cfg["head"], cfg.get("crop", False))
-    state = join(a.model, "ckpt", "state.json")
+    summary = report(model, a.records, a.out or join(a.embedder, "confusion"), cfg["image_size"],
+                     cfg["val_fold"] if a.val_fold is None else a.val_fold, cfg["head"], cfg.get("crop", False))
+    state = join(a.embedder, "ckpt", "state.json")
     if exists(state) and (run_id := json.loads(read_bytes(state)).get("mlflow_run_id")):
-        _log_to_run(run_id, summary)  # beside the training run's other results
+        log_to_run(run_id, summary)  # beside the training run's other results
     print(json.dumps(summary))
-    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    return cli.run(_main, parse_args(argv))
+    return cli.run(_main, cli.parse_config(__doc__, ConfusionConfig, argv))
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ def split_embeddings(embed_model, records: str, image_size: int, crop: bool = Fa
     from stage2_embed.data import image_dataset
     from stage2_embed.forward import embed_all
     from stage2_embed.layers import PixelDescriptor
-    from stage2_embed.pixels import SIDE
+    from stage2_embed.pixel_embedder import SIDE
 
     image = embed_model.input
     both = keras.Model(image, keras.layers.Concatenate()([embed_model(image), PixelDescriptor(SIDE)(image)]))
@@ -62,7 +62,7 @@ def fused_model(embed_model, weight: float):
     import keras
 
     from stage2_embed.layers import PixelDescriptor
-    from stage2_embed.pixels import SIDE
+    from stage2_embed.pixel_embedder import SIDE
 
     if weight >= 1.0:
         return embed_model
@@ -99,7 +99,7 @@ def warn_if_weak(run_dir: str) -> None:
     """Print ``warning`` for a run folder whose trainer recorded its validation (``fusion.json``)."""
     import sys
 
-    from tfrecords.layout import exists, join, read_bytes
+    from runtime.storage import exists, join, read_bytes
 
     path = join(run_dir, "fusion.json")
     if exists(path) and (msg := warning(json.loads(read_bytes(path)))):

@@ -17,15 +17,8 @@ from dataclasses import dataclass
 
 import keras
 
+from stage2_embed.backbones import BACKBONES, HEADS
 from stage2_embed.layers import ArcMarginLogits, GeMPooling2D
-
-# name -> (keras.applications constructor, the weights file Keras caches in ~/.keras/models)
-BACKBONES: dict[str, tuple[str, str]] = {
-    **{f"b{i}": (f"EfficientNetB{i}", f"efficientnetb{i}_notop.h5") for i in range(8)},
-    **{f"v2b{i}": (f"EfficientNetV2B{i}", f"efficientnetv2-b{i}_notop.h5") for i in range(4)},
-    **{f"v2{s}": (f"EfficientNetV2{s.upper()}", f"efficientnetv2-{s}_notop.h5") for s in ("s", "m", "l")},
-}
-HEADS = ("subcenter", "arcface", "softmax")
 
 
 @dataclass(frozen=True)
@@ -51,6 +44,9 @@ class EmbedderConfig:
     # the 16x16 pixel descriptor's weight in the saved embedding (stage2_embed.fusion; 0: none);
     # a record of what the trainer saved, not read by build_models
     pixel_weight: float = 0.0
+    # the margin the training crops were grown by (crop records' manifest, or --crop's): inference
+    # grows its detector boxes by the same (None: unknown, infer uses 0.1); a record, not read here
+    crop_margin: float | None = None
 
     def __post_init__(self) -> None:
         if self.backbone not in BACKBONES:

@@ -26,7 +26,8 @@ if __package__ in (None, ""):  # run as a file: import the repo's packages, not 
 
 import pandas as pd
 
-from tfrecords import cli
+from runtime import cli, flags
+from runtime.flags import check, option
 
 
 @dataclass(frozen=True)
@@ -48,14 +49,17 @@ SPACES = {"default": Space(),
 
 @dataclass(frozen=True)
 class SweepConfig:
-    records: str
-    out: str
-    trials: int = 20
-    budget_minutes: float = 60.0
-    epochs: int = 20
-    batch_size: int = 32
-    space: str = "default"
-    seed: int = 0
+    records: str = option(help="crop records")
+    out: str = option(help="sweep folder (one run folder per trial inside, the Optuna study, trials.csv)")
+    trials: int = option(20, help="trials in all (a rerun continues the study)", lo=1)
+    budget_minutes: float = option(60.0, help="stop starting trials after this many minutes", lo=0.0)
+    epochs: int = option(20, help="epochs per trial", lo=1)
+    batch_size: int = option(32, help="images per replica per step", lo=1)
+    space: str = option("default", help="the search space", choices=tuple(sorted(SPACES)))
+    seed: int = option(0, help="seed of the sampler and of every trial")
+
+    def __post_init__(self) -> None:
+        check(self)
 
 
 def suggest(trial, space: Space) -> dict:
@@ -67,7 +71,7 @@ def suggest(trial, space: Space) -> dict:
          "lr": trial.suggest_float("lr", *space.lr, log=True),
          "balance": trial.suggest_categorical("balance", list(space.balances))}
     if p["head"] != "softmax":
-        p["margin"] = trial.suggest_float("margin", *space.margin)
+        p["arc_margin"] = trial.suggest_float("arc_margin", *space.margin)
         p["scale"] = trial.suggest_float("scale", *space.scale, log=True)
     return p
 
@@ -76,9 +80,9 @@ def run_sweep(cfg: SweepConfig, progress: bool = True) -> pd.DataFrame:
     import mlflow
     import optuna
 
-    from stage2_embed.train import TrainConfig, train
-    from tfrecords.layout import is_url
-    from tfrecords.tracking import start_run
+    from runtime.storage import is_url
+    from runtime.tracking import start_run
+    from stage2_embed.training import TrainConfig, train
 
     if is_url(cfg.out):
         raise ValueError(f"--out {cfg.out}: the sweep keeps its study in SQLite, which needs a local or mounted "
@@ -135,7 +139,7 @@ def ranked(study) -> pd.DataFrame:
 
 
 def _write_outputs(table: pd.DataFrame, out: str) -> None:
-    from tfrecords import atomic
+    from runtime import atomic
 
     atomic.write_bytes(os.path.join(out, "trials.csv"), table.to_csv(index=False).encode())
     atomic.write_bytes(os.path.join(out, "sweep.png"), plot(table))
@@ -151,7 +155,7 @@ def plot(table: pd.DataFrame) -> bytes:
     import matplotlib.pyplot as plt
 
     done = table[table["state"] == "COMPLETE"]
-    params = [c for c in ("backbone", "image_size", "head", "embedding_dim", "lr", "balance", "margin", "scale")
+    params = [c for c in ("backbone", "image_size", "head", "embedding_dim", "lr", "balance", "arc_margin", "scale")
               if c in table]
     fig, axes = plt.subplots(2, 4, figsize=(16, 7))
     for ax, name in zip(axes.flat, params, strict=False):
@@ -183,30 +187,20 @@ def _asdict(space: Space) -> dict:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    d = SweepConfig(records="", out="")
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--records", required=True, help="crop records")
-    p.add_argument("--out", required=True, help="sweep folder (one run folder per trial inside)")
-    p.add_argument("--trials", type=int, default=d.trials)
-    p.add_argument("--budget-minutes", type=float, default=d.budget_minutes)
-    p.add_argument("--epochs", type=int, default=d.epochs, help="epochs per trial")
-    p.add_argument("--batch-size", type=int, default=d.batch_size)
-    p.add_argument("--space", choices=sorted(SPACES), default=d.space)
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--quiet", action="store_true")
-    cli.add_debug_flag(p)
-    return p.parse_args(argv)
+    p = flags.parser(__doc__)
+    flags.add_config(p, SweepConfig)
+    cli.add_common_flags(p)
+    return flags.parse(p, argv)
 
 
-def _main(a: argparse.Namespace) -> int:
-    cfg = SweepConfig(**{k: getattr(a, k) for k in SweepConfig.__dataclass_fields__})
+def _main(a: argparse.Namespace) -> None:
+    cfg = flags.config_from(SweepConfig, a)
     table = run_sweep(cfg, progress=not a.quiet)
     print(table.head(10).to_string(index=False))
     best = table.iloc[0] if len(table) else None
     print(json.dumps({"trials": len(table), "best_val_map5": None if best is None else best["val_map5"],
                       "best_run": None if best is None else best["run_dir"],
                       "table": os.path.join(cfg.out, "trials.csv"), "plot": os.path.join(cfg.out, "sweep.png")}))
-    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -23,7 +23,7 @@ def run_script(args: list[str], timeout: int = 300, **kw):
 
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory) -> Path:
-    from tfrecords.synthesize import SynthConfig, synthesize
+    from tfrecords.synthetic.world import SynthConfig, synthesize
 
     out = tmp_path_factory.mktemp("data")
     synthesize(SynthConfig(**TINY), str(out), workers=2, progress=False)
@@ -32,7 +32,7 @@ def tiny_data(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_records(tiny_data, tmp_path_factory) -> Path:
-    from tfrecords.build import build
+    from tfrecords.builder import build
     from tfrecords.plan import BuildConfig
 
     out = tmp_path_factory.mktemp("records")
@@ -44,7 +44,7 @@ def tiny_records(tiny_data, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_crops(tiny_records, tmp_path_factory) -> Path:
     """Crop records cut at the records' own boxes (no detector needed)."""
-    from stage1_detect.crop import CropConfig, crop_records
+    from stage1_detect.cropping import CropConfig, crop_records
 
     out = tmp_path_factory.mktemp("tiny_crops")
     crop_records(CropConfig(records=str(tiny_records), out=str(out), source="boxes", crop_size=96), progress=False)
@@ -54,7 +54,7 @@ def tiny_crops(tiny_records, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_embedder(tiny_crops, tmp_path_factory) -> Path:
     """A smoke sub-center ArcFace embedder (2 epochs, 64 px) trained on the tiny crops."""
-    from stage2_embed.train import smoke, train
+    from stage2_embed.training import smoke, train
 
     out = tmp_path_factory.mktemp("tiny_embedder")
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{out}/mlflow.db"

@@ -37,13 +37,13 @@ CASES = [
     ("tfrecords.eda", ["--data", "{empty}/missing", "--out", "{out}/e"], "missing"),
     ("stage1_detect.train", ["--records", "{old}", "--out", "{out}/d"], "schema version"),
     ("stage1_detect.train", ["--records", "{empty}", "--out", "{out}/d"], "manifest.json"),
-    ("stage1_detect.crop", ["--model", "{embedder}", "--records", "{records}", "--out", "{out}/c"], "detector"),
-    ("stage1_detect.crop", ["--model", "{empty}/nothing", "--records", "{records}", "--out", "{out}/c"], "nothing"),
-    ("stage1_detect.evaluate", ["--model", "{records}", "--records", "{records}"], "detector"),
+    ("stage1_detect.crop", ["--detector", "{embedder}", "--records", "{records}", "--out", "{out}/c"], "detector"),
+    ("stage1_detect.crop", ["--detector", "{empty}/nothing", "--records", "{records}", "--out", "{out}/c"], "nothing"),
+    ("stage1_detect.evaluate", ["--detector", "{records}", "--records", "{records}"], "detector"),
     ("stage2_embed.train", ["--records", "{old}", "--out", "{out}/t"], "schema version"),
     ("stage2_embed.train", ["--records", "{records}", "--out", "{out}/t", "--head", "cosface"], "--head"),
-    ("stage2_embed.embed", ["--model", "{records}", "--records", "{records}", "--out", "{out}/x.npz"], "embedder"),
-    ("stage2_embed.embed", ["--model", "{embedder}", "--records", "{old}", "--out", "{out}/x.npz"], "schema"),
+    ("stage2_embed.embed", ["--embedder", "{records}", "--records", "{records}", "--npz", "{out}/x.npz"], "embedder"),
+    ("stage2_embed.embed", ["--embedder", "{embedder}", "--records", "{old}", "--npz", "{out}/x.npz"], "schema"),
     ("pipeline.infer", ["--detector", "none", "--embedder", "{embedder}", "--catalog", "{records}",
                         "--images", "{empty}", "--out", "{out}/s.csv"], "{empty}"),
     ("pipeline.infer", ["--detector", "{embedder}", "--embedder", "{embedder}", "--catalog", "{records}",
@@ -65,7 +65,10 @@ def _fill(text: str, bad: dict[str, Path]) -> str:
 @pytest.mark.parametrize(("module", "argv", "fragment"), CASES,
                          ids=[f"{m.split('.')[-1]}-{i}" for i, (m, _, _) in enumerate(CASES)])
 def test_bad_input_is_one_line_and_exit_2(bad, capsys, module, argv, fragment):
-    rc = importlib.import_module(module).main([_fill(a, bad) for a in argv])
+    try:
+        rc = importlib.import_module(module).main([_fill(a, bad) for a in argv])
+    except SystemExit as e:  # rejected by the option parser itself (a value outside its choices)
+        rc = e.code
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2, err
     assert len(err) == 1 and err[0].startswith("error: "), err
@@ -88,7 +91,7 @@ def test_a_model_with_code_in_it_is_refused(tmp_path):
     """``safe_mode=True``: a .keras file with a Lambda layer (arbitrary code) does not load."""
     import keras
 
-    from stage2_embed.embed import load_embedder
+    from stage2_embed.embedder import load_embedder
 
     run = tmp_path / "run"
     run.mkdir()

@@ -6,13 +6,14 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pandas as pd
 import pytest
 import tensorflow as tf
 from conftest import ROOT, run_script
 
-from tfrecords.atomic import LockedError, folder_lock
-from tfrecords.build import build
+from runtime.atomic import LockedError, folder_lock
+from tfrecords.builder import build
 from tfrecords.plan import BuildConfig
 
 
@@ -77,6 +78,23 @@ def test_folds_spread_individuals_and_holdout_is_whole_individuals(tiny_records)
     assert held["max"].sum() == round(0.2 * n_ind)
     m = json.loads((tiny_records / "manifest.json").read_text())
     assert sorted(m["holdout_individuals"]) == sorted(held.index[held["max"] == 1])
+
+
+def test_manifest_counts_match_the_records_so_nothing_rescans_them(tiny_records, tiny_crops):
+    from tfrecords.reader import parsed_records, read_manifest, train_counts
+
+    for records in (tiny_records, tiny_crops):  # crop records carry their image records' counts
+        m = read_manifest(str(records))
+        for val in (0, 2):
+            counts = np.zeros(len(m["individuals"]), np.int64)
+            ds = parsed_records(str(records), "train", exclude_folds=[val], include_holdout=False)
+            for i in ds.map(lambda e: e["image/individual_index"]).batch(4096):
+                np.add.at(counts, i.numpy(), 1)
+            np.testing.assert_array_equal(train_counts(m, val), counts)
+        species = {}
+        for e in parsed_records(str(records), "train"):
+            species[m["individuals"][int(e["image/individual_index"])]] = m["species"][int(e["image/species_index"])]
+        assert m["individual_species"] == species
 
 
 def cli(data, out, *extra):
@@ -182,7 +200,7 @@ def test_missing_data_folder_is_one_clear_line(tmp_path):
 
 
 def test_progress_ticks_never_replace_results():
-    from tfrecords.build import _counted
+    from tfrecords.builder import _counted
 
     class Bar:  # tqdm.update returns True whenever it redraws
         n = 0

@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 from images_corpus import jpeg, png, png16_gray, png_bomb, png_rgba
 
-from tfrecords.build import build
+from tfrecords.builder import build
 from tfrecords.cleaning import SPECIES_FIXES, normalize_species, unsafe_name_reason
 from tfrecords.plan import BuildConfig
 from tfrecords.schema import parse_example

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from stage2_embed.confusion import confused_pairs, species_confusion
+from stage2_embed.confusion_matrix import confused_pairs, species_confusion
 from tfrecords.reader import parsed_records
 
 
@@ -38,7 +38,7 @@ def _check_confusion(run, crops):
 
 @pytest.mark.slow  # minutes of training: pytest -m slow
 def test_training_writes_confusion_files_for_both_heads(tiny_crops, tiny_embedder, tmp_path):
-    from stage2_embed.train import smoke, train
+    from stage2_embed.training import smoke, train
 
     _check_confusion(tiny_embedder, tiny_crops)  # the sub-center ArcFace run
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp_path}/mlflow.db"

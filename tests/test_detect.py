@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from stage1_detect.crop import CropConfig, boxes_in_crop, crop_records, cut, grow
-from stage1_detect.evaluate import iou
+from stage1_detect.cropping import CropConfig, boxes_in_crop, crop_records, cut
 from stage1_detect.model import best_boxes
+from stage1_detect.scoring import iou
 from tfrecords.boxes import Box
-from tfrecords.reader import list_shards
+from tfrecords.reader import grow, list_shards
 from tfrecords.schema import parse_example
 
 
@@ -93,7 +93,7 @@ def test_crop_cli_needs_a_model_for_detector_source(tmp_path, tiny_records):
     from conftest import run_script
 
     r = run_script(["stage1_detect/crop.py", "--records", str(tiny_records), "--out", str(tmp_path / "c")])
-    assert r.returncode == 2 and "needs --model" in r.stderr
+    assert r.returncode == 2 and "needs --detector" in r.stderr
 
 
 @pytest.fixture(scope="module")
@@ -163,7 +163,7 @@ def test_detector_loss_falls_on_a_handful_of_images(tiny_records):
 
 def test_detector_crops_fall_back_to_the_full_image(tiny_run, tiny_records, tmp_path):
     out, _, _ = tiny_run
-    m = crop_records(CropConfig(records=str(tiny_records), out=str(tmp_path / "c"), model=str(out),
+    m = crop_records(CropConfig(records=str(tiny_records), out=str(tmp_path / "c"), detector=str(out),
                                 min_score=1.01, crop_size=64), progress=False)  # nothing can pass
     assert m["sources"] == {"full": m["counts"]["train"] + m["counts"]["test"]}
     c = next(iter(tf.data.TFRecordDataset(list_shards(str(tmp_path / "c"), "test")).map(parse_example)))

@@ -24,8 +24,8 @@ def test_eda_report_numbers_match_the_csv(tiny_data, tmp_path):
 def test_tracking_logs_the_whole_config(tmp_path, monkeypatch):
     import mlflow
 
+    from runtime.tracking import start_run
     from tfrecords.plan import BuildConfig
-    from tfrecords.tracking import start_run
 
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
@@ -40,8 +40,8 @@ def test_tracking_logs_the_whole_config(tmp_path, monkeypatch):
 def test_continuing_a_run_with_a_changed_config_records_the_change(tmp_path, monkeypatch):
     import mlflow
 
+    from runtime.tracking import start_run
     from tfrecords.plan import BuildConfig
-    from tfrecords.tracking import start_run
 
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)

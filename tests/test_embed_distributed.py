@@ -86,7 +86,7 @@ def test_two_workers_match_one_process(runs, workers):
 
 
 def test_the_chief_is_worker_zero_unless_tf_config_names_one(monkeypatch):
-    from tfrecords.strategy import is_chief, workers_in_tf_config
+    from runtime.strategy import is_chief, workers_in_tf_config
 
     def tf_config(cluster: dict, kind: str, index: int) -> None:
         monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": cluster, "task": {"type": kind, "index": index}}))

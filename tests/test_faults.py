@@ -143,7 +143,7 @@ def test_crop_killed_at_5_points(tiny_records, tmp_path):
 @pytest.mark.slow
 def test_embed_killed_at_5_points(tiny_embedder, tiny_crops, tmp_path):
     def argv(out: Path) -> list[str]:
-        return ["stage2_embed/embed.py", "--model", str(tiny_embedder), "--records", str(tiny_crops), "--out",
+        return ["stage2_embed/embed.py", "--embedder", str(tiny_embedder), "--records", str(tiny_crops), "--npz",
                 str(out / "emb.npz")]
 
     def check(ref: Path, out: Path, after_kill: bool) -> None:
@@ -158,7 +158,7 @@ def test_infer_killed_at_5_points(tiny_embedder, tiny_crops, tmp_path):
     def argv(out: Path) -> list[str]:
         return ["pipeline/infer.py", "--detector", "none", "--embedder", str(tiny_embedder), "--catalog",
                 str(tiny_crops), "--records", str(tiny_crops), "--split", "test", "--threshold", "0.5",
-                "--out", str(out / "submission.csv"), "--quiet"]
+                "--out", str(out), "--quiet"]
 
     def check(ref: Path, out: Path, after_kill: bool) -> None:
         for n in ("submission.csv", "matches.csv"):

@@ -12,9 +12,10 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from runtime.cli import DataError
 from tfrecords.boxes import load_boxes
 from tfrecords.cleaning import clean_train_rows
-from tfrecords.layout import BOX_COLUMNS, DataError, read_csv
+from tfrecords.layout import BOX_COLUMNS, read_csv
 
 CELLS = st.one_of(
     st.sampled_from(["", "a.jpg", "../x.jpg", "/etc/passwd", "b.JPG", "fin", "nan", "inf", "-1", "1e309", "12",
@@ -98,7 +99,7 @@ def test_train_csv_rows_are_kept_or_rejected_each_once(header, rows):
 @given(header=st.one_of(st.just(["image", "individual_id", "species"]), st.lists(CELLS, min_size=1, max_size=5)),
        rows=ROWS)
 def test_enroll_labels_are_checked_or_refused_in_one_line(header, rows):
-    from pipeline.enroll import read_labels
+    from pipeline.enrolment import read_labels
 
     try:
         df = read_labels(_write(_csv(header, rows), ".csv"))

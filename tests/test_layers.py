@@ -110,8 +110,8 @@ def test_pixel_descriptor_is_the_centred_grey_thumbnail_and_ignores_brightness()
 
 
 def test_pixel_embedder_folder_loads_like_a_trained_one(tmp_path):
-    from stage2_embed.embed import load_embedder
-    from stage2_embed.pixels import write_pixel_embedder
+    from stage2_embed.embedder import load_embedder
+    from stage2_embed.pixel_embedder import write_pixel_embedder
 
     model, cfg = load_embedder(write_pixel_embedder(str(tmp_path / "px"), image_size=32, side=8))
     assert cfg == {"kind": "pixels", "image_size": 32, "side": 8, "embedding_dim": 64}

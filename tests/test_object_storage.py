@@ -32,7 +32,7 @@ def ram_bytes(url: str) -> bytes:
 
 
 def test_build_reads_and_writes_urls(tiny_data, tiny_records):
-    from tfrecords.build import BuildConfig, build
+    from tfrecords.builder import BuildConfig, build
 
     out = f"ram://t{next(_N)}/records"
     local = tiny_records
@@ -50,7 +50,7 @@ def _build_config(records: Path) -> dict:
 
 
 def test_crop_reads_and_writes_urls(tiny_records, tiny_crops):
-    from stage1_detect.crop import CropConfig, crop_records
+    from stage1_detect.cropping import CropConfig, crop_records
 
     out = f"ram://t{next(_N)}/crops"
     crop_records(CropConfig(records=to_ram(tiny_records), out=out, source="boxes", crop_size=96), progress=False)
@@ -60,8 +60,8 @@ def test_crop_reads_and_writes_urls(tiny_records, tiny_crops):
 
 
 def test_embed_and_infer_read_and_write_urls(tiny_embedder, tiny_crops, tmp_path):
-    from pipeline.infer import InferConfig, run
-    from stage2_embed.embed import export
+    from pipeline.identify import InferConfig, run
+    from stage2_embed.embedder import export
 
     emb, crops = to_ram(tiny_embedder), to_ram(tiny_crops)
     local = export(str(tiny_embedder), str(tiny_crops), str(tmp_path / "emb.npz"))
@@ -74,15 +74,15 @@ def test_embed_and_infer_read_and_write_urls(tiny_embedder, tiny_crops, tmp_path
         run(InferConfig(detector="none", embedder=embedder, catalog=data, records=data, split="test", out=out,
                         threshold=0.5), progress=False)
 
-    infer(str(tiny_embedder), str(tiny_crops), str(tmp_path / "sub" / "submission.csv"))
-    infer(emb, crops, f"{crops}-sub/submission.csv")
+    infer(str(tiny_embedder), str(tiny_crops), str(tmp_path / "sub"))
+    infer(emb, crops, f"{crops}-sub")
     for name in ("submission.csv", "matches.csv"):
         assert ram_bytes(f"{crops}-sub/{name}") == (tmp_path / "sub" / name).read_bytes(), name
 
 
 @pytest.mark.parametrize("missing", ["ram://nowhere/records"])
 def test_a_missing_url_is_a_clear_error(missing):
-    from tfrecords.layout import DataError
+    from runtime.cli import DataError
     from tfrecords.reader import read_manifest
 
     with pytest.raises(DataError, match="no manifest.json"):
@@ -94,8 +94,8 @@ def test_checkpoints_models_and_artifacts_go_to_urls(tmp_path, monkeypatch):
     import keras
     import mlflow
 
-    from tfrecords.checkpoint import Checkpoint, save_model
-    from tfrecords.tracking import log_artifact, start_run
+    from runtime.checkpoint import Checkpoint, save_model
+    from runtime.tracking import log_artifact, start_run
 
     def model():
         keras.utils.set_random_seed(0)
@@ -130,7 +130,7 @@ def test_checkpoints_models_and_artifacts_go_to_urls(tmp_path, monkeypatch):
 def test_evaluate_reads_and_writes_urls(tiny_embedder, tiny_crops, monkeypatch, tmp_path):
     import json
 
-    from pipeline.evaluate import EvalConfig, evaluate
+    from pipeline.validation import EvalConfig, evaluate
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
     emb, crops = to_ram(tiny_embedder), to_ram(tiny_crops)
@@ -143,7 +143,7 @@ def test_enroll_grows_a_catalog_at_a_url(tiny_embedder, tiny_data, tmp_path):
     import pandas as pd
 
     from pipeline.catalog import load_npz
-    from pipeline.enroll import enroll
+    from pipeline.enrolment import enroll
 
     labels = pd.read_csv(tiny_data / "train.csv").head(10)[["image", "individual_id", "species"]]
     labels.to_csv(tmp_path / "labels.csv", index=False)

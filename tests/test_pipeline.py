@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 from conftest import run_script
 
-from pipeline.evaluate import split_queries
 from pipeline.search import NEW
 from pipeline.threshold import THRESHOLDS, ThresholdModel
+from pipeline.validation import split_queries
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +25,7 @@ def trained(tiny_crops, tiny_embedder, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def evaluated(trained):
-    from pipeline.evaluate import EvalConfig, evaluate
+    from pipeline.validation import EvalConfig, evaluate
 
     root, crops, emb = trained
     return evaluate(EvalConfig(embedder=str(emb), records=str(crops), out=str(root / "eval"), gallery=6),
@@ -62,7 +62,7 @@ def test_infer_from_records_writes_a_valid_submission(trained, evaluated, tiny_r
     _, crops, emb = trained
     out = tmp_path / "sub" / "submission.csv"
     r = run_script(["pipeline/infer.py", "--detector", "none", "--embedder", str(emb), "--catalog", str(crops),
-                    "--records", str(tiny_records), "--out", str(out), "--species-consistency", "--tta", "flip",
+                    "--records", str(tiny_records), "--out", str(out.parent), "--species-consistency", "--tta", "flip",
                     "--new-share", "0.2", "--quiet"])
     assert r.returncode == 0, r.stderr[-2000:]
     truth = pd.read_csv(tiny_data / "test_truth.csv")
@@ -74,7 +74,7 @@ def test_infer_from_records_writes_a_valid_submission(trained, evaluated, tiny_r
 
 
 def test_infer_from_a_folder_gives_a_broken_photo_its_row(trained, tiny_data, tmp_path):
-    from pipeline.infer import InferConfig, run
+    from pipeline.identify import InferConfig, run
     from pipeline.submission import validate_submission
 
     _, crops, emb = trained
@@ -82,8 +82,8 @@ def test_infer_from_a_folder_gives_a_broken_photo_its_row(trained, tiny_data, tm
     shutil.copytree(tiny_data / "test_images", photos)
     (photos / "broken.jpg").write_bytes(b"\xff\xd8\xff not really a jpeg")
     out = tmp_path / "submission.csv"
-    res = run(InferConfig(detector="none", embedder=str(emb), catalog=str(crops), images=str(photos), out=str(out)),
-              progress=False)
+    res = run(InferConfig(detector="none", embedder=str(emb), catalog=str(crops), images=str(photos),
+                          out=str(out.parent)), progress=False)
     names = sorted(os.listdir(photos))
     sub = validate_submission(str(out), names)
     assert res["failures"] == 1 and sub.set_index("image").loc["broken.jpg", "predictions"].startswith(NEW)
@@ -91,8 +91,8 @@ def test_infer_from_a_folder_gives_a_broken_photo_its_row(trained, tiny_data, tm
 
 
 def test_enrolled_photos_are_found_by_the_next_search(trained, tiny_data, tmp_path):
-    from pipeline.enroll import enroll
-    from pipeline.infer import InferConfig, run
+    from pipeline.enrolment import enroll
+    from pipeline.identify import InferConfig, run
 
     _, crops, emb = trained
     photos = tmp_path / "new"
@@ -107,15 +107,16 @@ def test_enrolled_photos_are_found_by_the_next_search(trained, tiny_data, tmp_pa
     res = enroll(str(emb), str(cat), str(photos), str(labels))
     assert res["enrolled"] == 3 and res["individuals"] == 3
     out = tmp_path / "sub.csv"
-    run(InferConfig(detector="none", embedder=str(emb), catalog=str(cat), images=str(photos), out=str(out),
+    run(InferConfig(detector="none", embedder=str(emb), catalog=str(cat), images=str(photos), out=str(out.parent),
                     threshold=0.0, rerank="none"), progress=False)
     m = pd.read_csv(tmp_path / "matches.csv")
     for i, n in enumerate(names):  # the photo itself is in the catalog now: its own id scores 1
         own = m[(m["image"] == n) & (m["individual_id"] == f"newbie{i}")]["score"]
         assert len(own) == 1 and own.iloc[0] == pytest.approx(1.0, abs=1e-5)
         assert own.iloc[0] >= m[m["image"] == n]["score"].max() - 1e-6  # (a 2-epoch embedder may tie others)
-    res = run(InferConfig(detector="none", embedder=str(emb), catalog=str(cat), images=str(photos), out=str(out)),
-              progress=False)  # re-ranked: enroll stored the keypoints, and the same photo matches them all
+    # re-ranked: enroll stored the keypoints, and the same photo matches them all
+    res = run(InferConfig(detector="none", embedder=str(emb), catalog=str(cat), images=str(photos),
+                          out=str(out.parent)), progress=False)
     m = pd.read_csv(tmp_path / "matches.csv")
     assert res["reranked"] and all(m[(m["image"] == n) & (m["rank"] == 1)]["individual_id"].item() == f"newbie{i}"
                                    for i, n in enumerate(names))
@@ -129,8 +130,8 @@ def test_enrolled_photos_are_found_by_the_next_search(trained, tiny_data, tmp_pa
 
 
 def untrained_detector(path) -> str:
+    from runtime.checkpoint import save_model
     from stage1_detect.model import DetectorConfig, build_detector, save_config
-    from tfrecords.checkpoint import save_model
 
     cfg = DetectorConfig(image_size=64)
     os.makedirs(path)
@@ -142,8 +143,8 @@ def untrained_detector(path) -> str:
 def test_scrambled_test_truth_and_boxes_leave_the_submission_byte_identical(trained, evaluated, tiny_data, tmp_path):
     """Nothing about the test photos but their pixels may reach the predictions: not their truth, not
     their hand-drawn boxes (the build stores both in the records), not their order."""
-    from pipeline.infer import InferConfig, run
-    from tfrecords.build import build
+    from pipeline.identify import InferConfig, run
+    from tfrecords.builder import build
     from tfrecords.plan import BuildConfig
 
     _, crops, emb = trained
@@ -170,8 +171,8 @@ def test_scrambled_test_truth_and_boxes_leave_the_submission_byte_identical(trai
                           workers=2), progress=False)
         out = tmp_path / variant / "submission.csv"
         for detector in (det, "none"):
-            run(InferConfig(detector=detector, embedder=str(emb), catalog=str(crops), records=str(rec), out=str(out)),
-                progress=False)
+            run(InferConfig(detector=detector, embedder=str(emb), catalog=str(crops), records=str(rec),
+                            out=str(out.parent)), progress=False)
             subs.append((variant, detector, out.read_bytes()))
     assert (tmp_path / "as_given" / "data" / "test_truth.csv").read_bytes() != (
         tmp_path / "scrambled" / "data" / "test_truth.csv").read_bytes()

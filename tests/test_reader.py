@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfrecords.layout import DataError
+from runtime.cli import DataError
 from tfrecords.reader import box_union, crop_to_box, decode, list_shards, make_dataset, read_manifest
 from tfrecords.schema import parse_example
 

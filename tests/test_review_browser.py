@@ -35,9 +35,9 @@ def browser():
 
 def infer(demo, embedder, catalog, out):
     """``infer.py`` on the demo's test photos (in this process: TensorFlow is loaded once)."""
-    from pipeline.infer import InferConfig, run
+    from pipeline.identify import InferConfig, run
 
-    run(InferConfig(detector=str(demo / "detector"), embedder=str(embedder), catalog=str(catalog), out=str(out),
+    run(InferConfig(detector=str(demo / "detector"), embedder=str(embedder), catalog=str(catalog), out=str(out.parent),
                     images=str(demo / "data" / "test_images")), progress=False)
     m = pd.read_csv(out.parent / "matches.csv", dtype=str)
     return m[m["rank"] == "1"].set_index("image")["individual_id"], pd.read_csv(out, dtype=str).set_index("image")

@@ -12,7 +12,7 @@ from conftest import run_script
 
 @pytest.mark.slow  # ~2.5 min of five CLI steps: pytest -m slow
 def test_twenty_photos_of_eight_individuals_go_through_with_defaults(tmp_path):
-    from tfrecords.synthesize import SynthConfig, synthesize
+    from tfrecords.synthetic.world import SynthConfig, synthesize
 
     data = tmp_path / "data"
     synthesize(SynthConfig(seed=11, individuals=8, train_images=20, test_images=6, species=2, max_side=160),
@@ -30,7 +30,7 @@ def test_twenty_photos_of_eight_individuals_go_through_with_defaults(tmp_path):
          "--quiet"],
         ["pipeline/evaluate.py", "--embedder", str(tmp_path / "emb"), "--records", str(tmp_path / "crops")],
         ["pipeline/infer.py", "--detector", "none", "--embedder", str(tmp_path / "emb"), "--catalog",
-         str(tmp_path / "crops"), "--records", str(tmp_path / "records"), "--out", str(tmp_path / "sub.csv"),
+         str(tmp_path / "crops"), "--records", str(tmp_path / "records"), "--out", str(tmp_path / "sub"),
          "--quiet"],
     ]
     for args in steps:
@@ -41,5 +41,5 @@ def test_twenty_photos_of_eight_individuals_go_through_with_defaults(tmp_path):
     assert manifest["counts"]["train"] == len(pd.read_csv(data / "train.csv"))
     per = index[index["split"] == "train"].groupby("individual_id")["fold"]
     assert per.size().max() < 5 and (per.nunique() == per.size()).all()  # distinct folds per individual
-    sub = pd.read_csv(tmp_path / "sub.csv")
+    sub = pd.read_csv(tmp_path / "sub" / "submission.csv")
     assert len(sub) == 6 and np.all(sub["predictions"].str.split().str.len() == 5)

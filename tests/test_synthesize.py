@@ -7,8 +7,8 @@ from conftest import TINY, run_script
 
 from tfrecords.cleaning import normalize_species
 from tfrecords.layout import NEW_INDIVIDUAL
-from tfrecords.render import SPECIES, make_individual, render_sprite
-from tfrecords.synthesize import SynthConfig, plan, synthesize
+from tfrecords.synthetic.render import SPECIES, make_individual, render_sprite
+from tfrecords.synthetic.world import SynthConfig, plan, synthesize
 
 
 def test_default_plan_has_happywhale_statistics():

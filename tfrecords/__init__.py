@@ -1,18 +1,14 @@
 """Data stage of Happywhale-ID: Kaggle layout in, validated sharded TFRecords out.
 
-Modules: ``layout`` (paths and the Kaggle file layout), ``cleaning`` (species names, row checks),
-``images`` (image validation and re-encoding), ``boxes`` (CSV / COCO boxes), ``folds``,
-``schema`` (the record format), ``build`` (the builder script), ``reader`` (tf.data pipelines),
-``synthesize`` and ``render`` (the synthetic Happywhale-like dataset), ``eda`` (plots and a report),
-plus the cross-cutting ``atomic`` (temp-then-rename writes, folder locks), ``cli`` (one-line
-errors) and ``tracking`` (MLflow set-up) that the stages above import.
+Modules: ``layout`` (the Kaggle file layout and its CSV reader), ``cleaning`` (species names, row
+checks), ``images`` (image validation and re-encoding), ``boxes`` (CSV / COCO boxes), ``folds``,
+``plan`` (what a build will write), ``schema`` (the record format), ``builder`` (the build; its
+command is ``build.py``), ``reader`` (tf.data pipelines, the one decode-resize and crop cut),
+``eda_report`` (plots and a report; ``eda.py``) and ``synthetic/`` (the generated Happywhale-like
+world; ``synthesize.py``). Runtime helpers (atomic files, paths, CLI errors, MLflow) live in
+``runtime``.
 
-Importing this package imports nothing heavy: TensorFlow is only loaded by the modules that need it.
+Importing this package has no side effects and imports nothing heavy.
 """
 
-import os
-
 SCHEMA_VERSION = 1
-
-# TensorFlow's C++ INFO lines drown our one-line errors and progress bars; a user's setting wins.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

@@ -12,8 +12,10 @@ import math
 from collections import defaultdict
 from dataclasses import dataclass
 
+from runtime.cli import DataError
+from runtime.storage import read_bytes
 from tfrecords.cleaning import Rejection, unsafe_name_reason
-from tfrecords.layout import BOX_COLUMNS, DataError, read_bytes, read_csv
+from tfrecords.layout import BOX_COLUMNS, read_csv
 
 
 @dataclass(frozen=True)

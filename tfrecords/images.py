@@ -126,7 +126,7 @@ def worker_init() -> None:
 def load_and_prepare(job: tuple[str, int, int, int]) -> PreparedImage | str:
     """Worker entry point: ``(path, max_side, max_pixels, min_side)`` -> a prepared image, or the
     rejection reason as a string (a worker never raises for a bad image)."""
-    from tfrecords.layout import read_bytes
+    from runtime.storage import read_bytes
 
     path, max_side, max_pixels, min_side = job
     try:

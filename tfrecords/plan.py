@@ -16,6 +16,9 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import pandas as pd
 
+from runtime.cli import DataError
+from runtime.flags import check, option
+from runtime.storage import exists, is_url, join, read_bytes
 from tfrecords import SCHEMA_VERSION
 from tfrecords.boxes import PixelBox, load_boxes
 from tfrecords.cleaning import Rejection, clean_test_names, clean_train_rows
@@ -28,12 +31,7 @@ from tfrecords.layout import (
     TRAIN_COLUMNS,
     TRAIN_CSV,
     TRAIN_DIR,
-    DataError,
-    exists,
-    is_url,
-    join,
     list_images,
-    read_bytes,
     read_csv,
 )
 
@@ -42,25 +40,21 @@ RECORDS_PER_SHARD = 512  # ~75 MB shards on Kaggle-sized images: enough files fo
 
 @dataclass(frozen=True)
 class BuildConfig:
-    data: str
-    out: str
-    boxes: str | None = None  # None: DATA/boxes.csv when present
-    folds: int = 5
-    holdout_individuals: float = 0.0
-    seed: int = 0
-    max_side: int = 1024
-    shards: int = 0  # per split; 0: ceil(n / RECORDS_PER_SHARD), at least 2 where n >= 2
-    workers: int = 0  # 0: one per core
-    max_pixels: int = DEFAULT_MAX_PIXELS
-    min_side: int = DEFAULT_MIN_SIDE
+    data: str = option(help="Kaggle-layout folder (local or gs://)")
+    out: str = option(help="records folder to write")
+    boxes: str | None = option(None, help="boxes CSV or COCO JSON (None: DATA/boxes.csv when present)")
+    folds: int = option(5, help="cross-validation folds (fewer where individuals have fewer photos)", lo=1)
+    holdout_individuals: float = option(0.0, help="share of individuals never used for training (they play "
+                                                  "new_individual in validation)", lo=0.0, hi=0.9)
+    seed: int = option(0, help="seed of the folds, held-out individuals and shard order")
+    max_side: int = option(1024, help="longer image side in the records (larger images are scaled down)", lo=32)
+    shards: int = option(0, help=f"shards per split (0: ~{RECORDS_PER_SHARD} images each, at least 2)", lo=0)
+    workers: int = option(0, help="image processes (0: one per core)", lo=0)
+    max_pixels: int = option(DEFAULT_MAX_PIXELS, help="refuse larger images (read from the header)", lo=1)
+    min_side: int = option(DEFAULT_MIN_SIDE, help="refuse images with a shorter side", lo=1)
 
     def __post_init__(self) -> None:
-        if self.folds < 1:
-            raise ValueError("--folds must be >= 1")
-        if self.max_side < 32:
-            raise ValueError("--max-side must be >= 32")
-        if self.shards < 0 or self.workers < 0:
-            raise ValueError("--shards and --workers must be >= 0")
+        check(self)
 
 
 @dataclass(frozen=True)

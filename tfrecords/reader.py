@@ -16,10 +16,12 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
+import numpy as np
 import tensorflow as tf
 
+from runtime.cli import DataError
+from runtime.storage import exists, join
 from tfrecords import SCHEMA_VERSION
-from tfrecords.layout import DataError, exists, join
 from tfrecords.schema import parse_example
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -64,6 +66,16 @@ def filter_folds(ds: tf.data.Dataset, folds: Sequence[int] | None = None,
     return ds
 
 
+def train_counts(manifest: dict, val_fold: int | None = None) -> np.ndarray:
+    """Training images per individual (in ``individuals`` order; holdouts out, ``val_fold`` out),
+    from the manifest's ``fold_counts``: the records are not rescanned."""
+    if "fold_counts" not in manifest:
+        raise DataError("records built before manifests carried fold_counts: rebuild them with tfrecords/build.py")
+    folds = manifest["fold_counts"]
+    return np.array([sum(n for f, n in enumerate(folds.get(i, [])) if f != val_fold)
+                     for i in manifest["individuals"]], np.int64)
+
+
 def parsed_records(records: str, split: str, folds: Sequence[int] | None = None,
                    exclude_folds: Sequence[int] | None = None, include_holdout: bool = True) -> tf.data.Dataset:
     """A split's records, parsed (not decoded), read in parallel and filtered by ``filter_folds``."""
@@ -71,13 +83,45 @@ def parsed_records(records: str, split: str, folds: Sequence[int] | None = None,
     return filter_folds(ds.map(parse_example, num_parallel_calls=AUTOTUNE), folds, exclude_folds, include_holdout)
 
 
+def decode_image(encoded: tf.Tensor, image_size: int | None = None, antialias: bool = True) -> tf.Tensor:
+    """JPEG bytes -> float32 RGB (0..255), resized to ``image_size`` squared when given: the one
+    decode-and-resize of every reader, trainer and inference path. The detector's paths pass
+    ``antialias=False`` (it trains and infers on the plain bilinear resize)."""
+    img = tf.cast(tf.io.decode_jpeg(encoded, channels=3), tf.float32)
+    if image_size:  # an antialiased resize rings a little past the range: clipped back
+        img = tf.clip_by_value(tf.image.resize(img, (image_size, image_size), antialias=antialias), 0.0, 255.0)
+    return img
+
+
 def decode(ex: dict[str, tf.Tensor], image_size: int | None = None) -> dict[str, tf.Tensor]:
     """Add ``image`` (float32, 0..255), resized to ``image_size`` squared when given."""
-    img = tf.io.decode_jpeg(ex["image/encoded"], channels=3)
-    img = tf.cast(img, tf.float32)
-    if image_size:
-        img = tf.image.resize(img, (image_size, image_size), antialias=True)
-    return {**ex, "image": img}
+    return {**ex, "image": decode_image(ex["image/encoded"], image_size)}
+
+
+def grow(box, margin: float) -> tf.Tensor:
+    """Grow rel-yxyx boxes [..., 4] by ``margin`` of their size on each side, clamped to [0, 1]."""
+    box = tf.convert_to_tensor(box, tf.float32)
+    size = tf.concat([box[..., 2:] - box[..., :2]] * 2, -1)
+    return tf.clip_by_value(box + margin * size * tf.constant([-1.0, -1.0, 1.0, 1.0]), 0.0, 1.0)
+
+
+def slice_box(img: tf.Tensor, box: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """The pixels of rel-yxyx ``box`` in ``img`` [H, W, C] (at least one pixel), and the pixel-exact
+    box actually cut (rel-yxyx): the one crop cut of training crops, ``--crop`` and inference."""
+    hw = tf.cast(tf.shape(img)[:2], tf.float32)
+    lo = tf.floor(box[:2] * hw + 1e-3)  # the tolerance keeps 0.6 * 100 = 60.000004 at pixel 60
+    hi = tf.maximum(tf.math.ceil(box[2:] * hw - 1e-3), lo + 1.0)
+    lo_i, hi_i = tf.cast(lo, tf.int32), tf.cast(tf.minimum(hi, hw), tf.int32)
+    exact = tf.concat([tf.cast(lo_i, tf.float32) / hw, tf.cast(hi_i, tf.float32) / hw], 0)
+    return img[lo_i[0]:hi_i[0], lo_i[1]:hi_i[1]], exact
+
+
+def crop_square(img: tf.Tensor, box: tf.Tensor, image_size: int) -> tf.Tensor:
+    """``box``'s pixels resized (antialiased: ``crop_and_resize`` aliases fine marks) to
+    ``image_size`` squared, float32."""
+    patch, _ = slice_box(img, box)
+    return tf.clip_by_value(tf.image.resize(tf.cast(patch, tf.float32), (image_size, image_size), antialias=True),
+                            0.0, 255.0)
 
 
 def box_union(ex: dict[str, tf.Tensor], margin: float = 0.0) -> tf.Tensor:
@@ -85,17 +129,14 @@ def box_union(ex: dict[str, tf.Tensor], margin: float = 0.0) -> tf.Tensor:
     its size on each side and clamped to the frame; the whole frame when there is no box."""
     b = ex["image/object/bbox"]
     safe = tf.cond(tf.shape(b)[0] > 0, lambda: b, lambda: tf.constant([[0.0, 0.0, 1.0, 1.0]]))
-    u = tf.concat([tf.reduce_min(safe[:, :2], 0), tf.reduce_max(safe[:, 2:], 0)], 0)
-    size = tf.tile(u[2:] - u[:2], [2])
-    return tf.clip_by_value(u + margin * size * tf.constant([-1.0, -1.0, 1.0, 1.0]), 0.0, 1.0)
+    return grow(tf.concat([tf.reduce_min(safe[:, :2], 0), tf.reduce_max(safe[:, 2:], 0)], 0), margin)
 
 
 def crop_to_box(ex: dict[str, tf.Tensor], image_size: int, margin: float = 0.1) -> dict[str, tf.Tensor]:
     """Add ``image``: the boxed part (see ``box_union``), resized to ``image_size`` squared."""
-    img = tf.cast(tf.io.decode_jpeg(ex["image/encoded"], channels=3), tf.float32)
     box = box_union(ex, margin)
-    crop = tf.image.crop_and_resize(img[None], box[None], [0], (image_size, image_size))[0]
-    return {**ex, "image": crop, "crop/box": box}
+    return {**ex, "image": crop_square(tf.io.decode_jpeg(ex["image/encoded"], channels=3), box, image_size),
+            "crop/box": box}
 
 
 def make_dataset(

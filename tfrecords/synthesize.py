@@ -1,7 +1,7 @@
 """Synthetic Happywhale-like dataset in Kaggle's exact layout, for demos and tests.
 
     python tfrecords/synthesize.py --out DIR [--seed S] [--individuals N] [--train-images M]
-        [--test-images T] [--species K] [--new-fraction F] [--max-side PX] [--workers W]
+        [--test-images T] [--species K] [--new-share F] [--max-side PX] [--workers W]
 
 Writes ``train.csv`` (image,species,individual_id), ``train_images/``, ``test_images/``,
 ``sample_submission.csv``, plus ``boxes.csv`` (pixel boxes of the fin/fluke/body for train and
@@ -14,224 +14,32 @@ Deterministic per seed, whatever the number of workers.
 from __future__ import annotations
 
 import argparse
-import multiprocessing as mp
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a file: import the repo's packages, not this folder's files
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-import cv2
-import numpy as np
-import pandas as pd
-from tqdm import tqdm
 
-from tfrecords import atomic, cli
-from tfrecords.layout import (
-    BOXES_CSV,
-    NEW_INDIVIDUAL,
-    SAMPLE_SUBMISSION,
-    TEST_DIR,
-    TEST_TRUTH_CSV,
-    TRAIN_CSV,
-    TRAIN_DIR,
-    join,
-    makedirs,
-)
-from tfrecords.render import SPECIES, Individual, compose, make_individual
-
-# Kaggle's misspellings, written for a share of the rows so that cleaning has real work to do
-MISSPELLINGS = {"killer_whale": "kiler_whale", "bottlenose_dolphin": "bottlenose_dolpin",
-                "short_finned_pilot_whale": "globis"}
-ASPECTS = (4 / 3, 3 / 2, 16 / 9, 1.0, 3 / 4, 2 / 3)
-
-
-@dataclass(frozen=True)
-class SynthConfig:
-    seed: int = 1
-    individuals: int = 300
-    train_images: int = 1100
-    test_images: int = 450
-    species: int = 8
-    new_fraction: float = 0.2
-    max_side: int = 800
-    misspell_rate: float = 0.25
-    size: tuple[int, int] | None = None  # (width, height) for every photo; None: varied sizes
-
-    def __post_init__(self) -> None:
-        if not 1 <= self.species <= len(SPECIES):
-            raise ValueError(f"--species must be 1..{len(SPECIES)}")
-        if self.individuals < 1 or self.train_images < self.individuals:
-            raise ValueError("--train-images must be >= --individuals >= 1 (each has at least one image)")
-        if self.test_images < 0 or not 0 <= self.new_fraction < 1:
-            raise ValueError("--test-images must be >= 0 and --new-fraction in [0, 1)")
-        if self.max_side < 96:
-            raise ValueError("--max-side must be >= 96")
-
-
-SMOKE = SynthConfig(individuals=24, train_images=72, test_images=24, species=4, max_side=192)
-
-
-@dataclass(frozen=True)
-class Shot:
-    """One photo to draw: everything it needs, so that workers are pure functions of it."""
-
-    split: str
-    index: int
-    image: str
-    individual: Individual
-    height: int
-    width: int
-    area: float
-
-
-def _hex_ids(rng: np.random.Generator, n: int, chars: int, taken: set[str]) -> list[str]:
-    out = []
-    while len(out) < n:
-        s = "".join(rng.choice(list("0123456789abcdef"), chars))
-        if s not in taken:
-            taken.add(s)
-            out.append(s)
-    return out
-
-
-def image_counts(rng: np.random.Generator, n: int, total: int) -> np.ndarray:
-    """A Happywhale-like long tail: Zipf(2) draws (61 % ones, capped at 25), then adjusted to sum
-    to ``total`` by adding to individuals in proportion to what they have (the rich get richer, the
-    singletons stay) or removing from the largest; the largest ends with >= 20 where ``total`` allows."""
-    c = np.minimum(rng.zipf(2.0, n), 25)
-    while c.sum() < total:
-        c[rng.choice(n, p=(c - 0.5) / (c - 0.5).sum())] += 1
-    while c.sum() > total:
-        c[rng.choice(np.flatnonzero(c == c.max()))] -= 1
-    top = int(np.argmax(c))
-    while c[top] < 20 and (c > 2).sum() > 1 and c.sum() - c[top] > n:
-        donors = np.flatnonzero((c > 2) & (np.arange(n) != top))
-        if not len(donors):
-            break
-        c[rng.choice(donors)] -= 1
-        c[top] += 1
-    return c
-
-
-def plan(cfg: SynthConfig) -> tuple[list[Shot], pd.DataFrame, pd.DataFrame]:
-    """Decide every photo (who, where, how big) from the seed; returns shots, train.csv, truth."""
-    rng = np.random.default_rng([cfg.seed, 0])
-    names = list(SPECIES)[: cfg.species]
-    w = 1.0 / np.arange(1, cfg.species + 1) ** 0.9
-    taken: set[str] = set()
-    n_new_images = int(round(cfg.new_fraction * cfg.test_images))
-    n_new = max(1, n_new_images // 2) if n_new_images else 0
-    ids = _hex_ids(rng, cfg.individuals + n_new, 12, taken)
-    people = [make_individual(rng, i, names[rng.choice(cfg.species, p=w / w.sum())]) for i in ids]
-    known, new = people[: cfg.individuals], people[cfg.individuals:]
-    counts = image_counts(rng, cfg.individuals, cfg.train_images)
-
-    train_who = [ind for ind, c in zip(known, counts, strict=True) for _ in range(c)]
-    p_known = np.sqrt(counts) / np.sqrt(counts).sum()
-    test_who = [known[i] for i in rng.choice(cfg.individuals, cfg.test_images - n_new_images, p=p_known)]
-    test_who += [new[i % n_new] for i in range(n_new_images)]
-    test_who = [test_who[i] for i in rng.permutation(len(test_who))]
-    train_who = [train_who[i] for i in rng.permutation(len(train_who))]
-
-    shots = []
-    for split, who in (("train", train_who), ("test", test_who)):
-        for i, (ind, name) in enumerate(zip(who, _hex_ids(rng, len(who), 14, taken), strict=True)):
-            long = int(rng.uniform(cfg.max_side / 2, cfg.max_side))
-            aspect = ASPECTS[rng.integers(len(ASPECTS))]
-            wd, ht = (long, int(long / aspect)) if aspect >= 1 else (int(long * aspect), long)
-            if cfg.size:
-                wd, ht = cfg.size
-            area = float(np.exp(rng.uniform(np.log(0.07), np.log(0.6))))  # box/frame, before the sea cuts a fin
-            shots.append(Shot(split, i, f"{name}.jpg", ind, ht, wd, area))
-
-    def written_species(s: str) -> str:
-        return MISSPELLINGS[s] if s in MISSPELLINGS and rng.random() < cfg.misspell_rate else s
-
-    train = pd.DataFrame([(s.image, written_species(s.individual.species), s.individual.individual_id)
-                          for s in shots if s.split == "train"], columns=["image", "species", "individual_id"])
-    new_ids = {p.individual_id for p in new}
-    truth = pd.DataFrame(
-        [(s.image, s.individual.species,
-          NEW_INDIVIDUAL if s.individual.individual_id in new_ids else s.individual.individual_id)
-         for s in shots if s.split == "test"], columns=["image", "species", "individual_id"])
-    return shots, train, truth
-
-
-def draw(args: tuple[int, Shot, str]) -> tuple[str, str, tuple[int, int, int, int], str]:
-    """Render and write one photo (worker). Returns split, image, box, part label."""
-    seed, shot, folder = args
-    rng = np.random.default_rng([seed, 1 if shot.split == "train" else 2, shot.index])
-    rgb, box = compose(shot.individual, rng, shot.height, shot.width, shot.area)
-    quality = int(rng.integers(45, 96))
-    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
-    atomic.write_bytes(join(folder, shot.image), buf.tobytes())
-    return shot.split, shot.image, box, shot.individual.part
-
-
-class _Serial:
-    """Stands in for a process pool when one worker is asked for (simpler to debug and profile)."""
-
-    def __enter__(self) -> _Serial:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-    def imap(self, fn, jobs, chunksize: int = 1):
-        return map(fn, jobs)
-
-
-def synthesize(cfg: SynthConfig, out: str, workers: int = 0, progress: bool = True) -> dict[str, int]:
-    """Write the dataset under ``out``; returns counts. CSVs are written last, so a folder with a
-    train.csv is a whole dataset."""
-    shots, train, truth = plan(cfg)
-    for d in (TRAIN_DIR, TEST_DIR):
-        makedirs(join(out, d))
-    jobs = [(cfg.seed, s, join(out, TRAIN_DIR if s.split == "train" else TEST_DIR)) for s in shots]
-    workers = workers or min(mp.cpu_count(), 8)
-    with mp.get_context("fork").Pool(workers) if workers > 1 else _Serial() as pool:
-        it = pool.imap(draw, jobs, chunksize=8)
-        results = list(tqdm(it, total=len(jobs), desc="synthesize", unit="img", disable=not progress))
-    boxes = pd.DataFrame([(im, *box, part) for _, im, box, part in results],
-                         columns=["image", "x_min", "y_min", "x_max", "y_max", "label"])
-    top = train["individual_id"].value_counts().index[:4].tolist()
-    sample = pd.DataFrame({"image": truth["image"], "predictions": " ".join([*top, NEW_INDIVIDUAL])})
-    for name, df in ((BOXES_CSV, boxes), (TEST_TRUTH_CSV, truth), (SAMPLE_SUBMISSION, sample), (TRAIN_CSV, train)):
-        atomic.write_text(join(out, name), df.to_csv(index=False))
-    return {"train_images": len(train), "test_images": len(truth),
-            "individuals": int(train["individual_id"].nunique()),
-            "new_individual_test_images": int((truth["individual_id"] == NEW_INDIVIDUAL).sum())}
+from runtime import cli, flags
+from tfrecords.synthetic.world import SMOKE, SynthConfig, synthesize
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    d = SynthConfig()
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = flags.parser(__doc__)
     p.add_argument("--out", required=True, help="dataset folder to write (local or gs://)")
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--individuals", type=int, default=d.individuals, help="individuals in train")
-    p.add_argument("--train-images", type=int, default=d.train_images)
-    p.add_argument("--test-images", type=int, default=d.test_images)
-    p.add_argument("--species", type=int, default=d.species, help=f"number of species, 1..{len(SPECIES)}")
-    p.add_argument("--new-fraction", type=float, default=d.new_fraction,
-                   help="share of test images showing individuals absent from train")
-    p.add_argument("--max-side", type=int, default=d.max_side, help="longest image side; sizes vary in [max/2, max]")
+    flags.add_config(p, SynthConfig)
     p.add_argument("--workers", type=int, default=0, help="processes (0: one per core)")
-    p.add_argument("--smoke", action="store_true", help="a tiny dataset for smoke tests (overrides sizes)")
-    cli.add_debug_flag(p)
-    return p.parse_args(argv)
+    p.add_argument("--smoke", action="store_true",
+                   help="a tiny dataset for smoke tests; options typed on the command line still apply")
+    cli.add_common_flags(p)
+    return flags.parse(p, argv)
 
 
-def _main(a: argparse.Namespace) -> int:
-    cfg = SMOKE if a.smoke else SynthConfig(
-        seed=a.seed, individuals=a.individuals, train_images=a.train_images, test_images=a.test_images,
-        species=a.species, new_fraction=a.new_fraction, max_side=a.max_side)
-    if a.smoke and a.seed != cfg.seed:
-        cfg = SynthConfig(**{**cfg.__dict__, "seed": a.seed})
-    counts = synthesize(cfg, a.out, a.workers)
+def _main(a: argparse.Namespace) -> None:
+    cfg = flags.config_from(SynthConfig, a, SMOKE if a.smoke else None)
+    counts = synthesize(cfg, a.out, a.workers, progress=not a.quiet)
     print(f"wrote {a.out}: " + ", ".join(f"{k}={v}" for k, v in counts.items()))
-    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

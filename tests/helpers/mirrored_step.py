@@ -31,9 +31,9 @@ if sys.argv[1] != "worker":
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
+from runtime.strategy import choose_strategy, fit_epoch, shard_by_file  # noqa: E402
 from stage2_embed.model import EmbedderConfig  # noqa: E402
-from stage2_embed.train import TrainConfig, compiled_models  # noqa: E402
-from tfrecords.strategy import choose_strategy, fit_epoch, shard_by_file  # noqa: E402
+from stage2_embed.training import TrainConfig, compiled_models  # noqa: E402
 
 strategy = choose_strategy()
 cfg = TrainConfig(records="", out="", image_size=32, batch_size=16 // replicas, lr=1e-3, epochs=1,

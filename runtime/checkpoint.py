@@ -12,8 +12,8 @@ from __future__ import annotations
 import io
 import json
 
-from tfrecords import atomic
-from tfrecords.layout import exists, join, listdir, local_copy, makedirs, read_bytes, remove
+from runtime import atomic
+from runtime.storage import exists, join, listdir, local_copy, makedirs, read_bytes, remove
 
 
 class Checkpoint:

@@ -15,7 +15,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from tfrecords.layout import gfile, is_url
+from runtime.storage import gfile, is_url
 
 
 def tmp_name(path: str) -> str:
@@ -52,7 +52,7 @@ def sha256_file(path: str) -> str:
     """SHA-256 of a (local or URL) file, as recorded in every manifest."""
     import hashlib
 
-    from tfrecords.layout import read_bytes
+    from runtime.storage import read_bytes
 
     return hashlib.sha256(read_bytes(path)).hexdigest()
 

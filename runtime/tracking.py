@@ -65,7 +65,7 @@ def log_artifact(path: str, artifact_path: str | None = None) -> None:
     local file first: MLflow uploads from local paths)."""
     import mlflow
 
-    from tfrecords.layout import local_copy
+    from runtime.storage import local_copy
 
     with local_copy(path) as local:
         mlflow.log_artifact(local, artifact_path)
@@ -75,7 +75,7 @@ def log_folder(folder: str, artifact_path: str) -> None:
     """``mlflow.log_artifacts`` of a local folder or the files directly in a URL folder."""
     import mlflow
 
-    from tfrecords.layout import is_url, isdir, join, listdir
+    from runtime.storage import is_url, isdir, join, listdir
 
     if not is_url(folder):
         mlflow.log_artifacts(folder, artifact_path)

@@ -1,0 +1,155 @@
+"""Open-set evaluation on the validation fold: MAP@5 curves over thresholds, the threshold infer
+uses, re-ranking fitted on validation pairs, the report (the library behind
+``pipeline/evaluate.py``).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from runtime.flags import check, option
+from runtime.storage import join
+
+RERANK = ("sift", "none")
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    embedder: str = option(help="embedder run folder (threshold.json is written there)")
+    records: str = option(help="crop records the embedder was trained on")
+    val_fold: int | None = option(None, help="validation fold (None: the embedder's)", lo=0)
+    species_consistency: bool = option(False, help="demote candidates of another species than the query's "
+                                                   "neighbours vote for")
+    gallery: int = option(24, help="queries shown in the report's match gallery", lo=0)
+    # A validation fold has its own share of new individuals (often 50 %+: singletons and holdouts),
+    # and a threshold tuned on that puts new_individual first far too often; infer estimates the
+    # share of its own queries and uses the stored curves, not this weighting.
+    new_share: float | None = option(0.2, help="share of new individuals the report's MAP@5 and the fallback "
+                                               "threshold are weighted to (negative or None: the fold's own)",
+                                     hi=1.0)
+    rerank: str = option("sift", help="re-rank the best candidates by SIFT inliers fused with the score "
+                                      "(pipeline/rerank.py); infer.py follows what threshold.json says",
+                         choices=RERANK)
+    out: str | None = option(None, help="report folder (None: EMBEDDER/evaluation)")
+
+    def __post_init__(self) -> None:
+        check(self)
+
+
+def split_queries(folds: np.ndarray, holdout: np.ndarray, ids: np.ndarray, fold: int
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(catalog mask, query mask, query truths): unknown individuals' truth is new_individual."""
+    from pipeline.search import NEW
+
+    catalog = (folds != fold) & (holdout == 0)
+    query = (folds == fold) | (holdout == 1)
+    known = set(ids[catalog].tolist())
+    truths = np.array([i if i in known else NEW for i in ids[query]], dtype=object)
+    return catalog, query, truths
+
+
+def per_species_map5(preds: list[list[str]], truths: np.ndarray, species: np.ndarray) -> dict[str, float]:
+    from pipeline.search import map_at_5
+
+    return {s: map_at_5([p for p, k in zip(preds, species == s, strict=True) if k], list(truths[species == s]))
+            for s in sorted(set(species.tolist()))}
+
+
+def _record(cfg: EvalConfig, result: dict, model, fusion, curve) -> None:
+    """evaluation.json, the embedder's threshold.json (what infer reads) and the MLflow run."""
+    import mlflow
+
+    from pipeline import threshold as thr
+    from runtime import atomic
+    from runtime.tracking import log_folder, start_run
+
+    atomic.write_json(join(cfg.out, "evaluation.json"), result)
+    atomic.write_json(join(cfg.embedder, "threshold.json"),
+                      {"threshold": result["threshold"], "map5": result["map5"], "fold": result["fold"],
+                       "records": cfg.records, "species_consistency": cfg.species_consistency,
+                       "curves": model.to_json(), "rerank": fusion.to_json() if fusion else None})
+    with start_run("pipeline-evaluate", cfg, run_name=f"evaluate-fold{result['fold']}"):
+        mlflow.log_metrics({k: v for k, v in result.items() if isinstance(v, float) and np.isfinite(v)})
+        mlflow.log_metrics({f"map5_{s}": v for s, v in result["per_species_map5"].items()})
+        for t, m in zip(thr.THRESHOLDS, curve, strict=True):
+            mlflow.log_metric("map5_at_threshold", float(m), step=int(round(t * 1000)))
+        log_folder(cfg.out, "evaluation")
+
+
+def evaluate(cfg: EvalConfig, progress: bool = True) -> dict:
+    from pipeline import threshold as thr
+    from pipeline.catalog import from_records
+    from pipeline.search import NEW, map_at_5, predict, search
+    from runtime.storage import exists, makedirs, read_bytes
+    from stage2_embed.confusion_matrix import species_confusion
+    from stage2_embed.embedder import load_embedder
+    from stage2_embed.fusion import warn_if_weak
+    from tfrecords.reader import read_manifest
+
+    cfg = replace(cfg, out=cfg.out or join(cfg.embedder, "evaluation"))
+    model, ecfg = load_embedder(cfg.embedder)
+    tcfg_path = join(cfg.embedder, "train_config.json")
+    fold = cfg.val_fold if cfg.val_fold is not None else (
+        json.loads(read_bytes(tcfg_path))["val_fold"] if exists(tcfg_path) else 0)
+    _, arr = from_records(model, ecfg, cfg.records, local=cfg.rerank == "sift")
+    cat_mask, q_mask, truths = split_queries(arr["folds"], arr["holdout"], arr["individual_ids"], fold)
+    if not q_mask.any() or not cat_mask.any():
+        raise ValueError(f"{cfg.records}: fold {fold} leaves no queries or no catalog; choose another --val-fold")
+    warn_if_weak(cfg.embedder)  # after the inputs were found good: bad input stays one line
+    cands = search(arr["embeddings"][q_mask], arr["embeddings"][cat_mask], arr["individual_ids"][cat_mask],
+                   arr["species"][cat_mask])
+    new = truths == NEW
+    cands, fusion, before = rerank_validation(cfg, cands, arr, q_mask, cat_mask, truths)
+    model = thr.fit(cands, truths, arr["individual_ids"][cat_mask], cfg.species_consistency)
+    weighted = cfg.new_share is not None and cfg.new_share >= 0 and new.any() and not new.all()
+    share = cfg.new_share if weighted else float(new.mean())
+    curve = model.curve(share)
+    threshold, best_map5 = model.best(share)
+    preds = predict(cands, threshold, cfg.species_consistency)
+    q_species = arr["species"][q_mask]
+    result = {
+        "fold": fold, "threshold": threshold, "map5": best_map5, "rerank": cfg.rerank,
+        "map5_known_before_rerank": before,
+        "map5_unweighted": map_at_5(preds, list(truths)), "new_share_weighted_to": cfg.new_share,
+        "map5_known": map_at_5([p for p, n in zip(preds, new, strict=True) if not n], list(truths[~new])),
+        "map5_known_closed": known_closed_map5(cands, truths),
+        "new_individual_found": float(np.mean([p[0] == NEW for p, n in zip(preds, new, strict=True) if n]))
+        if new.any() else float("nan"),
+        "queries": int(q_mask.sum()), "new_queries": int(new.sum()), "catalog_images": int(cat_mask.sum()),
+        "per_species_map5": per_species_map5(preds, truths, q_species)}
+    species = read_manifest(cfg.records)["species"]
+    index = {s: i for i, s in enumerate(species)}
+    cm = species_confusion(np.array([index[s] for s in q_species]),
+                           np.array([index.get(s, 0) for s in cands.query_species]), species)
+    makedirs(cfg.out)
+    from pipeline.report import write_report
+
+    result["report"] = write_report(cfg, result, thr.THRESHOLDS, curve, cm, cands, preds, truths, arr, q_mask, cat_mask)
+    _record(cfg, result, model, fusion, curve)
+    return result
+
+
+def known_closed_map5(cands, truths: np.ndarray) -> float:
+    """MAP@5 of the known individuals' queries over the candidates alone (no new_individual)."""
+    from pipeline.search import NEW, map_at_5, predict
+
+    known = truths != NEW
+    return map_at_5([p for p, k in zip(predict(cands, -1.0), known, strict=True) if k], list(truths[known]))
+
+
+def rerank_validation(cfg: EvalConfig, cands, arr: dict, q_mask, cat_mask, truths) -> tuple:
+    """With ``--rerank sift``: (re-ranked candidates, the fusion fitted on these validation pairs,
+    known-individual MAP@5 before re-ranking); else (cands, None, None)."""
+    if cfg.rerank == "none":
+        return cands, None, None
+    from pipeline import rerank
+
+    before = known_closed_map5(cands, truths)
+    inl = rerank.inlier_matrix(cands, arr["embeddings"][q_mask], arr["local"].take(q_mask),
+                               arr["embeddings"][cat_mask], arr["individual_ids"][cat_mask],
+                               arr["local"].take(cat_mask))
+    fusion = rerank.fit_fusion(cands, inl, truths)
+    return rerank.apply(cands, inl, fusion), fusion, before

@@ -1,0 +1,106 @@
+"""Detector scores: IoU, COCO mAP and the share of chosen boxes that hit a true one (the library
+behind stage1_detect/evaluate.py).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from runtime.flags import option
+
+
+@dataclass(frozen=True)
+class DetectorEvalConfig:
+    """``stage1_detect/evaluate.py``'s options."""
+
+    detector: str = option(help="detector run folder (stage1_detect/train.py --out)")
+    records: str = option(help="image records folder")
+    out: str | None = option(None, help="folder for predictions.png (None: DETECTOR/eval)")
+    val_fold: int | None = option(None, help="the fold to score (None: the fold the run validated on)", lo=0)
+    batch_size: int = option(16, help="images per detector batch", lo=1)
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Row-wise IoU of boxes [N, 4] (any corner format with (lo, lo, hi, hi) order)."""
+    lo = np.maximum(a[:, :2], b[:, :2])
+    hi = np.minimum(a[:, 2:], b[:, 2:])
+    inter = np.prod(np.clip(hi - lo, 0, None), axis=1)
+    area = lambda x: np.prod(np.clip(x[:, 2:] - x[:, :2], 0, None), axis=1)  # noqa: E731
+    return inter / np.maximum(area(a) + area(b) - inter, 1e-12)
+
+
+def coco_map(model, ds) -> dict[str, float]:
+    """COCO mAP@0.5 and mAP@0.5:0.95 of ``model`` on ``ds`` (images, dense boxes)."""
+    import keras_cv
+
+    from stage1_detect.model import BOX_FORMAT, detect_fn
+
+    metric = keras_cv.metrics.BoxCOCOMetrics(bounding_box_format=BOX_FORMAT, evaluate_freq=1_000_000_000)
+    # the traced decoding called directly: ``predict`` would run under the model's strategy, which
+    # several workers must enter together, and only the chief evaluates
+    detect = detect_fn(model)
+    for x, y in ds:
+        metric.update_state(y, detect(x))
+    r = metric.result(force=True)
+    return {"map50": float(r["MaP@[IoU=50]"]), "map": float(r["MaP"])}
+
+
+def evaluate(run_dir: str, records: str, val_fold: int | None = None, out: str | None = None,
+             batch_size: int = 16, grid: int = 16) -> dict:
+    import tensorflow as tf
+
+    from stage1_detect.data import eval_dataset
+    from stage1_detect.model import best_boxes, load_detector
+    from tfrecords.reader import box_union, decode_image, parsed_records
+
+    model, cfg = load_detector(run_dir)
+    if val_fold is None:
+        train_cfg = os.path.join(run_dir, "train_config.json")
+        val_fold = json.loads(open(train_cfg).read())["val_fold"] if os.path.exists(train_cfg) else 0
+    s = cfg.image_size
+    result = {"val_fold": val_fold, **coco_map(model, eval_dataset(records, s, batch_size, val_fold))}
+    val = parsed_records(records, "train", folds=[val_fold]).filter(
+        lambda e: tf.size(e["image/object/class/label"]) > 0)
+    images = val.map(lambda e: decode_image(e["image/encoded"], s, antialias=False)).batch(batch_size)
+    pred_boxes, scores, _ = best_boxes(model.predict(images, verbose=0), s)
+    truth = np.stack([box_union(e).numpy() for e in val])
+    ious = iou(pred_boxes, truth)
+    result.update({"images": int(len(ious)), "mean_iou": float(ious.mean()),
+                   "iou50_share": float((ious >= 0.5).mean()), "found_share": float((scores > 0).mean())})
+    if out:
+        os.makedirs(out, exist_ok=True)
+        result["grid"] = draw_grid(list(val.take(grid)), pred_boxes[:grid], scores[:grid], truth[:grid],
+                                   os.path.join(out, "predictions.png"))
+    return result
+
+
+def draw_grid(examples, pred, scores, truth, path: str) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import tensorflow as tf
+
+    n = len(examples)
+    cols = 4
+    rows = max(1, -(-n // cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3.2 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, e, p, sc, t in zip(axes.flat, examples, pred, scores, truth, strict=False):
+        img = tf.io.decode_jpeg(e["image/encoded"], channels=3).numpy()
+        h, w = img.shape[:2]
+        ax.imshow(img)
+        for b, c in ((t, "lime"), (p, "red")):
+            ax.add_patch(plt.Rectangle((b[1] * w, b[0] * h), (b[3] - b[1]) * w, (b[2] - b[0]) * h,
+                                       fill=False, color=c, lw=2))
+        ax.set_title(f"{e['image/filename'].numpy().decode()[:10]}  score {sc:.2f}  IoU "
+                     f"{iou(p[None], t[None])[0]:.2f}", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return path

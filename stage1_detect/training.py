@@ -1,0 +1,87 @@
+"""What stage 1 brings to the one training loop (``runtime.trainer``): its config, the YOLOv8
+detector compiled with its losses, the box datasets and COCO validation after every epoch (the
+library behind ``stage1_detect/train.py``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from runtime.flags import check, option
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    records: str = option(help="image records folder (tfrecords/build.py output)")
+    out: str = option(help="run folder: checkpoints, detector.keras, detector_config.json")
+    image_size: int = option(192, help="square model input in pixels, a multiple of 32 (the CPU budget; "
+                                       "384-512 on a GPU/TPU)", lo=64)
+    backbone: str = option("xs", help="YOLOv8 backbone size", choices=("xs", "s", "m"))
+    weights: str = option("none", help="backbone weights: none, or a local .weights.h5 file")
+    epochs: int = option(14, help="passes over the training folds", lo=1)
+    batch_size: int = option(8, help="images per replica per step", lo=1)
+    lr: float = option(2e-3, help="peak learning rate (AdamW, warmup then cosine decay)", lo=1e-8)
+    warmup_epochs: float = option(1.0, help="epochs of linear warmup", lo=0.0)
+    val_fold: int = option(0, help="the fold held out for validation", lo=0)
+    fpn_depth: int = option(1, help="blocks per feature-pyramid level", lo=1)
+    seed: int = option(0, help="random seed for weights, shuffling and augmentation")
+    augment: bool = option(True, help="random flips, scale and colour jitter while training")
+
+    def __post_init__(self) -> None:
+        check(self)
+
+
+def smoke(records: str, out: str) -> TrainConfig:
+    """A tiny run for tests and the small demo."""
+    return TrainConfig(records=records, out=out, image_size=96, epochs=2, batch_size=4, warmup_epochs=0.5)
+
+
+def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict:
+    """Train (or resume); returns the final metrics. Writes everything under ``cfg.out`` (under
+    several workers in ``TF_CONFIG``, the chief writes it; the others only train)."""
+    from runtime import trainer
+
+    return trainer.train(cfg, cfg.out, cfg.epochs, lambda strategy, state: _stage(cfg, strategy), resume, progress)
+
+
+def _stage(cfg: TrainConfig, strategy):
+    import keras
+
+    from runtime.checkpoint import save_model
+    from runtime.storage import join
+    from runtime.strategy import shard_by_file
+    from runtime.tracking import log_artifact
+    from runtime.trainer import Stage, warmup_cosine
+    from stage1_detect.data import count_with_boxes, eval_dataset, train_dataset
+    from stage1_detect.model import DetectorConfig, build_detector
+    from stage1_detect.scoring import coco_map
+    from tfrecords.reader import list_shards, read_manifest
+
+    dcfg = DetectorConfig(classes=tuple(read_manifest(cfg.records)["parts"]), backbone=cfg.backbone,
+                          image_size=cfg.image_size, fpn_depth=cfg.fpn_depth, weights=cfg.weights)
+    keras.utils.set_random_seed(cfg.seed)
+    global_batch = cfg.batch_size * strategy.num_replicas_in_sync
+    train_ds = train_dataset(cfg.records, cfg.image_size, global_batch, cfg.val_fold, cfg.seed, cfg.augment)
+    train_ds = shard_by_file(train_ds, len(list_shards(cfg.records, "train")), strategy)
+    val_ds = eval_dataset(cfg.records, cfg.image_size, cfg.batch_size, cfg.val_fold).cache()
+    steps = count_with_boxes(cfg.records, cfg.val_fold) // global_batch
+    if steps == 0:
+        raise ValueError(f"{cfg.records}: fewer than {global_batch} training images with boxes (--batch-size "
+                         f"{cfg.batch_size} x {strategy.num_replicas_in_sync} replicas) outside fold {cfg.val_fold}")
+    with strategy.scope():
+        model = build_detector(dcfg)
+        optimizer = keras.optimizers.AdamW(warmup_cosine(cfg.lr, steps, cfg.epochs, cfg.warmup_epochs),
+                                           weight_decay=5e-4, global_clipnorm=10.0)
+        model.compile(optimizer=optimizer, classification_loss="binary_crossentropy", box_loss="ciou")
+
+    def finish(history: list[dict]) -> dict:
+        path = join(cfg.out, "detector.keras")
+        save_model(model, path)
+        log_artifact(path)
+        log_artifact(join(cfg.out, "detector_config.json"))
+        return {}
+
+    # steps None: the whole split every epoch (a file-sharded dataset ends on its own)
+    return Stage("stage1-detect", f"yolov8-{cfg.backbone}-{cfg.image_size}", model, train_ds, None,
+                 configs={"detector_config.json": asdict(dcfg)},
+                 validate=lambda epoch: coco_map(model, val_ds), finish=finish)
