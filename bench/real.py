@@ -10,8 +10,8 @@ trains one with the defaults; ``pixels``: 16x16 grey pixels, no training), fits 
 the SIFT re-ranking on a validation fold, identifies the test photos against the training photos
 and prints one JSON line:
 
-- ``detector_map50``, ``detector_iou50_share``: the detector on the validation fold's boxes (when
-  ``boxes.csv`` exists and a detector is used);
+- ``detector_map50``, ``detector_iou50_share``: the detector on every photo's boxes (a given
+  detector) or on the validation fold's (one trained here), when ``boxes.csv`` exists;
 - ``known_map5``: MAP@5 of the test photos of known individuals, ranking the catalog's individuals
   only (closed set: what a researcher scrolling the candidates sees);
 - ``open_set_map5``: Kaggle's MAP@5 of ``submission.csv`` against ``test_truth.csv``;
@@ -61,7 +61,8 @@ def stage1(a, records: str, w: str) -> tuple[str, dict]:
         from stage1_detect.scoring import evaluate
 
         if os.path.exists(os.path.join(a.data, "boxes.csv")):
-            r = evaluate(det, records, out=os.path.join(w, "detector_eval"))
+            # a given detector never saw these photos: all of them; one trained here: its validation fold
+            r = evaluate(det, records, out=os.path.join(w, "detector_eval"), every=a.detector != "train")
             figures = {"detector_map50": r["map50"], "detector_iou50_share": r["iou50_share"]}
         crop_records(CropConfig(records=records, out=crops, detector=det), progress=False)
     else:

@@ -1,15 +1,16 @@
-"""Kaggle TPU notebook script: train the embedder on crop records in a GCS bucket under
-``TPUStrategy`` with bfloat16, then export catalog and test embeddings.
+"""Kaggle notebook script: from crop records to ``submission.csv`` in one run. Trains the embedder
+(every option of ``stage2_embed/train.py``, at Kaggle's defaults), evaluates it on the validation
+fold (the ``new_individual`` threshold and its curves in ``OUT/threshold.json``), embeds the catalog
+(``OUT/catalog.npz``, with keypoints for the re-ranking) and identifies the records' test split
+(``OUT/submission/submission.csv``, ``matches.csv``).
 
-    python pipeline/kaggle_tpu.py --records gs://BUCKET/crops --out /kaggle/working/embedder
+    python pipeline/kaggle_tpu.py --records /kaggle/working/crops --out /kaggle/working/embedder
         [--backbone b5] [--image-size 384] [--epochs 20] [--batch-size 16] [--weights imagenet]
 
-TPUs read only from GCS: build the records and crops on a CPU session (or locally) into a bucket,
-attach it to the notebook, and run this cell by cell or as a script. The batch is per replica
-(x8 on a v3-8); ``steps_per_execution`` keeps the host out of the way; mixed precision is
-``mixed_bfloat16``. Checkpoints and the run folder are local (``/kaggle/working``); MLflow writes
-to ``/kaggle/working/mlflow.db``. Afterwards, ``pipeline/infer.py --catalog RUN/catalog.npz`` makes
-the submission (on the TPU host's CPU or a GPU session).
+The strategy comes from the machine: a TPU VM (``TPUStrategy``, ``mixed_bfloat16``, the batch per
+replica: x8 on a v3-8, ``steps_per_execution`` 32 so the host keeps up), several GPUs, or one
+device. TPU VMs read ``/kaggle/input`` and ``/kaggle/working`` directly; ``gs://`` paths work too.
+MLflow writes beside ``--out`` (``mlflow.db``) unless ``MLFLOW_TRACKING_URI`` says otherwise.
 """
 
 from __future__ import annotations
@@ -43,19 +44,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def _main(a: argparse.Namespace) -> None:
-    from pipeline.catalog import Catalog, save_npz
-    from stage2_embed.embedder import embed_records, load_embedder
+    from pipeline.catalog import export
+    from pipeline.identify import InferConfig, run
+    from pipeline.validation import EvalConfig, evaluate
+    from runtime.storage import join
     from stage2_embed.training import TrainConfig, smoke, train
+    from tfrecords.reader import read_manifest
 
     os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{os.path.dirname(os.path.abspath(a.out))}/mlflow.db")
     cfg = flags.config_from(TrainConfig, a, smoke(a.records, a.out) if a.smoke else None)
     final = train(cfg, resume=a.resume, progress=not a.quiet)
-    model, ecfg = load_embedder(a.out)
-    arr = embed_records(model, ecfg["image_size"], a.records, ("train",), batch_size=128)
-    save_npz(Catalog(arr["embeddings"], arr["filenames"], arr["individual_ids"], arr["species"],
-                     json.dumps(ecfg, sort_keys=True)), os.path.join(a.out, "catalog.npz"))
-    print(json.dumps({"run_dir": a.out, "catalog": os.path.join(a.out, "catalog.npz"),
-                      "val_map5": final.get("val_map5")}))
+    ev = evaluate(EvalConfig(embedder=a.out, records=a.records), progress=not a.quiet)
+    catalog = join(a.out, "catalog.npz")
+    export(a.out, a.records, catalog)
+    summary = {"run_dir": a.out, "val_map5": final.get("val_map5"), "threshold": ev["threshold"],
+               "catalog": catalog}
+    if read_manifest(a.records)["counts"]["test"]:
+        sub = run(InferConfig(detector="none", embedder=a.out, catalog=catalog, records=a.records, split="test",
+                              out=join(a.out, "submission")), progress=not a.quiet)
+        summary.update(submission=sub["submission"], images=sub["images"])
+    print(json.dumps(summary))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -118,14 +118,16 @@ def add_config(p: argparse.ArgumentParser, cls: type, skip: tuple[str, ...] = ()
 
 def given(p: argparse.ArgumentParser, argv: list[str] | None) -> set[str]:
     """The destinations of the options typed in ``argv`` (not those left at their defaults)."""
-    saved = {a.dest: a.default for a in p._actions}
-    try:
+    saved, parser_defaults = {a.dest: a.default for a in p._actions}, p._defaults
+    try:  # neither the options' defaults nor the parser's (``set_defaults``) count as typed
         for a in p._actions:
             a.default = argparse.SUPPRESS
+        p._defaults = {}
         ns, _ = p.parse_known_args(argv)
     finally:
         for a in p._actions:
             a.default = saved[a.dest]
+        p._defaults = parser_defaults
     return set(vars(ns))
 
 

@@ -49,7 +49,9 @@ class Stage:
     ``validate(epoch)`` returns the epoch's validation metrics (chief only; {} to skip an epoch).
     ``finish(history)`` saves the stage's models after the last epoch and returns extra metrics.
     ``configs`` are JSON files written into the run folder (and logged) before the first epoch;
-    ``params`` are MLflow params logged once when the run starts."""
+    ``params`` are MLflow params logged once when the run starts. With ``best``, the weights of the
+    epoch where that validation metric peaked (``RUN_DIR/best.weights.h5``) are restored before
+    ``finish``: the saved model is the best validated one, not the last."""
 
     experiment: str
     run_name: str
@@ -60,6 +62,7 @@ class Stage:
     validate: Callable[[int], dict] = lambda epoch: {}
     finish: Callable[[list[dict]], dict] = lambda history: {}
     params: dict = field(default_factory=dict)
+    best: str | None = None  # a validation metric (higher is better): the epoch it peaks at is kept
 
 
 def train(cfg: Any, out: str, epochs: int, build: Callable[[Any, dict | None], Stage], resume: bool = False,
@@ -99,7 +102,7 @@ def _chief(stage: Stage, cfg: Any, out: str, todo: range, epochs: int, strategy,
     import mlflow
 
     from runtime.strategy import fit_epoch
-    from runtime.tracking import start_run
+    from runtime.tracking import log_curves, start_run
 
     atomic.write_json(join(out, "train_config.json"), asdict(cfg))
     for name, obj in stage.configs.items():
@@ -115,7 +118,45 @@ def _chief(stage: Stage, cfg: Any, out: str, todo: range, epochs: int, strategy,
             metrics = fit_epoch(stage.model, stage.data, stage.steps, strategy, progress)
             metrics.update(stage.validate(epoch))
             metrics["epoch_seconds"] = time.perf_counter() - t
+            keep_if_best(stage, out, history, metrics)
             ckpt.end_epoch(stage.model, epoch, epochs, metrics, history, run.info.run_id)
         atomic.write_json(join(out, "history.json"), history)
-        extra = stage.finish(history)
+        log_curves(history)
+        kept = restore_best(stage, out, history)
+        extra = {**stage.finish(history), **kept}
     return {**(history[-1] if history else {}), **extra}
+
+
+def _best_epoch(history: list[dict], key: str) -> dict | None:
+    scored = [h for h in history if key in h]
+    return max(scored, key=lambda h: (h[key], h["epoch"])) if scored else None
+
+
+def keep_if_best(stage: Stage, out: str, history: list[dict], metrics: dict) -> None:
+    """Save the model's weights as ``best.weights.h5`` when this epoch's ``stage.best`` beats every
+    earlier one (ties go to the later epoch)."""
+    if not stage.best or stage.best not in metrics:
+        return
+    before = _best_epoch(history, stage.best)
+    if before is None or metrics[stage.best] >= before[stage.best]:
+        path = join(out, "best.weights.h5")
+        tmp = atomic.scratch(path)
+        stage.model.save_weights(tmp)
+        atomic.publish(tmp, path)
+
+
+def restore_best(stage: Stage, out: str, history: list[dict]) -> dict:
+    """Load the best epoch's weights back (when it is not the last); returns ``best_epoch`` and its
+    metric for the run's summary."""
+    from runtime.storage import exists, local_copy
+
+    best = _best_epoch(history, stage.best) if stage.best else None
+    path = join(out, "best.weights.h5")
+    if best is None or not exists(path):
+        return {}
+    if best["epoch"] != history[-1]["epoch"]:
+        with local_copy(path) as local:
+            stage.model.load_weights(local)
+        print(f"keeping epoch {best['epoch'] + 1} ({stage.best} {best[stage.best]:.4g}) over the last "
+              f"({history[-1].get(stage.best, float('nan')):.4g})", flush=True)
+    return {"best_epoch": best["epoch"], f"best_{stage.best}": best[stage.best]}

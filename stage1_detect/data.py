@@ -70,9 +70,17 @@ def train_dataset(records: str, image_size: int, batch_size: int, val_fold: int,
     return ds.map(to_model_inputs, num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)
 
 
-def eval_dataset(records: str, image_size: int, batch_size: int, val_fold: int) -> tf.data.Dataset:
-    """The validation fold, unaugmented, as (images, dense boxes), with boxes only."""
-    ds = parsed_records(records, "train", folds=[val_fold])
-    ds = ds.filter(lambda e: tf.size(e["image/object/class/label"]) > 0)
-    ds = ds.map(lambda e: to_detection(e, image_size), num_parallel_calls=AUTOTUNE)
+def boxed_records(records: str, val_fold: int | None) -> tf.data.Dataset:
+    """Parsed records with boxes: the validation fold, or with ``None`` every record of both splits
+    (a folder of photos the detector never trained on)."""
+    if val_fold is None:
+        ds = parsed_records(records, "train").concatenate(parsed_records(records, "test"))
+    else:
+        ds = parsed_records(records, "train", folds=[val_fold])
+    return ds.filter(lambda e: tf.size(e["image/object/class/label"]) > 0)
+
+
+def eval_dataset(records: str, image_size: int, batch_size: int, val_fold: int | None) -> tf.data.Dataset:
+    """``boxed_records``, unaugmented, as (images, dense boxes)."""
+    ds = boxed_records(records, val_fold).map(lambda e: to_detection(e, image_size), num_parallel_calls=AUTOTUNE)
     return ds.ragged_batch(batch_size).map(to_model_inputs).prefetch(AUTOTUNE)

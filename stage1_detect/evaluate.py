@@ -1,9 +1,9 @@
-"""Evaluate a trained detector on the validation fold.
+"""Evaluate a trained detector on the validation fold, or on every record of a folder (``--all``).
 
-    python stage1_detect/evaluate.py --detector RUN_DIR --records OUT [--val-fold K] [--out REPORT_DIR]
+    python stage1_detect/evaluate.py --detector RUN_DIR --records OUT [--val-fold K | --all] [--out REPORT_DIR]
 
 COCO mAP@0.5 and mAP@0.5:0.95 (pycocotools through keras-cv), the mean IoU of the chosen crop box
-(best box per image) with the truth, the share of images where that IoU >= 0.5, and a PNG grid of
+(best box per image) with the nearest true box, the share of images where that IoU >= 0.5, and a PNG grid of
 predictions (red, with score) over the truth (green). The last stdout line is JSON.
 """
 
@@ -24,7 +24,8 @@ from stage1_detect.scoring import DetectorEvalConfig, evaluate
 
 
 def _main(a: argparse.Namespace) -> None:
-    r = evaluate(a.detector, a.records, a.val_fold, a.out or os.path.join(a.detector, "eval"), a.batch_size)
+    r = evaluate(a.detector, a.records, a.val_fold, a.out or os.path.join(a.detector, "eval"), a.batch_size,
+                 every=a.all)
     print(json.dumps(r))
     print(f"predictions drawn: {r.get('grid')}")
 

@@ -1,7 +1,9 @@
 """The stage-1 detector: keras-cv's YOLOV8Detector with a backbone built from its class.
 
-Presets would download weights, so the backbone is built from ``YOLOV8Backbone``'s own arguments
-(the published xs/s/m sizes) and ``--weights`` is ``none`` or a local ``.weights.h5`` file.
+Nothing downloads: the backbone is built from ``YOLOV8Backbone``'s own arguments (the published
+xs/s/m sizes), or loaded from a local keras-cv preset folder (``--weights DIR``: a COCO-trained
+backbone, the normal start for a detector trained on a few hundred real boxes), or given a
+``.weights.h5`` file.
 
 Box format, stated once: ``BOX_FORMAT = "xyxy"`` in pixels of the square model input
 (``image_size`` x ``image_size``). Records hold normalised ``rel_yxyx``; ``stage1_detect.data``
@@ -37,7 +39,7 @@ class DetectorConfig:
     backbone: str = "xs"
     image_size: int = 256
     fpn_depth: int = 1
-    weights: str = "none"  # none | path to a backbone .weights.h5
+    weights: str = "none"  # none | a local keras-cv preset folder | a backbone .weights.h5 file
 
     def __post_init__(self) -> None:
         if self.backbone not in BACKBONES:
@@ -48,17 +50,31 @@ class DetectorConfig:
             raise ValueError("the records have no part labels (no boxes): train the detector on records with boxes")
 
 
-def build_detector(cfg: DetectorConfig) -> keras_cv.models.YOLOV8Detector:
+def build_backbone(cfg: DetectorConfig) -> keras_cv.models.YOLOV8Backbone:
+    """The YOLOv8 backbone: from a local keras-cv preset folder (``config.json`` + weights, e.g. the
+    COCO-trained ``yolo_v8_s_backbone_coco`` attached as a Kaggle model input; its architecture
+    wins over ``--backbone``), from a ``.weights.h5`` file of the chosen size, or from scratch."""
+    shape = (cfg.image_size, cfg.image_size, 3)
+    if cfg.weights not in ("none", "", None) and os.path.isdir(cfg.weights):
+        if not os.path.exists(os.path.join(cfg.weights, "config.json")):
+            raise FileNotFoundError(f"--weights {cfg.weights}: a folder without config.json is not a keras-cv "
+                                    "preset (save one with keras_cv's save_to_preset, or download the preset)")
+        return keras_cv.models.YOLOV8Backbone.from_preset(cfg.weights, input_shape=shape)
     channels, depth = BACKBONES[cfg.backbone]
     backbone = keras_cv.models.YOLOV8Backbone(
         stackwise_channels=list(channels), stackwise_depth=list(depth), include_rescaling=True,
-        activation="swish", input_shape=(cfg.image_size, cfg.image_size, 3))
+        activation="swish", input_shape=shape)
     if cfg.weights not in ("none", "", None):
         if not os.path.exists(cfg.weights):
             raise FileNotFoundError(
-                f"--weights {cfg.weights}: no such file. Offline, put a YOLOV8Backbone({cfg.backbone}) "
-                "weights file (saved with backbone.save_weights('x.weights.h5')) there, or use --weights none")
+                f"--weights {cfg.weights}: no such file or preset folder. Offline, put a keras-cv preset folder "
+                f"or a YOLOV8Backbone({cfg.backbone}) .weights.h5 file there, or use --weights none")
         backbone.load_weights(cfg.weights)
+    return backbone
+
+
+def build_detector(cfg: DetectorConfig) -> keras_cv.models.YOLOV8Detector:
+    backbone = build_backbone(cfg)
     # a low confidence floor: COCO mAP ranks every candidate, and crop.py applies its own --min-score
     decoder = keras_cv.layers.NonMaxSuppression(bounding_box_format=BOX_FORMAT, from_logits=False,
                                                 confidence_threshold=0.01, iou_threshold=0.5, max_detections=20)

@@ -17,7 +17,8 @@ class TrainConfig:
     image_size: int = option(192, help="square model input in pixels, a multiple of 32 (the CPU budget; "
                                        "384-512 on a GPU/TPU)", lo=64)
     backbone: str = option("xs", help="YOLOv8 backbone size", choices=("xs", "s", "m"))
-    weights: str = option("none", help="backbone weights: none, or a local .weights.h5 file")
+    weights: str = option("none", help="backbone weights: none, a local keras-cv preset folder (e.g. COCO's "
+                                       "yolo_v8_s_backbone_coco) or a .weights.h5 file")
     epochs: int = option(14, help="passes over the training folds", lo=1)
     batch_size: int = option(8, help="images per replica per step", lo=1)
     lr: float = option(2e-3, help="peak learning rate (AdamW, warmup then cosine decay)", lo=1e-8)
@@ -50,7 +51,7 @@ def _stage(cfg: TrainConfig, strategy):
     from runtime.checkpoint import save_model
     from runtime.storage import join
     from runtime.strategy import shard_by_file
-    from runtime.tracking import log_artifact
+    from runtime.tracking import log_artifact, log_keras_model
     from runtime.trainer import Stage, warmup_cosine
     from stage1_detect.data import count_with_boxes, eval_dataset, train_dataset
     from stage1_detect.model import DetectorConfig, build_detector
@@ -77,11 +78,11 @@ def _stage(cfg: TrainConfig, strategy):
     def finish(history: list[dict]) -> dict:
         path = join(cfg.out, "detector.keras")
         save_model(model, path)
-        log_artifact(path)
         log_artifact(join(cfg.out, "detector_config.json"))
+        log_keras_model(model, "detector", cfg.image_size)
         return {}
 
     # steps None: the whole split every epoch (a file-sharded dataset ends on its own)
     return Stage("stage1-detect", f"yolov8-{cfg.backbone}-{cfg.image_size}", model, train_ds, None,
                  configs={"detector_config.json": asdict(dcfg)},
-                 validate=lambda epoch: coco_map(model, val_ds), finish=finish)
+                 validate=lambda epoch: coco_map(model, val_ds), finish=finish, best="map50")

@@ -111,3 +111,31 @@ def build_models(cfg: EmbedderConfig) -> tuple[keras.Model, keras.Model]:
         outputs["species"] = keras.layers.Dense(cfg.num_species, dtype="float32", name="species")(x)
     train_model = keras.Model({"image": image, "label": label}, outputs, name="embedder_train")
     return train_model, keras.Model(image, emb, name="embedder")
+
+
+def init_from(train_model: keras.Model, run_dir: str) -> int:
+    """Copy another run's weights (``RUN_DIR/train_model.keras``) into ``train_model``, layer by layer
+    where the name and every weight's shape agree: the backbone, GeM and the embedding neck; heads
+    sized for other individuals are left as built. Returns how many layers were copied; none is a
+    ``ValueError`` (the runs do not share an architecture)."""
+    from runtime.storage import exists, join, local_copy
+    from stage2_embed import layers  # noqa: F401 - registers GeM and ArcFace for deserialisation
+
+    path = join(run_dir, "train_model.keras")
+    if not exists(path):
+        raise FileNotFoundError(f"--init {run_dir}: {path} not found; give a run folder of stage2_embed/train.py")
+    with local_copy(path) as local:
+        source = keras.saving.load_model(local, safe_mode=True, compile=False)
+    theirs = {layer.name: layer for layer in source.layers}
+    copied = 0
+    for layer in train_model.layers:
+        other = theirs.get(layer.name)
+        if other is None or not layer.weights:
+            continue
+        mine, given = layer.get_weights(), other.get_weights()
+        if len(mine) == len(given) and all(a.shape == b.shape for a, b in zip(mine, given, strict=True)):
+            layer.set_weights(given)
+            copied += 1
+    if not copied:
+        raise ValueError(f"--init {run_dir}: no layer matches this run's architecture (backbone, image size)")
+    return copied

@@ -26,6 +26,9 @@ class TrainConfig:
     backbone: str = option("b0", help="EfficientNet size", choices=tuple(BACKBONES))
     weights: str = option("none", help="backbone weights: none, imagenet (from Keras' local cache) or a "
                                        "local .h5/.weights.h5 file")
+    init: str | None = option(None, help="start from another run's embedder (a stage2_embed/train.py run folder, "
+                                         "e.g. one trained on the synthetic world): its backbone and embedding, "
+                                         "a new head for these individuals")
     image_size: int = option(96, help="square input in pixels (the CPU budget; marks need >= 96: 64 px gave "
                                       "val MAP@5 0.75 where 96 px gave 0.83)", lo=32)
     embedding_dim: int = option(256, help="embedding size", lo=2)
@@ -144,6 +147,10 @@ def _stage(cfg: TrainConfig, strategy, on_validation: Callable[[int, float], Non
     ds = shard_by_file(ds, len(list_shards(cfg.records, "train")), strategy)
     with strategy.scope():
         train_model, embed_model = compiled_models(cfg, ecfg, steps)
+        if cfg.init:
+            from stage2_embed.model import init_from
+
+            print(f"--init {cfg.init}: {init_from(train_model, cfg.init)} layers' weights taken over", flush=True)
 
     def validate(epoch: int) -> dict:
         if (epoch + 1) % cfg.val_every and epoch + 1 != cfg.epochs:
@@ -157,7 +164,7 @@ def _stage(cfg: TrainConfig, strategy, on_validation: Callable[[int, float], Non
                  configs={"embedder_config.json": asdict(ecfg)}, validate=validate,
                  finish=lambda history: _finish(cfg, ecfg, train_model, embed_model),
                  params={"replicas": strategy.num_replicas_in_sync, "global_batch": global_batch,
-                         "mixed": str(cfg.mixed_precision)})
+                         "mixed": str(cfg.mixed_precision)}, best="val_map5")
 
 
 def _finish(cfg: TrainConfig, ecfg, train_model, embed_model) -> dict:
@@ -165,7 +172,7 @@ def _finish(cfg: TrainConfig, ecfg, train_model, embed_model) -> dict:
     confusion report, and the artifacts in MLflow."""
     from runtime.checkpoint import save_model
     from runtime.storage import join
-    from runtime.tracking import log_artifact
+    from runtime.tracking import log_artifact, log_keras_model
     from stage2_embed import confusion_matrix
 
     fused, fusion = finish_embedding(embed_model, cfg, ecfg)
@@ -174,8 +181,8 @@ def _finish(cfg: TrainConfig, ecfg, train_model, embed_model) -> dict:
     conf = confusion_matrix.report(train_model, cfg.records, join(cfg.out, "confusion"), cfg.image_size,
                                    cfg.val_fold, cfg.head, cfg.crop)
     confusion_matrix.log_summary(conf)
-    log_artifact(join(cfg.out, "embedder.keras"))
     log_artifact(join(cfg.out, "embedder_config.json"))
+    log_keras_model(fused, "embedder", cfg.image_size)
     return {**fusion, **conf}
 
 

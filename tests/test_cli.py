@@ -83,6 +83,9 @@ def test_typed_options_win_over_a_base_and_the_others_keep_it():
     base = Toy(records="base", epochs=2, head="softmax", flip=True)
     args = flags.parse(toy_parser(), ["--records", "r", "--epochs", "10"])  # 10 is also the default
     assert args.given == {"records", "epochs"}
+    p = toy_parser()
+    p.set_defaults(head="softmax")  # a command's own defaults (kaggle_tpu.py) are not typed options either
+    assert flags.parse(p, ["--records", "r"]).given == {"records"}
     assert flags.config_from(Toy, args, base) == Toy(records="r", epochs=10, head="softmax", flip=True)
 
 

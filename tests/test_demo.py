@@ -15,7 +15,13 @@ def test_small_demo_runs_end_to_end(small_demo):
     assert (tmp_path / "detector" / "detector.keras").exists() and 0.0 <= out["detector_map50"] <= 1.0
     crops = json.loads((tmp_path / "crops" / "manifest.json").read_text())
     assert crops["counts"] == {"train": 72, "test": 24} and sum(crops["sources"].values()) == 96
-    assert (tmp_path / "mlflow.db").exists()
+    assert (tmp_path / "mlflow.db").exists() and (tmp_path / "mlartifacts").is_dir()  # the runs stay in --workdir
+    import mlflow
+
+    client = mlflow.MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    assert {m.name for m in client.search_registered_models()} >= {"happywhale-detector", "happywhale-embedder"}
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    assert any("curves.png" in {a.path for a in client.list_artifacts(r.info.run_id)} for r in runs)
     assert "[10/10]" in stdout and "pipeline/review.py --matches" in stdout
     for key in ("submission", "evaluation_report", "embedder"):  # every artefact the demo printed exists
         assert os.path.exists(out[key])

@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 import tensorflow as tf
 
@@ -161,6 +162,19 @@ def test_detector_loss_falls_on_a_handful_of_images(tiny_records):
     assert h[1] < 0.7 * h[0]
 
 
+def test_evaluate_all_scores_every_boxed_record_of_both_splits(tiny_run, tiny_records):
+    from stage1_detect.data import boxed_records
+    from stage1_detect.scoring import evaluate
+
+    out, _, _ = tiny_run
+    one, every = evaluate(str(out), str(tiny_records)), evaluate(str(out), str(tiny_records), every=True)
+    index = pd.read_csv(tiny_records / "index.csv")
+    assert sum(1 for _ in boxed_records(str(tiny_records), None)) == every["images"]
+    assert every["images"] > (index["split"] == "test").sum() and one["images"] < every["images"]
+    assert every["val_fold"] == "all"
+    assert 0.0 <= every["iou50_share"] <= 1.0 and one["val_fold"] == 0
+
+
 def test_detector_crops_fall_back_to_the_full_image(tiny_run, tiny_records, tmp_path):
     out, _, _ = tiny_run
     m = crop_records(CropConfig(records=str(tiny_records), out=str(tmp_path / "c"), detector=str(out),
@@ -180,3 +194,30 @@ def test_the_traced_detector_call_gives_what_predict_gives():
     for k in ("boxes", "confidence", "classes"):
         np.testing.assert_allclose(np.asarray(got[k]), np.asarray(want[k]), atol=1e-4)
     assert detect_fn(model) is detect_fn(model)
+
+
+def test_a_detector_trains_from_a_locally_saved_pretrained_preset(tiny_records, tmp_path):
+    """``--weights DIR``: a keras-cv preset folder (as a COCO backbone attached on Kaggle would be) is
+    loaded with its weights, its architecture wins, and the trainer starts from it."""
+    import keras
+    import keras_cv
+    from keras_cv.src.utils.preset_utils import save_to_preset
+
+    from stage1_detect.data import train_dataset
+    from stage1_detect.model import DetectorConfig, build_backbone, build_detector
+
+    keras.utils.set_random_seed(7)
+    pretrained = keras_cv.models.YOLOV8Backbone(stackwise_channels=[16, 32, 64, 64], stackwise_depth=[1, 1, 1, 1],
+                                                include_rescaling=True, activation="swish", input_shape=(96, 96, 3))
+    save_to_preset(pretrained, str(tmp_path / "preset"))
+    loaded = build_backbone(DetectorConfig(image_size=96, backbone="m", weights=str(tmp_path / "preset")))
+    assert loaded.count_params() == pretrained.count_params()  # the preset's size, not --backbone m
+    for a, b in zip(loaded.weights, pretrained.weights, strict=True):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    model = build_detector(DetectorConfig(image_size=96, weights=str(tmp_path / "preset")))
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), classification_loss="binary_crossentropy", box_loss="ciou")
+    h = model.fit(train_dataset(str(tiny_records), 96, 4, val_fold=0, augment=False).take(3), verbose=0).history
+    assert np.isfinite(h["loss"][0])
+    assert not np.array_equal(model.backbone.weights[0].numpy(), pretrained.weights[0].numpy())  # it trained
+    with pytest.raises(FileNotFoundError, match="config.json"):
+        build_backbone(DetectorConfig(image_size=96, weights=str(tmp_path)))

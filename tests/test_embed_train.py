@@ -118,3 +118,20 @@ def test_seeded_training_batches_repeat_exactly(tiny_crops):
     assert one.shape == (48, 48, 3)
     np.testing.assert_array_equal(one, augment({"image": img, "seed": np.array([1, 2])}, 48)["image"].numpy())
     assert not np.array_equal(one, augment({"image": img, "seed": np.array([1, 3])}, 48)["image"].numpy())
+
+
+def test_init_takes_over_backbone_and_neck_and_leaves_a_new_head(tiny_embedder):
+    """``--init RUN_DIR``: another run's backbone and embedding, a head sized for these individuals."""
+    from stage2_embed.model import init_from
+
+    cfg = json.loads((tiny_embedder / "embedder_config.json").read_text())
+    fields = {k: v for k, v in cfg.items() if k in EmbedderConfig.__dataclass_fields__}
+    new_train, _ = build_models(EmbedderConfig(**{**fields, "num_classes": fields["num_classes"] + 3,
+                                                  "margins": None}))
+    old = keras.saving.load_model(str(tiny_embedder / "train_model.keras"), safe_mode=True, compile=False)
+    copied = init_from(new_train, str(tiny_embedder))
+    assert copied >= 3  # backbone, neck dense, neck BN at least
+    np.testing.assert_array_equal(new_train.get_layer("neck_dense").get_weights()[0],
+                                  old.get_layer("neck_dense").get_weights()[0])
+    head, old_head = new_train.get_layer("individual"), old.get_layer("individual")
+    assert head.get_weights()[0].shape != old_head.get_weights()[0].shape

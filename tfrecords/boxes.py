@@ -1,5 +1,12 @@
-"""Bounding boxes of the animal part, from our CSV (``image,x_min,y_min,x_max,y_max,label``, pixels
-of the image as displayed, i.e. after EXIF orientation) or from COCO JSON (``bbox`` = x, y, w, h).
+"""Bounding boxes of the animal part, from a CSV or from COCO JSON (``bbox`` = x, y, w, h), in pixels
+of the image as displayed (after EXIF orientation).
+
+The CSV's columns may be spelled as public box files spell them: ``image`` (or ``filename``,
+``file_name``, ``file``, ``image_id``), the corners ``x_min,y_min,x_max,y_max`` (or ``xmin,...``,
+``x1,y1,x2,y2``, ``left,top,right,bottom``) or a corner and a size (``x,y,w,h`` or
+``x,y,width,height``), and ``label`` (or ``class``, ``category``, ``part``). Without a label column
+every box gets the one ``part`` given (``tfrecords/build.py --part``). For example, a detector's
+output for the Kaggle data, ``image,xmin,ymin,xmax,ymax``, builds as it is.
 
 Loading gives pixel boxes per image name; ``normalise`` turns them into [0, 1] ``Box``es for one
 image's size, clamping to the frame. A malformed box is a rejection of that box, never of its image.
@@ -11,6 +18,8 @@ import json
 import math
 from collections import defaultdict
 from dataclasses import dataclass
+
+import pandas as pd
 
 from runtime.cli import DataError
 from runtime.storage import read_bytes
@@ -39,11 +48,45 @@ def _num(v: object) -> float:
     return x
 
 
-def load_boxes(path: str) -> tuple[dict[str, list[PixelBox]], list[Rejection]]:
-    """Boxes by image name from a ``.csv`` or COCO ``.json`` file."""
+DEFAULT_PART = "animal"  # the label of boxes whose file has none
+SPELLINGS: dict[str, tuple[str, ...]] = {
+    "image": ("image", "filename", "file_name", "file", "image_id", "img"),
+    "x_min": ("x_min", "xmin", "x1", "x0", "left"),
+    "y_min": ("y_min", "ymin", "y1", "y0", "top"),
+    "x_max": ("x_max", "xmax", "x2", "right"),
+    "y_max": ("y_max", "ymax", "y2", "bottom"),
+    "label": ("label", "class", "class_name", "category", "part"),
+}
+SIZES = (("x", "y", "w", "h"), ("x", "y", "width", "height"))  # a corner and a size instead
+
+
+def read_box_table(path: str, part: str = DEFAULT_PART) -> pd.DataFrame:
+    """A boxes CSV with its columns renamed to ``BOX_COLUMNS`` (see the module docstring); a file
+    whose columns name no image or no box is a ``DataError`` that lists the accepted spellings."""
+    df = read_csv(path, (), "boxes CSV")
+    found = {k: next((c for c in names if c in df.columns), None) for k, names in SPELLINGS.items()}
+    corners = [found[k] for k in ("x_min", "y_min", "x_max", "y_max")]
+    sized = next((s for s in SIZES if all(c in df.columns for c in s)), None)
+    if found["image"] is None or (None in corners and sized is None):
+        raise DataError(f"{path}: boxes CSV needs an image column ({'/'.join(SPELLINGS['image'])}) and corners "
+                        "(x_min,y_min,x_max,y_max, xmin,..., x1,y1,x2,y2, left,top,right,bottom) or x,y,w,h; "
+                        f"found {','.join(df.columns)}")
+    out = pd.DataFrame({"image": df[found["image"]]})
+    if None in corners:  # x, y, w, h: corners as strings, junk kept for the row's own rejection
+        x, y, w, h = (pd.to_numeric(df[c], errors="coerce") for c in sized)
+        out = out.assign(x_min=df[sized[0]], y_min=df[sized[1]], x_max=(x + w).astype(str),
+                         y_max=(y + h).astype(str))
+    else:
+        out = out.assign(**{k: df[c] for k, c in zip(("x_min", "y_min", "x_max", "y_max"), corners, strict=True)})
+    return out.assign(label=df[found["label"]] if found["label"] else part)[list(BOX_COLUMNS)]
+
+
+def load_boxes(path: str, part: str = DEFAULT_PART) -> tuple[dict[str, list[PixelBox]], list[Rejection]]:
+    """Boxes by image name from a ``.csv`` or COCO ``.json`` file; ``part`` labels boxes of a CSV
+    without a label column."""
     if path.lower().endswith(".json"):
         return _load_coco(path)
-    df = read_csv(path, BOX_COLUMNS, "boxes CSV")
+    df = read_box_table(path, part)
     out: dict[str, list[PixelBox]] = defaultdict(list)
     rej = []
     for row in df.itertuples(index=False):

@@ -19,6 +19,7 @@ from runtime import atomic
 from runtime.flags import option
 from runtime.storage import exists, join, makedirs
 from tfrecords import layout
+from tfrecords.boxes import read_box_table
 from tfrecords.cleaning import normalize_species
 from tfrecords.layout import list_images, read_csv
 
@@ -118,7 +119,7 @@ def report(data: str, out: str, progress: bool = True) -> dict:
     sizes = sizes[sizes["width"] > 0]
     boxes = None
     if exists(join(data, layout.BOXES_CSV)):
-        boxes = read_csv(join(data, layout.BOXES_CSV), layout.BOX_COLUMNS, "boxes.csv").merge(sizes, on="image")
+        boxes = read_box_table(join(data, layout.BOXES_CSV)).merge(sizes, on="image")
         for c in ("x_min", "y_min", "x_max", "y_max"):
             boxes[c] = pd.to_numeric(boxes[c], errors="coerce")
         boxes = boxes.dropna()

@@ -20,7 +20,7 @@ from runtime.cli import DataError
 from runtime.flags import check, option
 from runtime.storage import exists, is_url, join, read_bytes
 from tfrecords import SCHEMA_VERSION
-from tfrecords.boxes import PixelBox, load_boxes
+from tfrecords.boxes import DEFAULT_PART, PixelBox, load_boxes
 from tfrecords.cleaning import Rejection, clean_test_names, clean_train_rows
 from tfrecords.folds import assign_folds, holdout_individuals
 from tfrecords.images import DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIDE
@@ -42,7 +42,9 @@ RECORDS_PER_SHARD = 512  # ~75 MB shards on Kaggle-sized images: enough files fo
 class BuildConfig:
     data: str = option(help="Kaggle-layout folder (local or gs://)")
     out: str = option(help="records folder to write")
-    boxes: str | None = option(None, help="boxes CSV or COCO JSON (None: DATA/boxes.csv when present)")
+    boxes: str | None = option(None, help="boxes CSV or COCO JSON (None: DATA/boxes.csv when present); CSV "
+                                          "columns as public box files spell them (tfrecords/boxes.py)")
+    part: str = option(DEFAULT_PART, help="the label of every box when the boxes CSV has no label column")
     folds: int = option(5, help="cross-validation folds (fewer where individuals have fewer photos)", lo=1)
     holdout_individuals: float = option(0.0, help="share of individuals never used for training (they play "
                                                   "new_individual in validation)", lo=0.0, hi=0.9)
@@ -137,7 +139,7 @@ def make_plan(cfg: BuildConfig) -> BuildPlan:
     rej += test_rej
 
     boxes_path = cfg.boxes or (join(cfg.data, BOXES_CSV) if exists(join(cfg.data, BOXES_CSV)) else None)
-    boxes, box_rej = load_boxes(boxes_path) if boxes_path else ({}, [])
+    boxes, box_rej = load_boxes(boxes_path, cfg.part) if boxes_path else ({}, [])
     rej += box_rej
     known = set(kept["image"]) | set(test_names)
     rej += [Rejection("boxes", n, "box for an image that is in neither split") for n in sorted(boxes) if n not in known]
