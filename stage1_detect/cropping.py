@@ -19,10 +19,10 @@ MANIFEST_KEYS = ("species", "individuals", "parts", "folds", "holdout_individual
 class CropConfig:
     records: str = option(help="image records folder (tfrecords/build.py output)")
     out: str = option(help="crop records folder to write")
-    detector: str | None = option(None, help="detector run folder (stage1_detect/train.py --out); "
-                                             "needed with --source detector")
     source: str = option("detector", help="where boxes come from: the detector, or the records' own boxes",
                          choices=("detector", "boxes"))
+    detector: str | None = option(None, help="detector run folder (stage1_detect/train.py --out); "
+                                             "needed with --source detector")
     margin: float = option(0.1, help="grow each box by this share of its size on every side", lo=0.0, hi=2.0)
     min_score: float = option(0.2, help="below this detector score the whole image is kept (source full; "
                                    "above 1: always)", lo=0.0)
