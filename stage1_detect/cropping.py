@@ -68,13 +68,14 @@ def boxes_in_crop(boxes, crop_box) -> list:
 def choose_boxes(parsed, model=None, image_size: int = 0, source: str = "detector", min_score: float = 0.2,
                  batch_size: int = 16) -> tuple:
     """Per image of ``parsed`` (parsed records): (rel-yxyx box before the margin, score, source).
-    The identified animal's box is the detector's largest confident one (``best_boxes``); with
-    ``source="boxes"`` the record's first box (``subject_box``)."""
+    The identified animal's box is the detector's highest-scoring one (``best_boxes``): Kaggle's
+    photos are framed on the animal the id belongs to, so the most confident box is the subject;
+    with ``source="boxes"`` it is the union of the record's own boxes."""
     import numpy as np
     import tensorflow as tf
 
     from stage1_detect.model import best_boxes
-    from tfrecords.reader import decode_image, subject_box
+    from tfrecords.reader import box_union, decode_image
 
     if next(iter(parsed.take(1)), None) is None:  # an empty shard (e.g. a split with no images)
         return np.zeros((0, 4), np.float32), np.zeros(0, np.float32), []
@@ -82,7 +83,7 @@ def choose_boxes(parsed, model=None, image_size: int = 0, source: str = "detecto
         boxes, sources = [], []
         for ex in parsed:
             has = int(tf.shape(ex["image/object/bbox"])[0]) > 0
-            boxes.append(subject_box(ex).numpy())
+            boxes.append(box_union(ex).numpy())
             sources.append("boxes" if has else "full")
         return np.array(boxes).reshape(-1, 4), np.where(np.array(sources) == "boxes", 1.0, -1.0), sources
     ds = parsed.map(lambda e: decode_image(e["image/encoded"], image_size, antialias=False),

@@ -106,15 +106,9 @@ def load_detector(run_dir: str) -> tuple[keras.Model, DetectorConfig]:
     return keras.saving.load_model(path, safe_mode=True), cfg
 
 
-SUBJECT_SCORE = 0.5  # a box is a candidate subject when it scores at least this share of the best
-
-
 def best_boxes(pred: dict, image_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """From a batch of decoded predictions, each image's identified animal: the largest box among
-    those scoring at least ``SUBJECT_SCORE`` of the image's best, as rel_yxyx [B, 4], its score [B]
-    (-1 where the detector found nothing) and class [B]. Largest, because photo-ID photographers
-    frame the animal they identify and it is the nearest; among confident boxes only, so that a
-    large weak box of water never wins over a clear fin."""
+    """From a batch of decoded predictions, each image's highest-scoring box: rel_yxyx [B, 4],
+    score [B] (-1 where the detector found nothing) and class [B]."""
     boxes = np.asarray(pred["boxes"], np.float32)  # [B, N, 4] xyxy px, padded with -1
     conf = np.asarray(pred["confidence"], np.float32)  # [B, N]
     cls = np.asarray(pred["classes"])
@@ -123,9 +117,7 @@ def best_boxes(pred: dict, image_size: int) -> tuple[np.ndarray, np.ndarray, np.
     for i in range(n):
         valid = conf[i] > 0
         if valid.any():
-            sure = valid & (conf[i] >= SUBJECT_SCORE * conf[i][valid].max())
-            area = (boxes[i, :, 2] - boxes[i, :, 0]) * (boxes[i, :, 3] - boxes[i, :, 1])
-            j = int(np.argmax(np.where(sure, area, -np.inf)))
+            j = int(np.argmax(np.where(valid, conf[i], -np.inf)))
             x0, y0, x1, y1 = np.clip(boxes[i, j] / image_size, 0.0, 1.0)
             out[i], score[i], label[i] = (y0, x0, y1, x1), conf[i, j], int(cls[i, j])
     return out, score.astype(np.float32), label

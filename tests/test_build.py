@@ -48,7 +48,7 @@ def test_readable_with_plain_tf_and_the_od_api_keys(tiny_records, tiny_data):
         "image/object/class/text": tf.io.VarLenFeature(tf.string),
     }
     train = pd.read_csv(tiny_data / "train.csv").set_index("image")
-    boxes = pd.read_csv(tiny_data / "boxes.csv")
+    boxes = pd.read_csv(tiny_data / "boxes.csv").set_index("image")
     files = sorted(str(p) for p in tiny_records.glob("train-*.tfrec"))
     for raw in tf.data.TFRecordDataset(files).take(10):
         ex = tf.io.parse_single_example(raw, spec)
@@ -60,9 +60,8 @@ def test_readable_with_plain_tf_and_the_od_api_keys(tiny_records, tiny_data):
 
         w0 = Image.open(tiny_data / "train_images" / name).size[0]
         xmin = tf.sparse.to_dense(ex["image/object/bbox/xmin"]).numpy()
-        mine = boxes[boxes["image"] == name]  # every animal's box, in the file's order
-        assert xmin == pytest.approx((mine["x_min"] / w0).tolist(), abs=1e-6)
-        assert tf.sparse.to_dense(ex["image/object/class/text"]).numpy()[0] == mine["label"].iloc[0].encode()
+        assert xmin == pytest.approx([boxes.loc[name, "x_min"] / w0], abs=1e-6)
+        assert tf.sparse.to_dense(ex["image/object/class/text"]).numpy()[0] == boxes.loc[name, "label"].encode()
 
 
 def test_folds_spread_individuals_and_holdout_is_whole_individuals(tiny_records):

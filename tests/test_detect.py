@@ -34,12 +34,6 @@ def test_best_boxes_picks_the_highest_score_and_falls_back():
     np.testing.assert_allclose(boxes, [[0.4, 0.2, 0.8, 0.6], [0, 0, 1, 1]])  # rel yxyx
     np.testing.assert_allclose(scores, [0.9, -1.0])
     assert labels.tolist() == [2, -1]
-    # two confident animals: the larger (nearer) one is the subject, though it scores a little less
-    pred = {"boxes": np.array([[[0, 0, 10, 10], [20, 40, 60, 80], [0, 0, 100, 100]]], np.float32),
-            "confidence": np.array([[0.9, 0.7, 0.2]], np.float32), "classes": np.array([[0, 1, 2]])}
-    boxes, scores, labels = best_boxes(pred, 100)
-    np.testing.assert_allclose(boxes, [[0.4, 0.2, 0.8, 0.6]])  # not the weak whole-frame box
-    assert scores.tolist() == [pytest.approx(0.7)] and labels.tolist() == [1]
 
 
 def test_cut_stays_inside_and_keeps_aspect():
@@ -86,8 +80,7 @@ def test_box_crops_keep_labels_and_cover_the_truth(tiny_records, box_crops):
         cb = c["crop/box"].numpy()
         assert (cb >= 0).all() and (cb <= 1).all() and (cb[2:] > cb[:2]).all()
         truth = o["image/object/bbox"].numpy()[0]
-        # the crop is the box plus a 10 % margin (IoU 0.69), less on a distant animal a few px wide
-        assert iou(cb[None], truth[None])[0] > 0.5
+        assert iou(cb[None], truth[None])[0] > 0.6  # the crop is the box plus a 10 % margin
         assert max(int(c["image/height"]), int(c["image/width"])) <= 64
         assert c["crop/source"].numpy() == b"boxes" and float(c["crop/score"]) == 1.0
         # the part's box, moved into the crop, sits inside the margin
@@ -215,16 +208,16 @@ def test_a_detector_trains_from_a_locally_saved_pretrained_preset(tiny_records, 
 
     keras.utils.set_random_seed(7)
     pretrained = keras_cv.models.YOLOV8Backbone(stackwise_channels=[16, 32, 64, 64], stackwise_depth=[1, 1, 1, 1],
-                                                include_rescaling=True, activation="swish", input_shape=(64, 64, 3))
+                                                include_rescaling=True, activation="swish", input_shape=(96, 96, 3))
     save_to_preset(pretrained, str(tmp_path / "preset"))
-    loaded = build_backbone(DetectorConfig(image_size=64, backbone="m", weights=str(tmp_path / "preset")))
+    loaded = build_backbone(DetectorConfig(image_size=96, backbone="m", weights=str(tmp_path / "preset")))
     assert loaded.count_params() == pretrained.count_params()  # the preset's size, not --backbone m
     for a, b in zip(loaded.weights, pretrained.weights, strict=True):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
-    model = build_detector(DetectorConfig(image_size=64, weights=str(tmp_path / "preset")))
+    model = build_detector(DetectorConfig(image_size=96, weights=str(tmp_path / "preset")))
     model.compile(optimizer=keras.optimizers.Adam(1e-3), classification_loss="binary_crossentropy", box_loss="ciou")
-    h = model.fit(train_dataset(str(tiny_records), 64, 4, val_fold=0, augment=False).take(2), verbose=0).history
+    h = model.fit(train_dataset(str(tiny_records), 96, 4, val_fold=0, augment=False).take(3), verbose=0).history
     assert np.isfinite(h["loss"][0])
     assert not np.array_equal(model.backbone.weights[0].numpy(), pretrained.weights[0].numpy())  # it trained
     with pytest.raises(FileNotFoundError, match="config.json"):
-        build_backbone(DetectorConfig(image_size=64, weights=str(tmp_path)))
+        build_backbone(DetectorConfig(image_size=96, weights=str(tmp_path)))

@@ -21,15 +21,6 @@ def test_box_union_margin_and_clamp():
     np.testing.assert_allclose(box_union(empty, 0.2).numpy(), [0, 0, 1, 1])
 
 
-def test_the_subject_is_the_first_box():
-    from tfrecords.reader import subject_box
-
-    ex = {"image/object/bbox": tf.constant([[0.2, 0.1, 0.4, 0.3], [0.3, 0.2, 0.6, 0.5]])}
-    np.testing.assert_allclose(subject_box(ex).numpy(), [0.2, 0.1, 0.4, 0.3], atol=1e-6)
-    np.testing.assert_allclose(subject_box(ex, 0.5).numpy(), [0.1, 0.0, 0.5, 0.4], atol=1e-6)
-    np.testing.assert_allclose(subject_box({"image/object/bbox": tf.zeros((0, 4))}, 0.2).numpy(), [0, 0, 1, 1])
-
-
 def test_ops_are_the_same_eagerly_and_inside_map(tiny_records):
     ex = one_example(tiny_records)
     eager = crop_to_box(ex, 64)

@@ -132,17 +132,9 @@ def box_union(ex: dict[str, tf.Tensor], margin: float = 0.0) -> tf.Tensor:
     return grow(tf.concat([tf.reduce_min(safe[:, :2], 0), tf.reduce_max(safe[:, 2:], 0)], 0), margin)
 
 
-def subject_box(ex: dict[str, tf.Tensor], margin: float = 0.0) -> tf.Tensor:
-    """The identified animal's box: a record's first box (photos with several animals list theirs
-    first), grown by ``margin`` and clamped; the whole frame when there is no box."""
-    b = ex["image/object/bbox"]
-    first = tf.cond(tf.shape(b)[0] > 0, lambda: b[0], lambda: tf.constant([0.0, 0.0, 1.0, 1.0]))
-    return grow(first, margin)
-
-
 def crop_to_box(ex: dict[str, tf.Tensor], image_size: int, margin: float = 0.1) -> dict[str, tf.Tensor]:
-    """Add ``image``: the identified animal's part (``subject_box``), resized to ``image_size`` squared."""
-    box = subject_box(ex, margin)
+    """Add ``image``: the boxed part (see ``box_union``), resized to ``image_size`` squared."""
+    box = box_union(ex, margin)
     return {**ex, "image": crop_square(tf.io.decode_jpeg(ex["image/encoded"], channels=3), box, image_size),
             "crop/box": box}
 

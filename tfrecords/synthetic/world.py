@@ -127,10 +127,7 @@ def plan(cfg: SynthConfig) -> tuple[list[Shot], pd.DataFrame, pd.DataFrame]:
             wd, ht = (long, int(long / aspect)) if aspect >= 1 else (int(long * aspect), long)
             if cfg.size:
                 wd, ht = cfg.size
-            # box/frame before the sea cuts a fin: mostly framed on the animal, one photo in five a
-            # distant one (1-7 % of the frame), as real photo-ID sets are
-            lo = 0.01 if rng.random() < 0.2 else 0.07
-            area = float(np.exp(rng.uniform(np.log(lo), np.log(0.6 if lo == 0.07 else 0.07))))
+            area = float(np.exp(rng.uniform(np.log(0.07), np.log(0.6))))  # box/frame, before the sea cuts a fin
             shots.append(Shot(split, i, f"{name}.jpg", ind, ht, wd, area))
 
     def written_species(s: str) -> str:
@@ -146,16 +143,15 @@ def plan(cfg: SynthConfig) -> tuple[list[Shot], pd.DataFrame, pd.DataFrame]:
     return shots, train, truth
 
 
-def draw(args: tuple[int, Shot, str]) -> tuple[str, str, list[tuple[int, int, int, int]], str]:
-    """Render and write one photo (worker). Returns split, image, boxes (the identified animal's
-    first), part label."""
+def draw(args: tuple[int, Shot, str]) -> tuple[str, str, tuple[int, int, int, int], str]:
+    """Render and write one photo (worker). Returns split, image, box, part label."""
     seed, shot, folder = args
     rng = np.random.default_rng([seed, 1 if shot.split == "train" else 2, shot.index])
-    rgb, boxes = compose(shot.individual, rng, shot.height, shot.width, shot.area)
+    rgb, box = compose(shot.individual, rng, shot.height, shot.width, shot.area)
     quality = int(rng.integers(45, 96))
     ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
     atomic.write_bytes(join(folder, shot.image), buf.tobytes())
-    return shot.split, shot.image, boxes, shot.individual.part
+    return shot.split, shot.image, box, shot.individual.part
 
 
 class _Serial:
@@ -182,7 +178,7 @@ def synthesize(cfg: SynthConfig, out: str, workers: int = 0, progress: bool = Tr
     with mp.get_context("fork").Pool(workers) if workers > 1 else _Serial() as pool:
         it = pool.imap(draw, jobs, chunksize=8)
         results = list(tqdm(it, total=len(jobs), desc="synthesize", unit="img", disable=not progress))
-    boxes = pd.DataFrame([(im, *box, part) for _, im, bs, part in results for box in bs],
+    boxes = pd.DataFrame([(im, *box, part) for _, im, box, part in results],
                          columns=["image", "x_min", "y_min", "x_max", "y_max", "label"])
     top = train["individual_id"].value_counts().index[:4].tolist()
     sample = pd.DataFrame({"image": truth["image"], "predictions": " ".join([*top, NEW_INDIVIDUAL])})
