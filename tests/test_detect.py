@@ -208,16 +208,16 @@ def test_a_detector_trains_from_a_locally_saved_pretrained_preset(tiny_records, 
 
     keras.utils.set_random_seed(7)
     pretrained = keras_cv.models.YOLOV8Backbone(stackwise_channels=[16, 32, 64, 64], stackwise_depth=[1, 1, 1, 1],
-                                                include_rescaling=True, activation="swish", input_shape=(96, 96, 3))
+                                                include_rescaling=True, activation="swish", input_shape=(64, 64, 3))
     save_to_preset(pretrained, str(tmp_path / "preset"))
-    loaded = build_backbone(DetectorConfig(image_size=96, backbone="m", weights=str(tmp_path / "preset")))
+    loaded = build_backbone(DetectorConfig(image_size=64, backbone="m", weights=str(tmp_path / "preset")))
     assert loaded.count_params() == pretrained.count_params()  # the preset's size, not --backbone m
     for a, b in zip(loaded.weights, pretrained.weights, strict=True):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
-    model = build_detector(DetectorConfig(image_size=96, weights=str(tmp_path / "preset")))
+    model = build_detector(DetectorConfig(image_size=64, weights=str(tmp_path / "preset")))
     model.compile(optimizer=keras.optimizers.Adam(1e-3), classification_loss="binary_crossentropy", box_loss="ciou")
-    h = model.fit(train_dataset(str(tiny_records), 96, 4, val_fold=0, augment=False).take(3), verbose=0).history
+    h = model.fit(train_dataset(str(tiny_records), 64, 4, val_fold=0, augment=False).take(2), verbose=0).history
     assert np.isfinite(h["loss"][0])
     assert not np.array_equal(model.backbone.weights[0].numpy(), pretrained.weights[0].numpy())  # it trained
     with pytest.raises(FileNotFoundError, match="config.json"):
-        build_backbone(DetectorConfig(image_size=96, weights=str(tmp_path)))
+        build_backbone(DetectorConfig(image_size=64, weights=str(tmp_path)))

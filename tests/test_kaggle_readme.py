@@ -11,6 +11,7 @@ import subprocess
 import sys
 
 import pandas as pd
+import pytest
 from conftest import ROOT
 
 
@@ -20,6 +21,7 @@ def kaggle_block() -> str:
     return re.search(r"```bash\n(.*?)```", section, re.S).group(1)
 
 
+@pytest.mark.slow  # 2-3 minutes: the default suite is at its 20-minute budget
 def test_the_readme_kaggle_commands_go_from_public_boxes_to_a_submission(tiny_data, tmp_path):
     from pipeline.submission import validate_submission
 
@@ -30,7 +32,7 @@ def test_the_readme_kaggle_commands_go_from_public_boxes_to_a_submission(tiny_da
     public = ours.rename(columns={"x_min": "xmin", "y_min": "ymin", "x_max": "xmax", "y_max": "ymax"})
     public[["image", "xmin", "ymin", "xmax", "ymax"]].to_csv(tmp_path / "public_boxes.csv", index=False)
     env = {**os.environ, "D": str(data), "W": str(tmp_path / "w"), "BOXES": str(tmp_path / "public_boxes.csv"),
-           "TRAIN": "--smoke", "PATH": f"{os.path.dirname(sys.executable)}:{os.environ['PATH']}",
+           "TRAIN": "--smoke --epochs 1", "PATH": f"{os.path.dirname(sys.executable)}:{os.environ['PATH']}",
            "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db"}
     r = subprocess.run(["bash", "-euo", "pipefail", "-c", kaggle_block()], cwd=ROOT, env=env, capture_output=True,
                        text=True, timeout=1200)
