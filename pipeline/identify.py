@@ -13,8 +13,6 @@ import pandas as pd
 
 from runtime.flags import check, option
 
-DEFAULT_MARGIN = 0.1  # for embedders whose config predates crop_margin
-
 
 @dataclass(frozen=True)
 class InferConfig:
@@ -54,6 +52,7 @@ def embed_chunk(encoded: list[bytes], detector, det_size: int, embedder, ecfg: d
 
     from stage1_detect.cropping import choose_boxes
     from stage2_embed.forward import forward_fn
+    from tfrecords.layout import CROP_MARGIN
     from tfrecords.reader import crop_square, grow, slice_box
 
     parsed = tf.data.Dataset.from_tensor_slices({"image/encoded": tf.constant(encoded, tf.string)})
@@ -64,7 +63,7 @@ def embed_chunk(encoded: list[bytes], detector, det_size: int, embedder, ecfg: d
                                               batch_size=cfg.batch_size)
         scores = np.where(np.array(sources) == "detector", scores, -1.0)
         margin = ecfg.get("crop_margin")
-        boxes = grow(boxes, DEFAULT_MARGIN if margin is None else margin).numpy()
+        boxes = grow(boxes, CROP_MARGIN if margin is None else margin).numpy()
 
     def crop(e, box):  # the training crops' cut (slice, then an antialiased resize)
         img = tf.io.decode_jpeg(e["image/encoded"], channels=3)

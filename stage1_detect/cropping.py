@@ -9,6 +9,7 @@ from collections import Counter
 from dataclasses import dataclass, replace
 
 from runtime.flags import check, option
+from tfrecords.layout import CROP_MARGIN
 
 # what crop records keep of their image records' manifest
 MANIFEST_KEYS = ("species", "individuals", "parts", "folds", "holdout_individuals", "individual_species",
@@ -23,7 +24,7 @@ class CropConfig:
                          choices=("detector", "boxes"))
     detector: str | None = option(None, help="detector run folder (stage1_detect/train.py --out); "
                                              "needed with --source detector")
-    margin: float = option(0.1, help="grow each box by this share of its size on every side", lo=0.0, hi=2.0)
+    margin: float = option(CROP_MARGIN, help="grow each box by this share of its size on every side", lo=0.0, hi=2.0)
     min_score: float = option(0.2, help="below this detector score the whole image is kept (source full; "
                                    "above 1: always)", lo=0.0)
     crop_size: int = option(384, help="longer side of the written crops in pixels (never scaled up)", lo=32)

@@ -14,8 +14,8 @@ import numpy as np
 from runtime import atomic
 from runtime.flags import check, option
 from stage2_embed.backbones import BACKBONES, HEADS
+from tfrecords.layout import CROP_MARGIN
 
-CROP_MARGIN = 0.1  # what ``--crop`` grows the records' boxes by (tfrecords.reader.make_dataset's default)
 CACHE_BYTES = 2 << 30  # decoded training images are kept in memory below this size
 
 

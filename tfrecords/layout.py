@@ -26,6 +26,9 @@ SAMPLE_SUBMISSION = "sample_submission.csv"
 BOXES_CSV = "boxes.csv"
 TEST_TRUTH_CSV = "test_truth.csv"
 NEW_INDIVIDUAL = "new_individual"
+# the crop margin wherever none is given: crop records, ``--crop`` training, and inference with an
+# embedder whose config predates ``crop_margin``
+CROP_MARGIN = 0.1
 
 TRAIN_COLUMNS = ("image", "species", "individual_id")
 BOX_COLUMNS = ("image", "x_min", "y_min", "x_max", "y_max", "label")

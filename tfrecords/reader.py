@@ -22,6 +22,7 @@ import tensorflow as tf
 from runtime.cli import DataError
 from runtime.storage import exists, join
 from tfrecords import SCHEMA_VERSION
+from tfrecords.layout import CROP_MARGIN
 from tfrecords.schema import parse_example
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -132,7 +133,7 @@ def box_union(ex: dict[str, tf.Tensor], margin: float = 0.0) -> tf.Tensor:
     return grow(tf.concat([tf.reduce_min(safe[:, :2], 0), tf.reduce_max(safe[:, 2:], 0)], 0), margin)
 
 
-def crop_to_box(ex: dict[str, tf.Tensor], image_size: int, margin: float = 0.1) -> dict[str, tf.Tensor]:
+def crop_to_box(ex: dict[str, tf.Tensor], image_size: int, margin: float = CROP_MARGIN) -> dict[str, tf.Tensor]:
     """Add ``image``: the boxed part (see ``box_union``), resized to ``image_size`` squared."""
     box = box_union(ex, margin)
     return {**ex, "image": crop_square(tf.io.decode_jpeg(ex["image/encoded"], channels=3), box, image_size),
@@ -145,7 +146,7 @@ def make_dataset(
     *,
     image_size: int | None = None,
     crop: bool = False,
-    margin: float = 0.1,
+    margin: float = CROP_MARGIN,
     batch_size: int | None = None,
     folds: Sequence[int] | None = None,
     exclude_folds: Sequence[int] | None = None,
