@@ -2,13 +2,20 @@
 crop, embed, search, rank; models loaded once, as for the loop) beside a per-image loop as a
 careful user would write it (decode, the detector's traced call on one image, crop, the
 embedder's traced call on one crop, one matrix product over the catalog), both warmed before
-timing, over the same models and catalog; plus the share of time per stage of the batched path.
+timing, over the same models and catalog; plus the share of time per stage of the batched path;
+plus the same batched path with both models exported to ONNX (``pipeline/export.py``,
+``infer.py --runtime onnx``) against TensorFlow: images/s of each, timed alternately, the
+largest cosine difference of the embeddings and the share of identical top-5 predictions.
 
     python bench/infer.py [--images 400] [--catalog 400] [--det-size 192] [--emb-size 96]
+        [--demo WORKDIR]
 
-Untrained models (speed does not depend on the weights) and generated data. The last line is JSON
-with images/s of both paths and their ratio, and the cost of the local-feature re-ranking
-(``pipeline/rerank.py``, K = 10) per query and against the crop + embedding path.
+Untrained models (speed does not depend on the weights) and generated data; with ``--demo``, the
+ONNX comparison runs on that demo's trained models, catalog and test photos instead (re-ranking
+as infer does it for the top-5, off for the timing: SIFT runs the same in both). The last line is
+JSON with images/s of both paths and their ratio, the cost of the local-feature re-ranking
+(``pipeline/rerank.py``, K = 10) per query and against the crop + embedding path, and
+``onnx_speedup``, ``onnx_max_cosine_diff`` and ``onnx_same_top5``.
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--catalog", type=int, default=400, help="catalog embeddings")
     p.add_argument("--det-size", type=int, default=192, help="detector input side")
     p.add_argument("--emb-size", type=int, default=96, help="embedder input side")
+    p.add_argument("--demo", help="a demo's --workdir: compare the runtimes on its models and test photos")
     a = p.parse_args(argv)
 
     import numpy as np
@@ -125,6 +133,12 @@ def main(argv: list[str] | None = None) -> int:
         for enc in encoded:
             one(enc)
         loop = a.images / (time.perf_counter() - t)
+        if a.demo:
+            demo = Path(a.demo)
+            cfg = InferConfig(detector=str(demo / "detector"), embedder=str(demo / "embedder"),
+                              catalog=str(demo / "catalog.npz"), images=str(demo / "data" / "test_images"),
+                              out=os.path.join(tmp, "demo"))
+        onnx = compare_runtimes(cfg)
     total = t_detect + t_embed + t_search
     shares = {"detect": t_detect / total, "crop_embed": t_embed / total, "search": t_search / total}
     print(f"batched {batched:.1f} img/s, per-image loop {loop:.1f} img/s; time per stage: "
@@ -136,8 +150,43 @@ def main(argv: list[str] | None = None) -> int:
                       "rerank_vs_embedding": round(t_rerank / t_embed, 2),
                       "rerank_vs_identify": round(t_rerank * batched / a.images, 2),
                       "per_image_loop_img_s": round(loop, 1), "speedup": round(batched / loop, 2),
-                      **{f"share_{k}": round(v, 3) for k, v in shares.items()}}))
+                      **{f"share_{k}": round(v, 3) for k, v in shares.items()}, **onnx}))
     return 0
+
+
+def compare_runtimes(cfg, reps: int = 3) -> dict:
+    """``identify`` with TensorFlow and with both models' ONNX exports: the same predictions and
+    embeddings (with ``cfg``'s re-ranking), and images/s of each (without re-ranking, which runs
+    the same in both), timed alternately ``reps`` times each on a machine whose speed drifts."""
+    from dataclasses import replace
+
+    import numpy as np
+
+    from pipeline import photos
+    from pipeline.exporting import export_detector, export_embedder
+    from pipeline.identify import identify, load
+
+    export_embedder(cfg.embedder)
+    if cfg.detector != "none":
+        export_detector(cfg.detector)
+    chunks = list(photos.chunks(photos.inputs(cfg, {}), cfg.chunk))
+    n = sum(len(c[0]) for c in chunks)
+    runs = {rt: replace(cfg, runtime=rt) for rt in ("tf", "onnx")}
+    models = {rt: load(c) for rt, c in runs.items()}
+    out = {rt: identify(models[rt], chunks, c) for rt, c in runs.items()}  # also the warm-up
+    spent = dict.fromkeys(runs, 0.0)
+    for _ in range(reps):
+        for rt, c in runs.items():
+            t = time.perf_counter()
+            identify(replace(models[rt], fusion=None), chunks, c)
+            spent[rt] += time.perf_counter() - t
+    tf_s, onnx_s = (reps * n / spent[rt] for rt in ("tf", "onnx"))
+    (_, e_tf, *_, p_tf, _), (_, e_onnx, *_, p_onnx, _) = out["tf"], out["onnx"]
+    print(f"ONNX Runtime {onnx_s:.1f} img/s, TensorFlow {tf_s:.1f} img/s ({onnx_s / tf_s:.2f}x) on {n} photos")
+    return {"onnx_images": n, "onnx_img_s": round(onnx_s, 1), "tf_img_s": round(tf_s, 1),
+            "onnx_speedup": round(onnx_s / tf_s, 2),
+            "onnx_max_cosine_diff": float(np.max(np.abs(1.0 - np.sum(e_tf * e_onnx, axis=1)))),
+            "onnx_same_top5": float(np.mean([a == b for a, b in zip(p_tf, p_onnx, strict=True)]))}
 
 
 if __name__ == "__main__":

@@ -41,7 +41,8 @@ def entries(w: str) -> dict[str, tuple[str, list[str]]]:
         "build_records": ("TFRecord build throughput", ["bench/build_records.py"]),
         "detect": ("crop throughput: batched against a warmed per-image loop", ["bench/detect.py"]),
         "train_step": ("a training step: Keras fit against a GradientTape loop", ["bench/train_step.py"]),
-        "infer": ("identification throughput: batched against a warmed per-image loop", ["bench/infer.py"]),
+        "infer": ("identification throughput: batched against a warmed per-image loop; ONNX Runtime against "
+                  "TensorFlow on the demo's models and test photos", ["bench/infer.py", "--demo", demo]),
         "search": ("catalog search: exact against FAISS", ["bench/search.py"]),
         "review": ("the match review under load", ["bench/review.py"]),
     }

@@ -31,6 +31,8 @@ class InferConfig:
                                       "EMB_DIR/threshold.json has a fit", choices=("auto", "sift", "none"))
     species_consistency: bool = option(False, help="demote candidates of another species than the best one's")
     tta: str = option("none", help="flip: average the embedding with the mirrored crop's", choices=("none", "flip"))
+    runtime: str = option("tf", help="onnx: run both models' ONNX exports with ONNX Runtime (pipeline/export.py "
+                                     "writes them; faster on CPU)", choices=("tf", "onnx"))
     batch_size: int = option(32, help="images per detector and embedder batch", lo=1)
     min_score: float = option(0.2, help="below this detector score the whole image is used (above 1: always)",
                               lo=0.0)
@@ -100,12 +102,12 @@ def load(cfg: InferConfig) -> Models:
     from stage2_embed.embedder import load_embedder
     from stage2_embed.fusion import warn_if_weak
 
-    embedder, ecfg = load_embedder(cfg.embedder)
+    embedder, ecfg = load_embedder(cfg.embedder, cfg.runtime)
     detector, det_size = None, 0
     if cfg.detector != "none":
         from stage1_detect.model import load_detector
 
-        detector, dcfg = load_detector(cfg.detector)
+        detector, dcfg = load_detector(cfg.detector, cfg.runtime)
         det_size = dcfg.image_size
     fusion = load_fusion(cfg)
     cat = catalog_lib.load(cfg.catalog, embedder, ecfg, local=fusion is not None)

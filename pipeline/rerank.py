@@ -68,7 +68,10 @@ def inlier_matrix(cands, query_emb: np.ndarray, query_local, cat_emb: np.ndarray
 
 def fit_fusion(cands, inl: np.ndarray, truths) -> Fusion:
     """Logistic regression on validation (query, candidate) pairs of the first ``inl.shape[1]``
-    candidates: is the candidate the query's individual?"""
+    candidates: is the candidate the query's individual? Monotone: a higher cosine or more inliers
+    never lowers the probability. A feature that the fit weighs negatively (noise, with a weak
+    embedder or few validation queries) is dropped and the other refitted alone; otherwise a photo
+    enrolled in the catalog could lose to another individual against itself."""
     from sklearn.linear_model import LogisticRegression
 
     k = inl.shape[1]
@@ -77,8 +80,16 @@ def fit_fusion(cands, inl: np.ndarray, truths) -> Fusion:
     x = np.stack([cands.scores[:, :k][valid], np.log1p(np.minimum(inl[valid], CAP))], axis=1)
     if y.all() or not y.any():  # nothing to learn from: keep the global order
         return Fusion(1.0, 0.0, 0.0)
-    model = LogisticRegression(C=1.0).fit(x, y)
-    return Fusion(float(model.coef_[0, 0]), float(model.coef_[0, 1]), float(model.intercept_[0]))
+    keep = [0, 1]
+    while True:
+        model = LogisticRegression(C=1.0).fit(x[:, keep], y)
+        coef = dict(zip(keep, model.coef_[0], strict=True))
+        if min(coef.values()) >= 0 or len(keep) == 1:
+            break
+        keep.remove(min(coef, key=coef.get))
+    if coef[keep[0]] < 0:  # neither feature says anything: the global order, unchanged
+        return Fusion(1.0, 0.0, 0.0)
+    return Fusion(float(coef.get(0, 0.0)), float(coef.get(1, 0.0)), float(model.intercept_[0]))
 
 
 def apply(cands, inl: np.ndarray, fusion: Fusion):

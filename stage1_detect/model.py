@@ -24,6 +24,7 @@ import numpy as np
 from runtime.storage import exists, join, read_bytes
 
 BOX_FORMAT = "xyxy"
+CONFIDENCE_FLOOR = 0.01  # boxes below it are not detections (the NMS decoder's floor)
 
 # YOLOv8 n / s / m scaling (keras-cv's yolo_v8_{xs,s,m}_backbone presets, without their weights)
 BACKBONES: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {
@@ -77,7 +78,8 @@ def build_detector(cfg: DetectorConfig) -> keras_cv.models.YOLOV8Detector:
     backbone = build_backbone(cfg)
     # a low confidence floor: COCO mAP ranks every candidate, and crop.py applies its own --min-score
     decoder = keras_cv.layers.NonMaxSuppression(bounding_box_format=BOX_FORMAT, from_logits=False,
-                                                confidence_threshold=0.01, iou_threshold=0.5, max_detections=20)
+                                                confidence_threshold=CONFIDENCE_FLOOR, iou_threshold=0.5,
+                                                max_detections=20)
     return keras_cv.models.YOLOV8Detector(
         num_classes=len(cfg.classes), bounding_box_format=BOX_FORMAT, backbone=backbone, fpn_depth=cfg.fpn_depth,
         prediction_decoder=decoder)
@@ -97,12 +99,17 @@ def load_config(run_dir: str) -> DetectorConfig:
     return DetectorConfig(**{**d, "classes": tuple(d["classes"])})
 
 
-def load_detector(run_dir: str) -> tuple[keras.Model, DetectorConfig]:
-    """``RUN_DIR/detector.keras`` (loaded with ``safe_mode=True``) and its config."""
+def load_detector(run_dir: str, runtime: str = "tf") -> tuple[keras.Model, DetectorConfig]:
+    """``RUN_DIR/detector.keras`` (loaded with ``safe_mode=True``) and its config; with
+    ``runtime="onnx"``, its export ``detector.onnx`` (``top_box_fn``) as a ``runtime.onnx.Session``."""
     cfg = load_config(run_dir)
     path = join(run_dir, "detector.keras")
     if not exists(path):
         raise FileNotFoundError(f"{path} not found: train the detector first (stage1_detect/train.py)")
+    if runtime == "onnx":
+        from runtime.onnx import Session
+
+        return Session(join(run_dir, "detector.onnx"), source=path), cfg
     return keras.saving.load_model(path, safe_mode=True), cfg
 
 
@@ -137,3 +144,42 @@ def detect_fn(model):
         fn = _DETECT[model] = tf.function(lambda x: model.decode_predictions(model(x, training=False), x),
                                           reduce_retracing=True)
     return fn
+
+
+_TOP: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> its traced top-box call
+
+
+def top_box_fn(model, image_size: int):
+    """Each image's most confident box as one ``tf.function`` of a [B, S, S, 3] float batch ->
+    (boxes [B, 4] xyxy px, confidence [B], class [B]): the forward pass and the box decoding of
+    ``decode_predictions`` without its non-max suppression, which never removes the most
+    confident box. The function that identification calls and that ``pipeline/export.py`` writes
+    to ONNX (NMS's padded loops are not exportable)."""
+    import tensorflow as tf
+    from keras_cv.src.models.object_detection.yolo_v8 import yolo_v8_detector as yolo
+
+    fn = _TOP.get(model)
+    if fn is None:
+        anchors, strides = yolo.get_anchors(image_shape=(image_size, image_size, 3))
+
+        @tf.function(input_signature=[tf.TensorSpec((None, image_size, image_size, 3), tf.float32)])
+        def top(x):
+            pred = model(x, training=False)
+            boxes = yolo.dist2bbox(yolo.decode_regression_to_boxes(pred["boxes"]), anchors) * strides[:, None]
+            conf = tf.reduce_max(pred["classes"], axis=-1)  # [B, A]: sigmoid scores of the best class
+            best = tf.argmax(conf, axis=-1, output_type=tf.int32)
+            return (tf.gather(boxes, best, batch_dims=1), tf.gather(conf, best, batch_dims=1),
+                    tf.gather(tf.argmax(pred["classes"], -1, output_type=tf.int32), best, batch_dims=1))
+
+        fn = _TOP[model] = top
+    return fn
+
+
+def top_boxes(out: tuple, image_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``top_box_fn``'s outputs as ``best_boxes`` gives them: rel-yxyx [B, 4], score [B] (-1 and the
+    whole image where no box reaches ``CONFIDENCE_FLOOR``), class [B] (-1 there)."""
+    boxes, conf, cls = (np.asarray(o) for o in out)
+    found = conf > CONFIDENCE_FLOOR
+    x0, y0, x1, y1 = np.clip(boxes.reshape(-1, 4) / image_size, 0.0, 1.0).T
+    rel = np.where(found[:, None], np.stack([y0, x0, y1, x1], 1), [[0.0, 0.0, 1.0, 1.0]])
+    return rel.astype(np.float32), np.where(found, conf, -1.0).astype(np.float32), np.where(found, cls, -1)

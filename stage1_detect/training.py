@@ -49,6 +49,7 @@ def _stage(cfg: TrainConfig, strategy):
     import keras
 
     from runtime.checkpoint import save_model
+    from runtime.optimizer import AdamW
     from runtime.storage import join
     from runtime.strategy import shard_by_file
     from runtime.tracking import log_artifact, log_keras_model
@@ -71,8 +72,8 @@ def _stage(cfg: TrainConfig, strategy):
                          f"{cfg.batch_size} x {strategy.num_replicas_in_sync} replicas) outside fold {cfg.val_fold}")
     with strategy.scope():
         model = build_detector(dcfg)
-        optimizer = keras.optimizers.AdamW(warmup_cosine(cfg.lr, steps, cfg.epochs, cfg.warmup_epochs),
-                                           weight_decay=5e-4, global_clipnorm=10.0)
+        optimizer = AdamW(warmup_cosine(cfg.lr, steps, cfg.epochs, cfg.warmup_epochs), weight_decay=5e-4,
+                          global_clipnorm=10.0)
         model.compile(optimizer=optimizer, classification_loss="binary_crossentropy", box_loss="ciou")
 
     def finish(history: list[dict]) -> dict:

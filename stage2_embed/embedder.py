@@ -27,17 +27,23 @@ class EmbedConfig:
     batch_size: int = option(64, help="images per embedder batch", lo=1)
 
 
-def load_embedder(run_dir: str):
-    """(``RUN_DIR/embedder.keras`` loaded with ``safe_mode=True``, its config dict)."""
-    import keras
-
+def load_embedder(run_dir: str, runtime: str = "tf"):
+    """(``RUN_DIR/embedder.keras`` loaded with ``safe_mode=True``, its config dict); with
+    ``runtime="onnx"``, its export ``embedder.onnx`` as a ``runtime.onnx.Session`` instead."""
     from runtime.storage import exists, join, read_bytes
-    from stage2_embed import layers  # noqa: F401 - registers GeM and ArcFace for deserialisation
 
     path = join(run_dir, "embedder.keras")
     if not exists(path):
         raise FileNotFoundError(f"{path} not found: is {run_dir} a run folder of stage2_embed/train.py?")
     cfg = json.loads(read_bytes(join(run_dir, "embedder_config.json")))
+    if runtime == "onnx":
+        from runtime.onnx import Session
+
+        return Session(join(run_dir, "embedder.onnx"), source=path), cfg
+    import keras
+
+    from stage2_embed import layers  # noqa: F401 - registers GeM and ArcFace for deserialisation
+
     return keras.saving.load_model(path, safe_mode=True), cfg
 
 

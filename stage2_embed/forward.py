@@ -13,8 +13,12 @@ _FORWARD: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> it
 def forward_fn(model):
     """``model``'s inference call as a ``tf.function``, traced once per model (not once per
     validation pass or inference chunk: tracing an EfficientNet costs ~10 s; eager calls are ~3x
-    slower)."""
+    slower). A model that is not Keras (an ONNX ``runtime.onnx.Session``) is its own function."""
+    import keras
     import tensorflow as tf
+
+    if not isinstance(model, keras.Model):
+        return model
 
     forward = _FORWARD.get(model)
     if forward is None:
@@ -34,7 +38,7 @@ def embed_all(model, ds) -> tuple:
         names += [v.decode() for v in b["image/filename"].numpy()]
         folds.append(b["image/fold"].numpy())
         holdout.append(b["image/holdout"].numpy())
-    dim = model.output_shape[-1]
+    dim = model.output_shape[-1] if hasattr(model, "output_shape") else 0
     return (np.concatenate(embs) if embs else np.zeros((0, dim), np.float32), np.array(ids), np.array(species),
             np.array(names), np.concatenate(folds) if folds else np.zeros(0, int),
             np.concatenate(holdout) if holdout else np.zeros(0, int))

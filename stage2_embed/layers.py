@@ -11,6 +11,7 @@ import math
 from collections.abc import Sequence
 
 import keras
+import numpy as np
 from keras import ops
 
 
@@ -148,6 +149,16 @@ def dynamic_margins(counts: Sequence[int], low: float = 0.2, high: float = 0.5, 
     return (low + (high - low) * x).tolist()
 
 
+def area_weights(n: int, side: int) -> np.ndarray:
+    """[side, n]: row ``i`` averages the inputs that ``[i, i + 1) * n / side`` covers, each weighted by
+    the share of it covered (``tf.image.resize(method="area")`` along one axis)."""
+    edges = np.arange(side + 1) * (n / side)
+    lo, hi = edges[:-1, None], edges[1:, None]
+    cells = np.arange(n)[None, :]
+    cover = np.clip(np.minimum(hi, cells + 1) - np.maximum(lo, cells), 0.0, None)
+    return (cover * side / n).astype(np.float32)
+
+
 @keras.saving.register_keras_serializable(package="happywhale")
 class PixelDescriptor(keras.layers.Layer):
     """A training-free global descriptor: the image in grey, area-averaged to ``side`` x ``side``
@@ -174,7 +185,12 @@ class PixelDescriptor(keras.layers.Layer):
 
     def call(self, images):
         grey = ops.image.rgb_to_grayscale(images) if images.shape[-1] == 3 else images
-        small = ops.image.resize(grey, (self.side, self.side), interpolation="area")
+        h, w = images.shape[1], images.shape[2]
+        if h is None or w is None:
+            small = ops.image.resize(grey, (self.side, self.side), interpolation="area")
+        else:  # the same area average as two matmuls: exported to ONNX as it is (ResizeArea is not)
+            rows, cols = (ops.convert_to_tensor(area_weights(n, self.side)) for n in (h, w))
+            small = ops.einsum("ih,nhw,jw->nij", rows, grey[..., 0], cols)
         flat = ops.reshape(small, (-1, self.side * self.side))
         flat = flat - ops.mean(flat, axis=1, keepdims=True)  # brightness out: light varies, marks do not
         return flat / ops.maximum(ops.norm(flat, axis=1, keepdims=True), 1e-6)

@@ -85,13 +85,14 @@ def compiled_models(cfg: TrainConfig, ecfg, steps_per_epoch: int):
     Call inside the strategy's scope."""
     import keras
 
+    from runtime.optimizer import AdamW
     from runtime.trainer import warmup_cosine
     from stage2_embed.model import build_models
 
     train_model, embed_model = build_models(ecfg)
     ce = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     schedule = warmup_cosine(cfg.lr, steps_per_epoch, cfg.epochs, cfg.warmup_epochs)
-    train_model.compile(optimizer=keras.optimizers.AdamW(schedule, weight_decay=cfg.weight_decay),
+    train_model.compile(optimizer=AdamW(schedule, weight_decay=cfg.weight_decay),
                         loss={"individual": ce, "species": ce},
                         loss_weights={"individual": 1.0, "species": cfg.species_weight},
                         steps_per_execution=cfg.steps_per_execution)

@@ -85,3 +85,23 @@ def test_inlier_matrix_takes_each_candidates_best_photo():
     emb = np.eye(3, dtype=np.float32)
     inl = rerank.inlier_matrix(cands, emb[:1], q_local, emb, np.array(["a", "a", "b"]), cat_local)
     assert inl.shape == (1, 2) and inl[0, 0] >= 50 and inl[0, 1] <= inl[0, 0] / 3
+
+
+def test_the_fusion_never_weighs_a_feature_negatively_so_a_photo_finds_itself():
+    rng = np.random.default_rng(1)
+    n = 200  # a weak embedder's validation pairs: the right candidate scores LOWER, inliers still tell
+    ids = np.array([[f"w{i}", f"t{i}"] for i in range(n)], dtype=object)
+    scores = np.stack([rng.uniform(0.8, 0.9, n), rng.uniform(0.5, 0.8, n)], 1)  # wrong first, truth second
+    cands = Candidates(ids, np.full((n, 2), "s", dtype=object), scores, np.full(n, "s", dtype=object))
+    inl = np.stack([rng.integers(0, 6, n), rng.integers(4, 30, n)], 1)
+    from sklearn.linear_model import LogisticRegression
+
+    x = np.stack([scores.ravel(), np.log1p(inl.ravel())], 1)
+    assert LogisticRegression().fit(x, (ids == ids[:, 1:]).ravel()).coef_[0, 0] < 0  # what a plain fit does
+    fusion = rerank.fit_fusion(cands, inl, ids[:, 1])
+    assert fusion.score_coef == 0.0 and fusion.inlier_coef > 0.5
+    # a photo enrolled in the catalog: cosine 1 and every keypoint matched, against a look-alike
+    # scoring lower with as many inliers: itself stays first (a negative cosine weight would flip it)
+    me = Candidates(np.array([["me", "other"]], dtype=object), np.full((1, 2), "s", dtype=object),
+                    np.array([[1.0, 0.6]]), np.full(1, "s", dtype=object))
+    assert list(rerank.apply(me, np.array([[50, 50]]), fusion).ids[0]) == ["me", "other"]
