@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     import tensorflow as tf
 
     from stage1_detect.cropping import CropConfig, crop_records, cut
-    from stage1_detect.model import DetectorConfig, best_boxes, build_detector, detect_fn, save_config
+    from stage1_detect.model import DetectorConfig, build_detector, save_config, top_box_fn, top_boxes
     from tfrecords.builder import build
     from tfrecords.plan import BuildConfig
     from tfrecords.reader import grow, list_shards
@@ -61,11 +61,11 @@ def main(argv: list[str] | None = None) -> int:
 
         s = a.image_size
         examples = list(tf.data.TFRecordDataset(list_shards(rec, "train")).map(parse_example))
-        detect = detect_fn(model)  # a careful user's loop: the traced call, warmed, not predict per image
+        detect = top_box_fn(model, s)  # a careful user's loop: the traced call, warmed, not predict per image
 
         def one(ex, w) -> None:
             img = tf.image.resize(tf.cast(tf.io.decode_jpeg(ex["image/encoded"], channels=3), tf.float32), (s, s))
-            box, _, _ = best_boxes(detect(img[None]), s)
+            box, _, _ = top_boxes(detect(img[None]), s)
             enc, _ = cut(ex["image/encoded"], grow(box, 0.1)[0], 384)
             w.write(enc.numpy())
 

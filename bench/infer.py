@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     from runtime import atomic
     from runtime.checkpoint import save_model
     from stage1_detect.cropping import choose_boxes
-    from stage1_detect.model import DetectorConfig, best_boxes, build_detector, detect_fn, save_config
+    from stage1_detect.model import DetectorConfig, build_detector, save_config, top_box_fn, top_boxes
     from stage2_embed.forward import forward_fn
     from stage2_embed.model import EmbedderConfig, build_models
     from tfrecords.builder import build
@@ -118,11 +118,11 @@ def main(argv: list[str] | None = None) -> int:
         rerank.inlier_matrix(cands, q, q_local, cat, ids, cat_local, k=10)
         t_rerank = t_keypoints + time.perf_counter() - t
 
-        detect, forward = detect_fn(detector), forward_fn(embedder)
+        detect, forward = top_box_fn(detector, a.det_size), forward_fn(embedder)
 
         def one(enc: bytes) -> list[str]:
             img = tf.cast(tf.io.decode_jpeg(enc, channels=3), tf.float32)
-            box, _, _ = best_boxes(detect(tf.image.resize(img, (a.det_size,) * 2)[None]), a.det_size)
+            box, _, _ = top_boxes(detect(tf.image.resize(img, (a.det_size,) * 2)[None]), a.det_size)
             crop = tf.image.crop_and_resize(img[None], grow(box, 0.1), [0], (a.emb_size, a.emb_size))
             sims = cat @ np.asarray(forward(crop))[0]
             best = pd.Series(sims).groupby(ids).max()  # best score per individual

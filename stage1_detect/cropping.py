@@ -69,15 +69,14 @@ def boxes_in_crop(boxes, crop_box) -> list:
 def choose_boxes(parsed, model=None, image_size: int = 0, source: str = "detector", min_score: float = 0.2,
                  batch_size: int = 16) -> tuple:
     """Per image of ``parsed`` (parsed records): (rel-yxyx box before the margin, score, source).
-    The identified animal's box is the detector's highest-scoring one (``top_box_fn``): Kaggle's
+    The identified animal's box is the detector's most confident one (``top_box_fn``): Kaggle's
     photos are framed on the animal the id belongs to, so the most confident box is the subject;
     with ``source="boxes"`` it is the union of the record's own boxes. ``model`` is the Keras
     detector, or any function with ``top_box_fn``'s outputs (an ONNX ``runtime.onnx.Session``)."""
-    import keras
     import numpy as np
     import tensorflow as tf
 
-    from stage1_detect.model import top_box_fn, top_boxes
+    from stage1_detect.model import most_confident
     from tfrecords.reader import box_union, decode_image
 
     if next(iter(parsed.take(1)), None) is None:  # an empty shard (e.g. a split with no images)
@@ -91,9 +90,7 @@ def choose_boxes(parsed, model=None, image_size: int = 0, source: str = "detecto
         return np.array(boxes).reshape(-1, 4), np.where(np.array(sources) == "boxes", 1.0, -1.0), sources
     ds = parsed.map(lambda e: decode_image(e["image/encoded"], image_size, antialias=False),
                     num_parallel_calls=tf.data.AUTOTUNE).batch(batch_size).prefetch(tf.data.AUTOTUNE)
-    detect = top_box_fn(model, image_size) if isinstance(model, keras.Model) else model
-    outs = [top_boxes(detect(x), image_size) for x in ds]
-    boxes, scores = np.concatenate([o[0] for o in outs]), np.concatenate([o[1] for o in outs])
+    boxes, scores, _ = most_confident(model, ds, image_size)
     ok = scores >= min_score
     boxes[~ok] = (0.0, 0.0, 1.0, 1.0)
     return boxes, scores, ["detector" if k else "full" for k in ok]

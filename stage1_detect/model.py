@@ -113,23 +113,6 @@ def load_detector(run_dir: str, runtime: str = "tf") -> tuple[keras.Model, Detec
     return keras.saving.load_model(path, safe_mode=True), cfg
 
 
-def best_boxes(pred: dict, image_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """From a batch of decoded predictions, each image's highest-scoring box: rel_yxyx [B, 4],
-    score [B] (-1 where the detector found nothing) and class [B]."""
-    boxes = np.asarray(pred["boxes"], np.float32)  # [B, N, 4] xyxy px, padded with -1
-    conf = np.asarray(pred["confidence"], np.float32)  # [B, N]
-    cls = np.asarray(pred["classes"])
-    n = boxes.shape[0]
-    out, score, label = np.tile([[0.0, 0.0, 1.0, 1.0]], (n, 1)).astype(np.float32), np.full(n, -1.0), np.full(n, -1)
-    for i in range(n):
-        valid = conf[i] > 0
-        if valid.any():
-            j = int(np.argmax(np.where(valid, conf[i], -np.inf)))
-            x0, y0, x1, y1 = np.clip(boxes[i, j] / image_size, 0.0, 1.0)
-            out[i], score[i], label[i] = (y0, x0, y1, x1), conf[i, j], int(cls[i, j])
-    return out, score.astype(np.float32), label
-
-
 _DETECT: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> its traced call
 
 
@@ -176,10 +159,21 @@ def top_box_fn(model, image_size: int):
 
 
 def top_boxes(out: tuple, image_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``top_box_fn``'s outputs as ``best_boxes`` gives them: rel-yxyx [B, 4], score [B] (-1 and the
-    whole image where no box reaches ``CONFIDENCE_FLOOR``), class [B] (-1 there)."""
+    """``top_box_fn``'s outputs as the crops take them: rel-yxyx [B, 4], score [B] (-1 and the whole
+    image where no box reaches ``CONFIDENCE_FLOOR``), class [B] (-1 there)."""
     boxes, conf, cls = (np.asarray(o) for o in out)
     found = conf > CONFIDENCE_FLOOR
     x0, y0, x1, y1 = np.clip(boxes.reshape(-1, 4) / image_size, 0.0, 1.0).T
     rel = np.where(found[:, None], np.stack([y0, x0, y1, x1], 1), [[0.0, 0.0, 1.0, 1.0]])
     return rel.astype(np.float32), np.where(found, conf, -1.0).astype(np.float32), np.where(found, cls, -1)
+
+
+def most_confident(detector, batches, image_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``top_boxes`` of every batch of [B, S, S, 3] float images, concatenated. ``detector`` is the
+    Keras model (run through ``top_box_fn``) or any function with its outputs (an ONNX
+    ``runtime.onnx.Session``)."""
+    detect = top_box_fn(detector, image_size) if isinstance(detector, keras.Model) else detector
+    outs = [top_boxes(detect(x), image_size) for x in batches]
+    if not outs:
+        return np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64)
+    return tuple(np.concatenate(parts) for parts in zip(*outs, strict=True))

@@ -57,7 +57,7 @@ def evaluate(run_dir: str, records: str, val_fold: int | None = None, out: str |
     boxes, both splits), and how often the box the crops take hits an animal: the chosen (best)
     box's IoU with the nearest true box >= 0.5."""
     from stage1_detect.data import boxed_records, eval_dataset
-    from stage1_detect.model import best_boxes, load_detector
+    from stage1_detect.model import load_detector, most_confident
     from tfrecords.reader import box_union, decode_image
 
     model, cfg = load_detector(run_dir)
@@ -69,7 +69,7 @@ def evaluate(run_dir: str, records: str, val_fold: int | None = None, out: str |
     result = {"val_fold": "all" if every else val_fold, **coco_map(model, eval_dataset(records, s, batch_size, fold))}
     val = boxed_records(records, fold)
     images = val.map(lambda e: decode_image(e["image/encoded"], s, antialias=False)).batch(batch_size)
-    pred_boxes, scores, _ = best_boxes(model.predict(images, verbose=0), s)
+    pred_boxes, scores, _ = most_confident(model, images, s)
     truths = [e["image/object/bbox"].numpy().reshape(-1, 4) for e in val]
     ious = np.array([iou(np.repeat(p[None], len(t), 0), t).max() for p, t in zip(pred_boxes, truths, strict=True)])
     result.update({"images": int(len(ious)), "mean_iou": float(ious.mean()),

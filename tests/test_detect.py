@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 
 from stage1_detect.cropping import CropConfig, boxes_in_crop, crop_records, cut
-from stage1_detect.model import best_boxes
+from stage1_detect.model import top_boxes
 from stage1_detect.scoring import iou
 from tfrecords.boxes import Box
 from tfrecords.reader import grow, list_shards
@@ -26,11 +26,10 @@ def test_grow_and_clamp():
     np.testing.assert_allclose(grow([[0.0, 0.5, 1.0, 1.0]], 0.1).numpy(), [[0.0, 0.45, 1.0, 1.0]], atol=1e-6)
 
 
-def test_best_boxes_picks_the_highest_score_and_falls_back():
-    pred = {"boxes": np.array([[[0, 0, 10, 10], [20, 40, 60, 80]], [[-1, -1, -1, -1]] * 2], np.float32),
-            "confidence": np.array([[0.3, 0.9], [-1, -1]], np.float32),
-            "classes": np.array([[0, 2], [-1, -1]])}
-    boxes, scores, labels = best_boxes(pred, 100)
+def test_top_boxes_are_relative_yxyx_and_fall_back_below_the_floor():
+    out = (np.array([[20, 40, 60, 80], [0, 0, 10, 10]], np.float32),  # xyxy px: the most confident box each
+           np.array([0.9, 0.005], np.float32), np.array([2, 1]))  # the second is below CONFIDENCE_FLOOR
+    boxes, scores, labels = top_boxes(out, 100)
     np.testing.assert_allclose(boxes, [[0.4, 0.2, 0.8, 0.6], [0, 0, 1, 1]])  # rel yxyx
     np.testing.assert_allclose(scores, [0.9, -1.0])
     assert labels.tolist() == [2, -1]
@@ -172,7 +171,7 @@ def test_detector_crops_fall_back_to_the_full_image(tiny_run, tiny_records, tmp_
 
 
 def test_the_traced_detector_call_gives_what_predict_gives():
-    from stage1_detect.model import DetectorConfig, build_detector, detect_fn
+    from stage1_detect.model import DetectorConfig, build_detector, detect_fn, top_box_fn
 
     model = build_detector(DetectorConfig(image_size=64))
     x = tf.random.stateless_uniform((2, 64, 64, 3), (1, 2), maxval=255.0)
@@ -180,6 +179,14 @@ def test_the_traced_detector_call_gives_what_predict_gives():
     for k in ("boxes", "confidence", "classes"):
         np.testing.assert_allclose(np.asarray(got[k]), np.asarray(want[k]), atol=1e-4)
     assert detect_fn(model) is detect_fn(model)
+    # the crops' box (no NMS, ONNX-exportable) is the most confident box NMS keeps, of its class
+    box, conf, cls = (np.asarray(o) for o in top_box_fn(model, 64)(x))
+    found = np.asarray(want["confidence"]).max(axis=1) > 0
+    assert found.any()
+    for i in np.flatnonzero(found):
+        j = int(np.argmax(want["confidence"][i]))
+        np.testing.assert_allclose(box[i], want["boxes"][i, j], atol=1e-3)
+        assert conf[i] == pytest.approx(want["confidence"][i, j], abs=1e-5) and cls[i] == want["classes"][i, j]
 
 
 def test_a_detector_trains_from_a_locally_saved_pretrained_preset(tiny_records, tmp_path):

@@ -2,6 +2,8 @@
 ``infer --runtime onnx`` gives the same submission as TensorFlow; a stale or missing export is a
 clear error. (Speed: ``bench/infer.py``'s ``onnx_speedup``.)"""
 
+import contextlib
+import io
 import json
 import shutil
 
@@ -19,9 +21,12 @@ def exported(tiny_embedder, tmp_path_factory):
     emb = root / "emb"
     shutil.copytree(tiny_embedder, emb)
     det = untrained_detector(root / "det")
-    r = run_script(["pipeline/export.py", "--detector", det, "--embedder", str(emb)])
-    assert r.returncode == 0, r.stderr[-2000:]
-    res = json.loads(r.stdout.strip().splitlines()[-1])
+    from pipeline.export import main
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):  # in this process: TensorFlow is loaded once
+        assert main(["--detector", det, "--embedder", str(emb), "--quiet"]) == 0
+    res = json.loads(out.getvalue().strip().splitlines()[-1])
     assert res["embedder_max_diff"] < 1e-4 and res["detector_max_diff"] < 1e-3
     return root, det, emb
 
