@@ -9,7 +9,7 @@ embeddings, share of identical top-5 predictions).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -95,12 +95,3 @@ class Session:
         out = self.session.run(None, {self.input: np.asarray(x, np.float32)})
         return out[0] if len(out) == 1 else tuple(out)
 
-
-def as_numpy(fn: Callable) -> Callable:
-    """A TensorFlow function with the ``Session`` calling convention (numpy in, numpy out)."""
-
-    def call(x):
-        out = fn(x)
-        return tuple(np.asarray(o) for o in out) if isinstance(out, tuple | list) else np.asarray(out)
-
-    return call
