@@ -163,12 +163,10 @@ def compare_runtimes(cfg, reps: int = 3) -> dict:
     import numpy as np
 
     from pipeline import photos
-    from pipeline.exporting import export_detector, export_embedder
+    from pipeline.exporting import ExportConfig, export
     from pipeline.identify import identify, load
 
-    export_embedder(cfg.embedder)
-    if cfg.detector != "none":
-        export_detector(cfg.detector)
+    export(ExportConfig(detector=cfg.detector, embedder=cfg.embedder))
     chunks = list(photos.chunks(photos.inputs(cfg, {}), cfg.chunk))
     n = sum(len(c[0]) for c in chunks)
     runs = {rt: replace(cfg, runtime=rt) for rt in ("tf", "onnx")}

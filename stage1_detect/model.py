@@ -151,8 +151,8 @@ def top_box_fn(model, image_size: int):
             boxes = yolo.dist2bbox(yolo.decode_regression_to_boxes(pred["boxes"]), anchors) * strides[:, None]
             conf = tf.reduce_max(pred["classes"], axis=-1)  # [B, A]: sigmoid scores of the best class
             best = tf.argmax(conf, axis=-1, output_type=tf.int32)
-            return (tf.gather(boxes, best, batch_dims=1), tf.gather(conf, best, batch_dims=1),
-                    tf.gather(tf.argmax(pred["classes"], -1, output_type=tf.int32), best, batch_dims=1))
+            cls = tf.argmax(tf.gather(pred["classes"], best, batch_dims=1), -1, output_type=tf.int32)  # its class
+            return tf.gather(boxes, best, batch_dims=1), tf.gather(conf, best, batch_dims=1), cls
 
         fn = _TOP[model] = top
     return fn

@@ -109,6 +109,20 @@ def test_pixel_descriptor_is_the_centred_grey_thumbnail_and_ignores_brightness()
     np.testing.assert_allclose(brighter, out, atol=1e-5)
 
 
+@pytest.mark.parametrize("h,w", [(64, 64), (100, 70), (37, 50)])
+def test_area_weights_are_tensorflows_area_resize_also_where_sides_do_not_divide(h, w):
+    """The matmul form (exportable to ONNX) gives ``tf.image.resize(method="area")``'s thumbnail."""
+    import tensorflow as tf
+
+    from stage2_embed.layers import area_weights
+
+    x = np.random.default_rng(3).uniform(0, 255, size=(2, h, w)).astype("float32")
+    want = tf.image.resize(x[..., None], (16, 16), method="area").numpy()[..., 0]
+    got = np.einsum("ih,nhw,jw->nij", area_weights(h, 16), x, area_weights(w, 16))
+    np.testing.assert_allclose(got, want, atol=1e-3)
+    assert np.abs(got - x.mean()).max() > 1.0  # not a flat average: the thumbnail keeps structure
+
+
 def test_pixel_embedder_folder_loads_like_a_trained_one(tmp_path):
     from stage2_embed.embedder import load_embedder
     from stage2_embed.pixel_embedder import write_pixel_embedder
