@@ -32,7 +32,7 @@ def plain_embedder(emb: str):
 
     from stage2_embed import layers  # noqa: F401 - registers the custom layers
 
-    train = keras.saving.load_model(os.path.join(emb, "train_model.keras"), safe_mode=True)
+    train = keras.saving.load_model(os.path.join(emb, "train_model.keras"), safe_mode=True, compile=False)
     image = train.get_layer("image").output
     out = keras.layers.UnitNormalization(name="embedding")(train.get_layer("neck_bn").output)
     return keras.Model(image, out, name="embedder")

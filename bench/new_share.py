@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         for _ in range(a.draws):
             idx = draw(rng, is_new, share)
             sub = Candidates(cands.ids[idx], cands.species[idx], cands.scores[idx], cands.query_species[idx])
-            est = thr.estimate_share(best[idx], groups[idx], model.known_scores, model.new_scores)
+            est = thr.estimate_share(best[idx], groups[idx], model)
             scores = {k: map_at_5(predict(sub, model.best(s)[0]), list(truths[idx]))
                       for k, s in (("true", share), ("estimated", est))}
             rows.append({"share": share, "estimate": est, "queries": len(idx), **scores})

@@ -9,23 +9,32 @@ the validation queries' best-match scores by kind in ``EMB_DIR/threshold.json``.
 Nobody knows ``p`` for a real query set (Kaggle's test: the winners estimated ~16.5 %), and a
 wrong prior moves MAP@5 a lot. ``estimate_share`` estimates it from the queries' own, unlabelled
 best-match scores: the score distributions of known and of new queries are taken from validation
-(the same embedder, so only their mixing weight changes between validation and the queries: label
-shift) and the weight is fitted by EM (Saerens et al. 2002, "Adjusting the outputs of a classifier
+(the same embedder, so only their mixing weights change between validation and the queries: label
+shift) and the weights are fitted by EM (Saerens et al. 2002, "Adjusting the outputs of a classifier
 to new a priori probabilities"). A free two-component mixture would instead have to guess which
-component is which and what shape each has; validation knows both. One covariate does shift
-between validation and inference: a known individual's best score grows with its number of catalog
-photos, and validation catalogs hold fewer of them (a fold is left out; individuals with one photo
-are never known queries there). So both densities are conditioned on the number of catalog photos
-of the query's best candidate (1, 2, 3+), which is observed at inference too. On the demo this
-halves the estimate's bias; the rest of it (known test photos score lower than known validation
-photos of individuals with as many catalog photos) is reported by ``bench/new_share.py``.
+component is which and what shape each has; validation knows both.
+
+Two things shift between validation and inference, and each is modelled:
+- **Known individuals with one catalog photo.** They score far lower than the others (often like a
+  new individual), a real catalog is full of them, and cross-validation hardly sees them: an
+  individual with one photo is never a known validation query. So validation also searches its
+  known queries in a catalog thinned to one photo of their individual (``single_scores``), and the
+  known queries are a mixture of the two known kinds with weights fitted on the queries. Without
+  this third kind the demo's estimate was 0.26-0.36 for a true 0.1.
+- **The catalog photos of the best candidate** (1, 2, 3+, ``group``), observed at inference too:
+  each kind's density is that of (group, score), P(group | kind) times the score density in the group.
+
+Scores are densities in a scale-free space (the normal quantile of their rank among the validation
+scores): fused re-ranking probabilities pile up near 0, where a kernel density of the raw scores
+smears the known queries' misses into the new ones' peak (that alone gave +0.14 on the demo, even
+with the test set's own densities). ``bench/new_share.py`` reports what is left of the bias.
 """
 
 from __future__ import annotations
 
 import json
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -40,15 +49,22 @@ MIN_GROUP = 10  # fewer validation scores than this in a group: the kind's poole
 MIN_VALIDATION = 30
 
 
+KINDS = ("known", "new", "single")
+
+
 @dataclass(frozen=True)
 class ThresholdModel:
     """Per threshold, the validation MAP@5 of known and of new queries; their best-match scores by
-    the catalog photos of the best candidate (``group``: 1, 2, 3)."""
+    the catalog photos of the best candidate (``group``: 1, 2, 3), and those of the known queries
+    searched in a catalog thinned to one photo of their individual (``single_scores``); ``counts``:
+    per kind and group, how many validation queries (the scores kept are capped at ``MAX_SCORES``)."""
     thresholds: tuple[float, ...]
     known: np.ndarray
     new: np.ndarray
     known_scores: dict[int, np.ndarray]
     new_scores: dict[int, np.ndarray]
+    single_scores: dict[int, np.ndarray] = field(default_factory=dict)
+    counts: dict[str, dict[int, int]] = field(default_factory=dict)
 
     def curve(self, share: float) -> np.ndarray:
         """MAP@5 at each threshold for a query set with this share of new individuals."""
@@ -60,19 +76,28 @@ class ThresholdModel:
         i = int(np.argmax(curve))
         return self.thresholds[i], float(curve[i])
 
+    def scores(self, kind: str) -> dict[int, np.ndarray]:
+        return getattr(self, f"{kind}_scores")
+
+    def count(self, kind: str) -> dict[int, int]:
+        """Validation queries of ``kind`` per group (the kept scores' lengths for an older file)."""
+        return self.counts.get(kind) or {g: len(v) for g, v in self.scores(kind).items()}
+
     def to_json(self) -> dict:
         return {"thresholds": list(self.thresholds), "known_map5": self.known.round(6).tolist(),
                 "new_map5": self.new.round(6).tolist(),
-                **{f"{k}_scores": {str(g): _quantiles(v) for g, v in getattr(self, f"{k}_scores").items()}
-                   for k in ("known", "new")}}
+                **{f"{k}_scores": {str(g): _quantiles(v) for g, v in self.scores(k).items()} for k in KINDS},
+                "counts": {k: {str(g): int(n) for g, n in self.count(k).items()} for k in KINDS}}
 
     @classmethod
     def from_json(cls, d: dict) -> ThresholdModel:
-        scores = [d[f"{k}_scores"] for k in ("known", "new")]  # a list: saved before the groups (all pooled)
+        # a list: saved before the groups (all pooled); no single_scores: saved before them
+        scores = [d.get(f"{k}_scores", {}) for k in KINDS]
         scores = [{int(g): np.asarray(v, float) for g, v in (v.items() if isinstance(v, dict) else [(0, v)])}
                   for v in scores]
+        counts = {k: {int(g): int(n) for g, n in c.items()} for k, c in d.get("counts", {}).items()}
         return cls(tuple(d["thresholds"]), np.asarray(d["known_map5"], float), np.asarray(d["new_map5"], float),
-                   *scores)
+                   *scores, counts)
 
 
 def _quantiles(scores: np.ndarray) -> list[float]:
@@ -93,9 +118,11 @@ def by_group(scores: np.ndarray, groups: np.ndarray) -> dict[int, np.ndarray]:
     return {int(g): scores[groups == g] for g in np.unique(groups)}
 
 
-def fit(cands, truths, catalog_ids, species_consistency: bool = False, thresholds=THRESHOLDS) -> ThresholdModel:
+def fit(cands, truths, catalog_ids, species_consistency: bool = False, thresholds=THRESHOLDS,
+        single=None) -> ThresholdModel:
     """The curves and grouped scores of validation ``cands`` (``pipeline.search.Candidates``, searched
-    in a catalog of ``catalog_ids``) with ``truths``."""
+    in a catalog of ``catalog_ids``) with ``truths``; ``single``: (candidates, catalog ids) of the
+    known queries searched in a catalog thinned to one photo of their individual."""
     from pipeline.search import NEW, predict
     from stage2_embed.retrieval import map_at_5
 
@@ -108,8 +135,10 @@ def fit(cands, truths, catalog_ids, species_consistency: bool = False, threshold
     def mean(cols: np.ndarray) -> np.ndarray:
         return ap[:, cols].mean(axis=1) if cols.any() else np.zeros(len(thresholds))
 
-    return ThresholdModel(tuple(thresholds), mean(~is_new), mean(is_new), by_group(best[~is_new], groups[~is_new]),
-                          by_group(best[is_new], groups[is_new]))
+    kinds = {"known": by_group(best[~is_new], groups[~is_new]), "new": by_group(best[is_new], groups[is_new]),
+             "single": by_group(best_scores(single[0]), group(*single)) if single is not None else {}}
+    counts = {k: {g: len(v) for g, v in d.items()} for k, d in kinds.items()}
+    return ThresholdModel(tuple(thresholds), mean(~is_new), mean(is_new), *kinds.values(), counts)
 
 
 def best_scores(cands) -> np.ndarray:
@@ -118,30 +147,48 @@ def best_scores(cands) -> np.ndarray:
     return np.where(np.isfinite(s), s, -1.0).astype(float)
 
 
-def estimate_share(best: np.ndarray, groups: np.ndarray, known: dict[int, np.ndarray],
-                   new: dict[int, np.ndarray], iters: int = 1000) -> float:
-    """The share of new individuals among queries with best-match scores ``best`` (in ``groups``),
-    given validation scores of known and of new queries by group: EM on the mixing weight of the
-    two fixed score densities, each a Gaussian kernel density (Silverman's bandwidth) of the query's
-    group (of all groups where it has < ``MIN_GROUP`` scores). NaN when either kind has fewer than
-    ``MIN_VALIDATION`` scores."""
+def estimate_share(best: np.ndarray, groups: np.ndarray, model: ThresholdModel, iters: int = 2000) -> float:
+    """The share of new individuals among queries with best-match scores ``best`` (in ``groups``):
+    EM on the mixing weights of the fixed (group, score) densities of the validation kinds (known,
+    new, and known with one catalog photo where ``model`` has them); the new kind's weight. NaN when
+    known or new has fewer than ``MIN_VALIDATION`` validation scores."""
     best, groups = np.asarray(best, float), np.asarray(groups)
-    pooled = [np.concatenate(list(d.values())) if d else np.zeros(0) for d in (known, new)]
-    if min(len(p) for p in pooled) < MIN_VALIDATION or not len(best):
+    kinds = [k for k in KINDS if sum(model.count(k).values()) >= MIN_VALIDATION]
+    if not {"known", "new"} <= set(kinds) or not len(best):
         return float("nan")
-    dens = np.zeros((2, len(best)))
-    for g in np.unique(groups):
-        at = groups == g
-        for k, (d, all_) in enumerate(zip((known, new), pooled, strict=True)):
-            ref = d.get(int(g), np.zeros(0))
-            dens[k, at] = kde(ref if len(ref) >= MIN_GROUP else all_, best[at])
-    share = 0.5
+    z = gaussianize(np.concatenate([v for k in kinds for v in model.scores(k).values()]))
+    dens = np.stack([joint_density(model.scores(k), model.count(k), z, best, groups) for k in kinds])
+    weights = np.full(len(kinds), 1.0 / len(kinds))
     for _ in range(iters):
-        post = share * dens[1] / (share * dens[1] + (1.0 - share) * dens[0])
-        share, old = float(post.mean()), share
-        if abs(share - old) < 1e-7:
+        post = weights[:, None] * dens
+        post /= post.sum(axis=0)
+        weights, old = post.mean(axis=1), weights
+        if np.abs(weights - old).max() < 1e-7:
             break
-    return share
+    return float(weights[kinds.index("new")])
+
+
+def gaussianize(reference: np.ndarray):
+    """The map score -> normal quantile of its rank among ``reference`` (monotone, any score scale)."""
+    from scipy.stats import norm
+
+    ref = np.sort(np.asarray(reference, float))
+    ranks = (np.arange(len(ref)) + 0.5) / len(ref)
+    return lambda s: norm.ppf(np.interp(np.asarray(s, float), ref, ranks))
+
+
+def joint_density(scores: dict[int, np.ndarray], counts: dict[int, int], z, best: np.ndarray,
+                  groups: np.ndarray) -> np.ndarray:
+    """P(group) x the score density in the group (a Gaussian kernel density in ``z``'s space, of
+    all groups pooled where a group has < ``MIN_GROUP`` scores) at each query."""
+    pooled = np.concatenate(list(scores.values()))
+    total = sum(counts.values())
+    out = np.zeros(len(best))
+    for g in np.unique(groups):
+        at, ref = groups == g, scores.get(int(g), np.zeros(0))
+        p_group = (counts.get(int(g), 0) + 0.5) / (total + 0.5 * (GROUP_CAP + 1))
+        out[at] = p_group * kde(z(ref if len(ref) >= MIN_GROUP else pooled), z(best[at]))
+    return out
 
 
 def kde(sample: np.ndarray, at: np.ndarray) -> np.ndarray:
@@ -154,7 +201,7 @@ def kde(sample: np.ndarray, at: np.ndarray) -> np.ndarray:
 
 def silverman(v: np.ndarray) -> float:
     """Silverman's rule-of-thumb bandwidth (scikit-learn's ``bandwidth="silverman"`` assumes unit
-    variance, far too wide for cosine scores)."""
+    variance, far too wide for these scores)."""
     v = np.asarray(v, float)
     iqr = np.subtract(*np.percentile(v, [75, 25]))
     spread = min(v.std(), iqr / 1.34) if iqr > 0 else v.std()
@@ -186,7 +233,7 @@ def choose(embedder: str, best: np.ndarray, groups: np.ndarray, threshold: float
         return DEFAULT_THRESHOLD, {"threshold_from": "default"}
     if model is not None and new_share is not None:
         return model.best(new_share)[0], {"threshold_from": "--new-share", "new_share": new_share}
-    share = float("nan") if model is None else estimate_share(best, groups, model.known_scores, model.new_scores)
+    share = float("nan") if model is None else estimate_share(best, groups, model)
     if np.isfinite(share):
         return model.best(share)[0], {"threshold_from": "estimated share", "new_share_estimate": round(share, 4)}
     return float(saved["threshold"]), {"threshold_from": "threshold.json"}

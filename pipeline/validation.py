@@ -103,7 +103,8 @@ def evaluate(cfg: EvalConfig, progress: bool = True) -> dict:
                    arr["species"][cat_mask])
     new = truths == NEW
     cands, fusion, before = rerank_validation(cfg, cands, arr, q_mask, cat_mask, truths)
-    model = thr.fit(cands, truths, arr["individual_ids"][cat_mask], cfg.species_consistency)
+    model = thr.fit(cands, truths, arr["individual_ids"][cat_mask], cfg.species_consistency,
+                    single=single_photo_search(arr, q_mask, cat_mask, truths, fusion))
     weighted = cfg.new_share is not None and cfg.new_share >= 0 and new.any() and not new.all()
     share = cfg.new_share if weighted else float(new.mean())
     curve = model.curve(share)
@@ -153,3 +154,35 @@ def rerank_validation(cfg: EvalConfig, cands, arr: dict, q_mask, cat_mask, truth
                                arr["local"].take(cat_mask))
     fusion = rerank.fit_fusion(cands, inl, truths)
     return rerank.apply(cands, inl, fusion), fusion, before
+
+
+def thin_catalog(cat_mask: np.ndarray, ids: np.ndarray, individuals, seed: int = 0) -> np.ndarray:
+    """``cat_mask`` with one photo (drawn with ``seed``) left of each of ``individuals``."""
+    rng = np.random.default_rng(seed)
+    keep = cat_mask.copy()
+    for ind in sorted(set(individuals)):
+        photos = np.flatnonzero(cat_mask & (ids == ind))
+        keep[rng.choice(photos, len(photos) - 1, replace=False)] = False
+    return keep
+
+
+def single_photo_search(arr: dict, q_mask, cat_mask, truths: np.ndarray, fusion) -> tuple | None:
+    """(candidates, catalog ids) of the known queries searched in the catalog thinned to one photo of
+    their individual (re-ranked by ``fusion`` where given): how a known individual with a single catalog
+    photo scores, which cross-validation otherwise hardly sees (``pipeline.threshold``). None without
+    known queries."""
+    from pipeline import rerank
+    from pipeline.search import NEW, search
+
+    known = truths != NEW
+    if not known.any():
+        return None
+    ids, emb = arr["individual_ids"], arr["embeddings"]
+    cat = thin_catalog(cat_mask, ids, truths[known])
+    q = np.zeros_like(q_mask)
+    q[np.flatnonzero(q_mask)[known]] = True
+    cands = search(emb[q], emb[cat], ids[cat], arr["species"][cat])
+    if fusion is not None:
+        inl = rerank.inlier_matrix(cands, emb[q], arr["local"].take(q), emb[cat], ids[cat], arr["local"].take(cat))
+        cands = rerank.apply(cands, inl, fusion)
+    return cands, ids[cat]

@@ -33,7 +33,7 @@ def _main(a: argparse.Namespace) -> None:
     if not exists(path):
         raise FileNotFoundError(f"{path} not found: is {a.embedder} a run folder of stage2_embed/train.py?")
     cfg = json.loads(read_bytes(join(a.embedder, "train_config.json")))
-    model = keras.saving.load_model(path, safe_mode=True)
+    model = keras.saving.load_model(path, safe_mode=True, compile=False)  # no optimizer needed
     summary = report(model, a.records, a.out or join(a.embedder, "confusion"), cfg["image_size"],
                      cfg["val_fold"] if a.val_fold is None else a.val_fold, cfg["head"], cfg.get("crop", False))
     state = join(a.embedder, "ckpt", "state.json")

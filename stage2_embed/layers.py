@@ -14,6 +14,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from runtime import optimizer  # noqa: F401 - registers the trainers' AdamW: a saved train_model.keras names it
+
 
 @keras.saving.register_keras_serializable(package="happywhale")
 class GeMPooling2D(keras.layers.Layer):

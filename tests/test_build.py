@@ -119,7 +119,9 @@ def same_outputs(a, b):
 def test_kill_9_during_build_then_resume_gives_identical_outputs(tiny_data, reference, tmp_path):
     rng = random.Random(1)
     effective = 0
-    for attempt, shards_done in enumerate((0, 1, 2, 1, 0)):  # 5 kill points
+    # 3 kill points (while the first shard is written, after one, after two): each is two runs of the CLI,
+    # ~7 s of start-up apiece
+    for attempt, shards_done in enumerate((0, 1, 2)):
         out = tmp_path / f"killed{attempt}"
         p = subprocess.Popen(cli(tiny_data, out), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.time() + 120
@@ -139,7 +141,7 @@ def test_kill_9_during_build_then_resume_gives_identical_outputs(tiny_data, refe
         r = subprocess.run(cli(tiny_data, out), cwd=ROOT, capture_output=True, text=True, timeout=300)
         assert r.returncode == 0, r.stderr
         same_outputs(reference, out)
-    assert effective >= 3
+    assert effective >= 2
 
 
 def test_rerun_of_a_finished_build_changes_nothing(tiny_data, reference, tmp_path):

@@ -143,12 +143,15 @@ def untrained_detector(path) -> str:
 def test_scrambled_test_truth_and_boxes_leave_the_submission_byte_identical(trained, evaluated, tiny_data, tmp_path):
     """Nothing about the test photos but their pixels may reach the predictions: not their truth, not
     their hand-drawn boxes (the build stores both in the records), not their order."""
+    from pipeline.catalog import export
     from pipeline.identify import InferConfig, run
     from tfrecords.builder import build
     from tfrecords.plan import BuildConfig
 
     _, crops, emb = trained
     det = untrained_detector(tmp_path / "det")
+    catalog = str(tmp_path / "catalog.npz")  # embedded once, not by each of the four runs
+    export(str(emb), str(crops), catalog)
     rng = np.random.default_rng(0)
     subs = []
     for variant in ("as_given", "scrambled"):
@@ -171,7 +174,7 @@ def test_scrambled_test_truth_and_boxes_leave_the_submission_byte_identical(trai
                           workers=2), progress=False)
         out = tmp_path / variant / "submission.csv"
         for detector in (det, "none"):
-            run(InferConfig(detector=detector, embedder=str(emb), catalog=str(crops), records=str(rec),
+            run(InferConfig(detector=detector, embedder=str(emb), catalog=catalog, records=str(rec),
                             out=str(out.parent)), progress=False)
             subs.append((variant, detector, out.read_bytes()))
     assert (tmp_path / "as_given" / "data" / "test_truth.csv").read_bytes() != (

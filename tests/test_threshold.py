@@ -47,33 +47,49 @@ def scores(rng, n, new):
     return np.clip(rng.normal(0.42, 0.09, n) if new else 0.85 - rng.gamma(2.0, 0.08, n), -1, 1)
 
 
+def model_of(known: dict, new: dict, single: dict | None = None) -> thr.ThresholdModel:
+    """Validation scores only (the curves play no part in the estimate)."""
+    return thr.ThresholdModel((0.5,), np.ones(1), np.ones(1), known, new, single or {})
+
+
 @pytest.mark.parametrize("share", [0.05, 0.1, 0.2, 0.3, 0.4, 0.5])
 def test_the_share_of_new_individuals_is_estimated_from_unlabelled_scores(share):
     rng = np.random.default_rng(int(share * 100))
-    known_val, new_val = {1: scores(rng, 300, False)}, {1: scores(rng, 150, True)}
+    model = model_of({1: scores(rng, 300, False)}, {1: scores(rng, 150, True)})
     n_new = int(round(400 * share))
     query = np.concatenate([scores(rng, 400 - n_new, False), scores(rng, n_new, True)])
-    assert thr.estimate_share(query, np.ones(400), known_val, new_val) == pytest.approx(share, abs=0.05)
+    assert thr.estimate_share(query, np.ones(400), model) == pytest.approx(share, abs=0.05)
 
 
-def test_the_estimate_reads_each_querys_group():
-    # known queries whose best candidate has one catalog photo score lower than those with 3+, and
-    # validation holds few of them where the queries hold many: a pooled known density would take
-    # them for new individuals
+def test_known_individuals_with_one_catalog_photo_are_not_taken_for_new_ones():
+    # a known individual with one catalog photo scores between the others and a new one; validation
+    # holds few of them (an individual with one photo is never a known validation query) and the
+    # queries hold many; the validation search in a thinned catalog ("single") shows how they score
     rng = np.random.default_rng(5)
-    known = {1: scores(rng, 300, False) - 0.1, 3: scores(rng, 1200, False)}
-    new = {1: scores(rng, 300, True), 3: scores(rng, 300, True)}
-    groups = np.repeat([1, 3, 1, 3], [600, 120, 40, 40])
-    best = np.concatenate([scores(rng, 600, False) - 0.1, scores(rng, 120, False), scores(rng, 80, True)])
-    grouped = thr.estimate_share(best, groups, known, new)
-    pooled = thr.estimate_share(best, np.ones(800), {1: np.concatenate(list(known.values()))},
-                                {1: np.concatenate(list(new.values()))})
-    assert grouped == pytest.approx(0.1, abs=0.03) and pooled > grouped + 0.08
+    single = lambda n: np.clip(rng.normal(0.55, 0.1, n), -1, 1)  # noqa: E731
+    known, new = {1: single(10), 3: scores(rng, 300, False)}, {1: scores(rng, 60, True), 3: scores(rng, 240, True)}
+    groups = np.repeat([1, 3, 1, 3], [360, 360, 16, 64])
+    best = np.concatenate([single(360), scores(rng, 360, False), scores(rng, 80, True)])
+    with_single = thr.estimate_share(best, groups, model_of(known, new, {1: single(300)}))
+    without = thr.estimate_share(best, groups, model_of(known, new))
+    assert with_single == pytest.approx(0.1, abs=0.03) and without > with_single + 0.1
+
+
+def test_scores_piled_near_zero_are_estimated_as_well_as_spread_ones():
+    # fused re-ranking probabilities: most new and many known scores within 0.05 of zero; a kernel
+    # density of the raw scores smears the known misses into the new peak
+    rng = np.random.default_rng(2)
+    sig = lambda z: 1 / (1 + np.exp(-z))  # noqa: E731
+    known = lambda n: sig(np.where(rng.random(n) < 0.3, rng.normal(-4, 1, n), rng.normal(0.5, 1, n)))  # noqa: E731
+    new = lambda n: sig(rng.normal(-4.5, 0.8, n))  # noqa: E731
+    model = model_of({3: known(400)}, {3: new(300)})
+    best = np.concatenate([known(720), new(80)])
+    assert thr.estimate_share(best, np.full(800, 3), model) == pytest.approx(0.1, abs=0.04)
 
 
 def test_no_estimate_without_validation_scores_of_both_kinds():
-    assert np.isnan(thr.estimate_share(np.array([0.5, 0.6]), np.ones(2), {1: np.array([0.9] * 10)},
-                                       {1: np.array([0.3, 0.2])}))
+    model = model_of({1: np.array([0.9] * 10)}, {1: np.array([0.3, 0.2])})
+    assert np.isnan(thr.estimate_share(np.array([0.5, 0.6]), np.ones(2), model))
 
 
 def test_choose_uses_the_estimated_share_and_honours_overrides(tmp_path):
