@@ -3,10 +3,14 @@
 - ``baseline``: the trained embedder alone (no pixel fusion, no re-ranking);
 - ``fusion``: + the 16x16 pixel descriptor mixed in at the weight validation prefers;
 - ``rerank``: + SIFT re-ranking of the 10 best candidates, fused on validation;
-- ``full``: both (what ``make demo`` runs),
+- ``both``: both,
 
-each with its own validation threshold at the estimated new-individual share, on the same test
-photos and the same detector crops; and the share of test photos of known individuals that have a
+each with one validation threshold at the estimated new-individual share; and
+
+- ``full``: both, with one threshold per group of the best candidate's catalog photos (1, 2, 3+;
+  what ``make demo`` runs),
+
+on the same test photos and the same detector crops; and the share of test photos of known individuals that have a
 single catalog photo found first (the weak spot). Prints a table and one JSON line with
 ``baseline_map5``, ``full_map5``, ``single_photo_top1_baseline`` and ``single_photo_top1_full``.
 
@@ -76,14 +80,17 @@ def main(argv: list[str] | None = None) -> int:
     plain = plain_embedder(emb)
     fused, metrics = fuse(plain, crops, cfg["image_size"], val_fold)
     root = os.path.join(w, "ablation")
-    variants = {"baseline": (plain, 0.0, "none"), "fusion": (fused, metrics["pixel_weight"], "none"),
-                "rerank": (plain, 0.0, "sift"), "full": (fused, metrics["pixel_weight"], "sift")}
+    weight = metrics["pixel_weight"]
+    variants = {"baseline": (plain, 0.0, "none", False), "fusion": (fused, weight, "none", False),
+                "rerank": (plain, 0.0, "sift", False), "both": (fused, weight, "sift", False),
+                "full": (fused, weight, "sift", True)}
     truth, train = os.path.join(w, "data", "test_truth.csv"), os.path.join(w, "data", "train.csv")
     rows = []
-    for name, (model, weight, rerank) in variants.items():
+    for name, (model, weight, rerank, by_group) in variants.items():
         folder = write_variant(os.path.join(root, name), model, {**cfg, "pixel_weight": weight})
-        sub = through_pipeline(folder, det, crops, records, rerank=rerank)
-        rows.append({"variant": name, "pixel_weight": weight, "rerank": rerank, "test_map5": score(sub, truth),
+        sub = through_pipeline(folder, det, crops, records, rerank=rerank, group_thresholds=by_group)
+        rows.append({"variant": name, "pixel_weight": weight, "rerank": rerank, "group_thresholds": by_group,
+                     "test_map5": score(sub, truth),
                      "single_photo_top1": single_photo_top1(sub, truth, train)})
         print(rows[-1], flush=True)
     df = pd.DataFrame(rows).set_index("variant")

@@ -53,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     from pipeline.identify import InferConfig, identify, load
     from pipeline.photos import inputs
     from pipeline.search import NEW, Candidates, map_at_5, predict
+    from pipeline.share import estimate_share
     from pipeline.validation import EvalConfig, evaluate
 
     w = a.workdir
@@ -75,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         for _ in range(a.draws):
             idx = draw(rng, is_new, share)
             sub = Candidates(cands.ids[idx], cands.species[idx], cands.scores[idx], cands.query_species[idx])
-            est = thr.estimate_share(best[idx], groups[idx], model)
+            est = estimate_share(best[idx], groups[idx], model)
             scores = {k: map_at_5(predict(sub, model.best(s)[0]), list(truths[idx]))
                       for k, s in (("true", share), ("estimated", est))}
             rows.append({"share": share, "estimate": est, "queries": len(idx), **scores})

@@ -70,15 +70,17 @@ def untrained_embedder(trained: str, out: str, seed: int = 0) -> str:
     return out
 
 
-def through_pipeline(emb: str, det: str, crops: str, records: str, rerank: str = "none") -> str:
+def through_pipeline(emb: str, det: str, crops: str, records: str, rerank: str = "none",
+                     group_thresholds: bool = True) -> str:
     """``emb``'s threshold (and ``rerank``) from validation, then the test records identified with
-    it; the submission."""
+    it (one threshold per group of the best candidate's catalog photos, or one for all); the submission."""
     from pipeline.identify import InferConfig, run
     from pipeline.validation import EvalConfig, evaluate
 
     evaluate(EvalConfig(embedder=emb, records=crops, out=os.path.join(emb, "evaluation"), rerank=rerank),
              progress=False)
-    run(InferConfig(detector=det, embedder=emb, catalog=crops, records=records, out=emb), progress=False)
+    run(InferConfig(detector=det, embedder=emb, catalog=crops, records=records, out=emb,
+                    group_thresholds=group_thresholds), progress=False)
     return os.path.join(emb, "submission.csv")
 
 

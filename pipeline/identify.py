@@ -27,6 +27,9 @@ class InferConfig:
                                                 "EMB_DIR/threshold.json's curves at the new-individual share)")
     new_share: float | None = option(None, help="share of new individuals among the photos (None: estimated "
                                                 "from their own scores)", lo=0.0, hi=1.0)
+    group_thresholds: bool = option(True, help="one new_individual threshold per number of catalog photos of the "
+                                               "best candidate (1, 2, 3+), at the estimated mix of queries "
+                                               "(pipeline/threshold.py); else one for all")
     rerank: str = option("auto", help="re-rank by SIFT inliers as fitted by evaluate.py; auto: when "
                                       "EMB_DIR/threshold.json has a fit", choices=("auto", "sift", "none"))
     species_consistency: bool = option(False, help="demote candidates of another species than the best one's")
@@ -164,10 +167,12 @@ def identify(m: Models, chunks, cfg: InferConfig, progress: bool = False):
     if m.fusion is not None:
         q_local = local.from_list([f.of(i) for f in feats for i in range(len(f))])
         cands = rerank.rerank(cands, emb, q_local, m.catalog, m.fusion)
-    threshold, how = thr.choose(cfg.embedder, thr.best_scores(cands), thr.group(cands, m.catalog.individual_ids),
-                                cfg.threshold, cfg.new_share)
+    groups = thr.group(cands, m.catalog.individual_ids)
+    threshold, how = thr.choose(cfg.embedder, thr.best_scores(cands), groups, cfg.threshold, cfg.new_share,
+                                cfg.group_thresholds)
     how["threshold"] = threshold
-    return names, emb, det, box, cands, predict(cands, threshold, cfg.species_consistency), how
+    preds = predict(cands, thr.per_query(threshold, how, groups), cfg.species_consistency)
+    return names, emb, det, box, cands, preds, how
 
 
 def run(cfg: InferConfig, progress: bool = True) -> dict:

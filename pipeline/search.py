@@ -63,11 +63,13 @@ def vote_species(nbr_species: np.ndarray, nbr_scores: np.ndarray, top: int = 5) 
     return out
 
 
-def predict(cands: Candidates, threshold: float, species_consistency: bool = False) -> list[list[str]]:
+def predict(cands: Candidates, threshold: float | np.ndarray, species_consistency: bool = False) -> list[list[str]]:
     """Five distinct ids per query. Candidates whose species differs from the query's predicted one
     go after all others (``species_consistency``: two species are never one individual);
     ``new_individual`` enters just before the first candidate scoring below ``threshold`` (first of
-    all when even the best is below), or last if every candidate clears it."""
+    all when even the best is below), or last if every candidate clears it. ``threshold``: one for
+    all, or one per query."""
+    thresholds = np.broadcast_to(np.asarray(threshold, float), (cands.ids.shape[0],))
     out = []
     for i in range(cands.ids.shape[0]):
         order = [j for j in range(cands.ids.shape[1]) if cands.ids[i, j] != ""]
@@ -75,7 +77,7 @@ def predict(cands: Candidates, threshold: float, species_consistency: bool = Fal
             order.sort(key=lambda j: cands.species[i, j] != cands.query_species[i])  # stable: keeps score order
         preds: list[str] = []
         for j in order:
-            if NEW not in preds and cands.scores[i, j] < threshold:
+            if NEW not in preds and cands.scores[i, j] < thresholds[i]:
                 preds.append(NEW)
             preds.append(str(cands.ids[i, j]))
         if NEW not in preds:

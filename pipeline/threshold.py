@@ -7,27 +7,14 @@ validation queries of each kind at threshold ``t``. ``pipeline/evaluate.py`` sto
 the validation queries' best-match scores by kind in ``EMB_DIR/threshold.json``.
 
 Nobody knows ``p`` for a real query set (Kaggle's test: the winners estimated ~16.5 %), and a
-wrong prior moves MAP@5 a lot. ``estimate_share`` estimates it from the queries' own, unlabelled
-best-match scores: the score distributions of known and of new queries are taken from validation
-(the same embedder, so only their mixing weights change between validation and the queries: label
-shift) and the weights are fitted by EM (Saerens et al. 2002, "Adjusting the outputs of a classifier
-to new a priori probabilities"). A free two-component mixture would instead have to guess which
-component is which and what shape each has; validation knows both.
+wrong prior moves MAP@5 a lot: ``pipeline.share`` estimates it from the queries' own, unlabelled
+best-match scores, with the share of known individuals that have a single catalog photo.
 
-Two things shift between validation and inference, and each is modelled:
-- **Known individuals with one catalog photo.** They score far lower than the others (often like a
-  new individual), a real catalog is full of them, and cross-validation hardly sees them: an
-  individual with one photo is never a known validation query. So validation also searches its
-  known queries in a catalog thinned to one photo of their individual (``single_scores``), and the
-  known queries are a mixture of the two known kinds with weights fitted on the queries. Without
-  this third kind the demo's estimate was 0.26-0.36 for a true 0.1.
-- **The catalog photos of the best candidate** (1, 2, 3+, ``group``), observed at inference too:
-  each kind's density is that of (group, score), P(group | kind) times the score density in the group.
-
-Scores are densities in a scale-free space (the normal quantile of their rank among the validation
-scores): fused re-ranking probabilities pile up near 0, where a kernel density of the raw scores
-smears the known queries' misses into the new ones' peak (that alone gave +0.14 on the demo, even
-with the test set's own densities). ``bench/new_share.py`` reports what is left of the bias.
+One threshold per group (the catalog photos of the best candidate: 1, 2, 3+): a known individual
+with a single catalog photo scores far lower than one with several, so one threshold for all puts
+``new_individual`` first for most of them. Each group's threshold maximises that group's part of
+the MAP@5 at the estimated mix of kinds (``by_group``; group curves with few validation queries
+are shrunk toward the kind's pooled curve). ``infer.py --no-group-thresholds`` keeps one.
 """
 
 from __future__ import annotations
@@ -43,10 +30,7 @@ THRESHOLDS = tuple(float(t) for t in np.round(np.arange(0.0, 1.0001, 0.025), 3))
 DEFAULT_THRESHOLD = 0.5  # used, with a warning, when the embedder has no threshold.json yet
 MAX_SCORES = 2000  # validation scores kept per kind and group in threshold.json (evenly spaced quantiles)
 GROUP_CAP = 3  # catalog photos of the best candidate: 1, 2, 3+ (6 groups changed nothing on the demo)
-MIN_GROUP = 10  # fewer validation scores than this in a group: the kind's pooled scores stand in
-# fewer validation queries of either kind than this: no estimate (the small demo's fold has 13 known
-# and 5 new ones, and the estimate then said 74 % new for a true 21 %); threshold.json's stands
-MIN_VALIDATION = 30
+MIN_GROUP = 10  # fewer validation queries than this in a group: the kind's pooled figures stand in (or weigh in)
 
 
 KINDS = ("known", "new", "single")
@@ -57,7 +41,8 @@ class ThresholdModel:
     """Per threshold, the validation MAP@5 of known and of new queries; their best-match scores by
     the catalog photos of the best candidate (``group``: 1, 2, 3), and those of the known queries
     searched in a catalog thinned to one photo of their individual (``single_scores``); ``counts``:
-    per kind and group, how many validation queries (the scores kept are capped at ``MAX_SCORES``)."""
+    per kind and group, how many validation queries (the scores kept are capped at ``MAX_SCORES``);
+    ``group_curves``: per kind and group, the mean AP at each threshold."""
     thresholds: tuple[float, ...]
     known: np.ndarray
     new: np.ndarray
@@ -65,6 +50,7 @@ class ThresholdModel:
     new_scores: dict[int, np.ndarray]
     single_scores: dict[int, np.ndarray] = field(default_factory=dict)
     counts: dict[str, dict[int, int]] = field(default_factory=dict)
+    group_curves: dict[str, dict[int, np.ndarray]] = field(default_factory=dict)
 
     def curve(self, share: float) -> np.ndarray:
         """MAP@5 at each threshold for a query set with this share of new individuals."""
@@ -87,7 +73,9 @@ class ThresholdModel:
         return {"thresholds": list(self.thresholds), "known_map5": self.known.round(6).tolist(),
                 "new_map5": self.new.round(6).tolist(),
                 **{f"{k}_scores": {str(g): _quantiles(v) for g, v in self.scores(k).items()} for k in KINDS},
-                "counts": {k: {str(g): int(n) for g, n in self.count(k).items()} for k in KINDS}}
+                "counts": {k: {str(g): int(n) for g, n in self.count(k).items()} for k in KINDS},
+                "group_curves": {k: {str(g): c.round(6).tolist() for g, c in d.items()}
+                                 for k, d in self.group_curves.items()}}
 
     @classmethod
     def from_json(cls, d: dict) -> ThresholdModel:
@@ -96,8 +84,9 @@ class ThresholdModel:
         scores = [{int(g): np.asarray(v, float) for g, v in (v.items() if isinstance(v, dict) else [(0, v)])}
                   for v in scores]
         counts = {k: {int(g): int(n) for g, n in c.items()} for k, c in d.get("counts", {}).items()}
+        curves = {k: {int(g): np.asarray(c, float) for g, c in v.items()} for k, v in d.get("group_curves", {}).items()}
         return cls(tuple(d["thresholds"]), np.asarray(d["known_map5"], float), np.asarray(d["new_map5"], float),
-                   *scores, counts)
+                   *scores, counts, curves)
 
 
 def _quantiles(scores: np.ndarray) -> list[float]:
@@ -121,91 +110,73 @@ def by_group(scores: np.ndarray, groups: np.ndarray) -> dict[int, np.ndarray]:
 def fit(cands, truths, catalog_ids, species_consistency: bool = False, thresholds=THRESHOLDS,
         single=None) -> ThresholdModel:
     """The curves and grouped scores of validation ``cands`` (``pipeline.search.Candidates``, searched
-    in a catalog of ``catalog_ids``) with ``truths``; ``single``: (candidates, catalog ids) of the
-    known queries searched in a catalog thinned to one photo of their individual."""
-    from pipeline.search import NEW, predict
+    in a catalog of ``catalog_ids``) with ``truths``; ``single``: (candidates, catalog ids, truths) of
+    the known queries searched in a catalog thinned to one photo of their individual."""
+    from pipeline.search import NEW
+
+    ap = _ap(cands, truths, thresholds, species_consistency)
+    best, groups = best_scores(cands), group(cands, catalog_ids)
+    is_new = np.array([t == NEW for t in truths], bool)
+    parts = {"known": ~is_new, "new": is_new}
+    kinds = {k: (ap[:, m], best[m], groups[m]) for k, m in parts.items()}
+    if single is not None:
+        s_cands, s_ids, s_truths = single
+        kinds["single"] = (_ap(s_cands, s_truths, thresholds, species_consistency), best_scores(s_cands),
+                           group(s_cands, s_ids))
+    scores = {k: by_group(b, g) for k, (_, b, g) in kinds.items()}
+    curves = {k: {int(g): a[:, gs == g].mean(axis=1) for g in np.unique(gs)} for k, (a, _, gs) in kinds.items()}
+
+    def mean(a: np.ndarray) -> np.ndarray:
+        return a.mean(axis=1) if a.shape[1] else np.zeros(len(thresholds))
+
+    return ThresholdModel(tuple(thresholds), mean(kinds["known"][0]), mean(kinds["new"][0]), scores["known"],
+                          scores["new"], scores.get("single", {}),
+                          {k: {g: len(v) for g, v in d.items()} for k, d in scores.items()}, curves)
+
+
+def _ap(cands, truths, thresholds, species_consistency: bool) -> np.ndarray:
+    """[thresholds, queries]: each query's AP@5 at each threshold."""
+    from pipeline.search import predict
     from stage2_embed.retrieval import map_at_5
 
     truths = list(truths)
-    is_new = np.array([t == NEW for t in truths], bool)
-    ap = np.array([[map_at_5([p], [t]) for p, t in zip(predict(cands, th, species_consistency), truths, strict=True)]
-                   for th in thresholds]).reshape(len(thresholds), len(truths))
-    best, groups = best_scores(cands), group(cands, catalog_ids)
+    return np.array([[map_at_5([p], [t]) for p, t in zip(predict(cands, th, species_consistency), truths, strict=True)]
+                     for th in thresholds]).reshape(len(thresholds), len(truths))
 
-    def mean(cols: np.ndarray) -> np.ndarray:
-        return ap[:, cols].mean(axis=1) if cols.any() else np.zeros(len(thresholds))
 
-    kinds = {"known": by_group(best[~is_new], groups[~is_new]), "new": by_group(best[is_new], groups[is_new]),
-             "single": by_group(best_scores(single[0]), group(*single)) if single is not None else {}}
-    counts = {k: {g: len(v) for g, v in d.items()} for k, d in kinds.items()}
-    return ThresholdModel(tuple(thresholds), mean(~is_new), mean(is_new), *kinds.values(), counts)
+def by_group_thresholds(model: ThresholdModel, weights: dict[str, float]) -> dict[int, float]:
+    """Per group, the threshold that maximises the group's part of the MAP@5 for queries mixed as
+    ``weights`` (kind -> share): sum over kinds of weight x P(group | kind) x the kind's AP curve in
+    the group, that curve shrunk toward the kind's pooled curve by ``MIN_GROUP`` pseudo-queries (a
+    group of a few validation queries must not swing its threshold). Empty without group curves."""
+    if not model.group_curves:
+        return {}
+    out = {}
+    for g in sorted({g for k in weights for g in model.group_curves.get(k, {})}):
+        curve = np.zeros(len(model.thresholds))
+        for k, w in weights.items():
+            counts, curves = model.count(k), model.group_curves.get(k, {})
+            total = sum(counts.values())
+            if not total or not curves:
+                continue
+            pooled = sum(counts[h] * c for h, c in curves.items()) / total
+            n = counts.get(g, 0)
+            shrunk = (n * curves.get(g, pooled) + MIN_GROUP * pooled) / (n + MIN_GROUP)
+            curve += w * n / total * shrunk
+        out[g] = model.thresholds[int(np.argmax(curve))]
+    return out
+
+
+def per_query(threshold: float, how: dict, groups: np.ndarray) -> np.ndarray:
+    """Each query's threshold: its group's from ``how["thresholds_by_group"]``, else ``threshold``."""
+    table = {int(g): t for g, t in how.get("thresholds_by_group", {}).items()}
+    return np.array([table.get(int(g), threshold) for g in groups], float)
 
 
 def best_scores(cands) -> np.ndarray:
     """Each query's best candidate score (-1 where it has none)."""
     s = cands.scores[:, 0] if cands.scores.size else np.zeros(len(cands.scores))
     return np.where(np.isfinite(s), s, -1.0).astype(float)
-
-
-def estimate_share(best: np.ndarray, groups: np.ndarray, model: ThresholdModel, iters: int = 2000) -> float:
-    """The share of new individuals among queries with best-match scores ``best`` (in ``groups``):
-    EM on the mixing weights of the fixed (group, score) densities of the validation kinds (known,
-    new, and known with one catalog photo where ``model`` has them); the new kind's weight. NaN when
-    known or new has fewer than ``MIN_VALIDATION`` validation scores."""
-    best, groups = np.asarray(best, float), np.asarray(groups)
-    kinds = [k for k in KINDS if sum(model.count(k).values()) >= MIN_VALIDATION]
-    if not {"known", "new"} <= set(kinds) or not len(best):
-        return float("nan")
-    z = gaussianize(np.concatenate([v for k in kinds for v in model.scores(k).values()]))
-    dens = np.stack([joint_density(model.scores(k), model.count(k), z, best, groups) for k in kinds])
-    weights = np.full(len(kinds), 1.0 / len(kinds))
-    for _ in range(iters):
-        post = weights[:, None] * dens
-        post /= post.sum(axis=0)
-        weights, old = post.mean(axis=1), weights
-        if np.abs(weights - old).max() < 1e-7:
-            break
-    return float(weights[kinds.index("new")])
-
-
-def gaussianize(reference: np.ndarray):
-    """The map score -> normal quantile of its rank among ``reference`` (monotone, any score scale)."""
-    from scipy.stats import norm
-
-    ref = np.sort(np.asarray(reference, float))
-    ranks = (np.arange(len(ref)) + 0.5) / len(ref)
-    return lambda s: norm.ppf(np.interp(np.asarray(s, float), ref, ranks))
-
-
-def joint_density(scores: dict[int, np.ndarray], counts: dict[int, int], z, best: np.ndarray,
-                  groups: np.ndarray) -> np.ndarray:
-    """P(group) x the score density in the group (a Gaussian kernel density in ``z``'s space, of
-    all groups pooled where a group has < ``MIN_GROUP`` scores) at each query."""
-    pooled = np.concatenate(list(scores.values()))
-    total = sum(counts.values())
-    out = np.zeros(len(best))
-    for g in np.unique(groups):
-        at, ref = groups == g, scores.get(int(g), np.zeros(0))
-        p_group = (counts.get(int(g), 0) + 0.5) / (total + 0.5 * (GROUP_CAP + 1))
-        out[at] = p_group * kde(z(ref if len(ref) >= MIN_GROUP else pooled), z(best[at]))
-    return out
-
-
-def kde(sample: np.ndarray, at: np.ndarray) -> np.ndarray:
-    """Gaussian kernel density of ``sample`` at ``at`` (floored: EM must never divide by zero)."""
-    from sklearn.neighbors import KernelDensity
-
-    fit = KernelDensity(bandwidth=silverman(sample)).fit(np.asarray(sample, float)[:, None])
-    return np.exp(fit.score_samples(np.asarray(at, float)[:, None])) + 1e-12
-
-
-def silverman(v: np.ndarray) -> float:
-    """Silverman's rule-of-thumb bandwidth (scikit-learn's ``bandwidth="silverman"`` assumes unit
-    variance, far too wide for these scores)."""
-    v = np.asarray(v, float)
-    iqr = np.subtract(*np.percentile(v, [75, 25]))
-    spread = min(v.std(), iqr / 1.34) if iqr > 0 else v.std()
-    return max(0.9 * spread * len(v) ** -0.2, 1e-3)
 
 
 def load(embedder: str) -> tuple[dict | None, ThresholdModel | None]:
@@ -220,10 +191,14 @@ def load(embedder: str) -> tuple[dict | None, ThresholdModel | None]:
 
 
 def choose(embedder: str, best: np.ndarray, groups: np.ndarray, threshold: float | None = None,
-           new_share: float | None = None) -> tuple[float, dict]:
+           new_share: float | None = None, group_thresholds: bool = False) -> tuple[float, dict]:
     """The threshold for queries with best-match scores ``best`` (in ``groups``): ``threshold`` if given; else the
     validation curve's best at ``new_share``, or at the share estimated from ``best`` when None;
-    else the stored one. Returns (threshold, how it was chosen) for run.json."""
+    else the stored one. With ``group_thresholds``, also one per group (``thresholds_by_group``;
+    ``per_query`` reads it) where the mix of kinds could be estimated. Returns (threshold, how it
+    was chosen) for run.json."""
+    from pipeline.share import estimate_weights
+
     if threshold is not None:
         return threshold, {"threshold_from": "--threshold"}
     saved, model = load(embedder)
@@ -231,9 +206,21 @@ def choose(embedder: str, best: np.ndarray, groups: np.ndarray, threshold: float
         print(f"warning: no threshold.json in {embedder} (run pipeline/evaluate.py); new_individual threshold "
               f"{DEFAULT_THRESHOLD}", file=sys.stderr)
         return DEFAULT_THRESHOLD, {"threshold_from": "default"}
+    weights = None if model is None else estimate_weights(best, groups, model)
     if model is not None and new_share is not None:
-        return model.best(new_share)[0], {"threshold_from": "--new-share", "new_share": new_share}
-    share = float("nan") if model is None else estimate_share(best, groups, model)
-    if np.isfinite(share):
-        return model.best(share)[0], {"threshold_from": "estimated share", "new_share_estimate": round(share, 4)}
-    return float(saved["threshold"]), {"threshold_from": "threshold.json"}
+        how = {"threshold_from": "--new-share", "new_share": new_share}
+        weights = given_share(weights, new_share)
+    elif weights is not None:
+        how = {"threshold_from": "estimated share", "new_share_estimate": round(weights["new"], 4)}
+    else:
+        return float(saved["threshold"]), {"threshold_from": "threshold.json"}
+    if group_thresholds and (table := by_group_thresholds(model, weights)):
+        how["thresholds_by_group"] = {str(g): t for g, t in table.items()}
+    return model.best(weights["new"])[0], how
+
+
+def given_share(weights: dict[str, float] | None, share: float) -> dict[str, float]:
+    """``share`` new individuals; the known ones split between the known kinds as ``weights`` has them."""
+    known = {k: w for k, w in (weights or {"known": 1.0}).items() if k != "new"}
+    total = sum(known.values()) or 1.0
+    return {"new": share, **{k: (1.0 - share) * w / total for k, w in known.items()}}

@@ -167,7 +167,7 @@ def thin_catalog(cat_mask: np.ndarray, ids: np.ndarray, individuals, seed: int =
 
 
 def single_photo_search(arr: dict, q_mask, cat_mask, truths: np.ndarray, fusion) -> tuple | None:
-    """(candidates, catalog ids) of the known queries searched in the catalog thinned to one photo of
+    """(candidates, catalog ids, truths) of the known queries searched in the catalog thinned to one photo of
     their individual (re-ranked by ``fusion`` where given): how a known individual with a single catalog
     photo scores, which cross-validation otherwise hardly sees (``pipeline.threshold``). None without
     known queries."""
@@ -185,4 +185,4 @@ def single_photo_search(arr: dict, q_mask, cat_mask, truths: np.ndarray, fusion)
     if fusion is not None:
         inl = rerank.inlier_matrix(cands, emb[q], arr["local"].take(q), emb[cat], ids[cat], arr["local"].take(cat))
         cands = rerank.apply(cands, inl, fusion)
-    return cands, ids[cat]
+    return cands, ids[cat], truths[known]

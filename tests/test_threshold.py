@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from pipeline import threshold as thr
-from pipeline.search import NEW, Candidates
+from pipeline.search import NEW, Candidates, predict
+from pipeline.share import estimate_share
 
 CATALOG = ["a", "a", "b"]  # "a" has two photos, "b" one
 
@@ -58,7 +59,7 @@ def test_the_share_of_new_individuals_is_estimated_from_unlabelled_scores(share)
     model = model_of({1: scores(rng, 300, False)}, {1: scores(rng, 150, True)})
     n_new = int(round(400 * share))
     query = np.concatenate([scores(rng, 400 - n_new, False), scores(rng, n_new, True)])
-    assert thr.estimate_share(query, np.ones(400), model) == pytest.approx(share, abs=0.05)
+    assert estimate_share(query, np.ones(400), model) == pytest.approx(share, abs=0.05)
 
 
 def test_known_individuals_with_one_catalog_photo_are_not_taken_for_new_ones():
@@ -70,8 +71,8 @@ def test_known_individuals_with_one_catalog_photo_are_not_taken_for_new_ones():
     known, new = {1: single(10), 3: scores(rng, 300, False)}, {1: scores(rng, 60, True), 3: scores(rng, 240, True)}
     groups = np.repeat([1, 3, 1, 3], [360, 360, 16, 64])
     best = np.concatenate([single(360), scores(rng, 360, False), scores(rng, 80, True)])
-    with_single = thr.estimate_share(best, groups, model_of(known, new, {1: single(300)}))
-    without = thr.estimate_share(best, groups, model_of(known, new))
+    with_single = estimate_share(best, groups, model_of(known, new, {1: single(300)}))
+    without = estimate_share(best, groups, model_of(known, new))
     assert with_single == pytest.approx(0.1, abs=0.03) and without > with_single + 0.1
 
 
@@ -84,12 +85,12 @@ def test_scores_piled_near_zero_are_estimated_as_well_as_spread_ones():
     new = lambda n: sig(rng.normal(-4.5, 0.8, n))  # noqa: E731
     model = model_of({3: known(400)}, {3: new(300)})
     best = np.concatenate([known(720), new(80)])
-    assert thr.estimate_share(best, np.full(800, 3), model) == pytest.approx(0.1, abs=0.04)
+    assert estimate_share(best, np.full(800, 3), model) == pytest.approx(0.1, abs=0.04)
 
 
 def test_no_estimate_without_validation_scores_of_both_kinds():
     model = model_of({1: np.array([0.9] * 10)}, {1: np.array([0.3, 0.2])})
-    assert np.isnan(thr.estimate_share(np.array([0.5, 0.6]), np.ones(2), model))
+    assert np.isnan(estimate_share(np.array([0.5, 0.6]), np.ones(2), model))
 
 
 def test_choose_uses_the_estimated_share_and_honours_overrides(tmp_path):
@@ -109,3 +110,50 @@ def test_choose_uses_the_estimated_share_and_honours_overrides(tmp_path):
     assert thr.choose(str(tmp_path), mostly_new, one, threshold=0.42) == (0.42, {"threshold_from": "--threshold"})
     (tmp_path / "threshold.json").write_text(json.dumps({"threshold": 0.35}))  # written before the curves
     assert thr.choose(str(tmp_path), mostly_new, one) == (0.35, {"threshold_from": "threshold.json"})
+
+
+def rows(*best: tuple[float, str]) -> Candidates:
+    """One query per (score, first candidate) pair; the other of "a"/"b" second, far below."""
+    ids = np.array([[first, "b" if first == "a" else "a"] for _, first in best], dtype=object)
+    return Candidates(ids, np.full(ids.shape, "s", dtype=object), np.array([[s, 0.01] for s, _ in best]),
+                      np.full(len(best), "s", dtype=object))
+
+
+def test_one_threshold_per_group_when_single_photo_individuals_score_low():
+    # catalog: "a" has 3 photos (group 3), "b" one (group 1). Known "a" queries score 0.8/0.7 and new
+    # ones next to "a" 0.5/0.45; known "b" queries (one catalog photo: the thinned validation search)
+    # score 0.3/0.25 and new ones next to "b" 0.1/0.05. Group 3 wants a threshold in (0.5, 0.7],
+    # group 1 one in (0.1, 0.25]: no single threshold serves both
+    catalog = ["a", "a", "a", "b"]
+    val = rows((0.8, "a"), (0.7, "a"), (0.5, "a"), (0.45, "a"), (0.1, "b"), (0.05, "b"))
+    model = thr.fit(val, ["a", "a", NEW, NEW, NEW, NEW], catalog, thresholds=(0.0, 0.2, 0.4, 0.6, 0.9),
+                    single=(rows((0.3, "b"), (0.25, "b")), np.array(catalog), np.array(["b", "b"])))
+    table = thr.by_group_thresholds(model, {"known": 0.4, "single": 0.3, "new": 0.3})
+    assert table == {1: 0.2, 3: 0.6}
+    queries = rows((0.8, "a"), (0.3, "b"), (0.1, "b"))
+    groups = thr.group(queries, catalog)
+    assert groups.tolist() == [3, 1, 1]
+    th = thr.per_query(0.6, {"thresholds_by_group": {str(g): t for g, t in table.items()}}, groups)
+    assert th.tolist() == [0.6, 0.2, 0.2]
+    assert [p[0] for p in predict(queries, th)] == ["a", "b", NEW]
+    assert [p[0] for p in predict(queries, 0.6)] == ["a", NEW, NEW]  # one threshold loses the single-photo "b"
+    assert [p[0] for p in predict(queries, 0.2)] == ["a", "b", NEW]  # (and a low one lets new ones next to "a" in)
+    assert predict(rows((0.5, "a")), 0.2)[0][0] == "a" and predict(rows((0.5, "a")), 0.6)[0][0] == NEW
+
+
+def test_choose_gives_group_thresholds_at_the_estimated_and_at_a_given_share(tmp_path):
+    rng = np.random.default_rng(1)
+    curves = {"known": {1: np.array([1.0, 0.2]), 3: np.array([1.0, 0.9])},
+              "new": {1: np.array([0.0, 1.0]), 3: np.array([0.0, 1.0])}}
+    model = thr.ThresholdModel((0.3, 0.6), np.array([1.0, 0.7]), np.array([0.0, 1.0]),
+                               {1: scores(rng, 100, False) - 0.2, 3: scores(rng, 200, False)},
+                               {1: scores(rng, 100, True), 3: scores(rng, 100, True)}, group_curves=curves)
+    (tmp_path / "threshold.json").write_text(json.dumps({"threshold": 0.3, "curves": model.to_json()}))
+    best = np.concatenate([scores(rng, 150, False) - 0.2, scores(rng, 150, False), scores(rng, 50, True)])
+    groups = np.repeat([1, 3, 3], [150, 150, 50])
+    t, how = thr.choose(str(tmp_path), best, groups, group_thresholds=True)
+    # group 1: known 1.0 vs 0.2 at 0.3 vs 0.6, few new there -> 0.3; group 3: known loses only 0.1 -> 0.6
+    assert how["thresholds_by_group"] == {"1": 0.3, "3": 0.6} and how["threshold_from"] == "estimated share"
+    assert "thresholds_by_group" not in thr.choose(str(tmp_path), best, groups)[1]
+    t, how = thr.choose(str(tmp_path), best, groups, new_share=0.9, group_thresholds=True)
+    assert how["thresholds_by_group"] == {"1": 0.6, "3": 0.6} and t == 0.6  # mostly new: high everywhere
