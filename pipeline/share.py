@@ -65,12 +65,14 @@ def estimate_share(best: np.ndarray, groups: np.ndarray, model: ThresholdModel) 
 
 
 def gaussianize(reference: np.ndarray):
-    """The map score -> normal quantile of its rank among ``reference`` (monotone, any score scale)."""
+    """The map score -> normal quantile of its mid-rank among ``reference`` (monotone, any score
+    scale; tied scores, such as many exact zeros, share one rank)."""
     from scipy.stats import norm
 
     ref = np.sort(np.asarray(reference, float))
-    ranks = (np.arange(len(ref)) + 0.5) / len(ref)
-    return lambda s: norm.ppf(np.interp(np.asarray(s, float), ref, ranks))
+    values, first, counts = np.unique(ref, return_index=True, return_counts=True)
+    ranks = (first + counts / 2) / len(ref)
+    return lambda s: norm.ppf(np.interp(np.asarray(s, float), values, ranks))
 
 
 def joint_density(scores: dict[int, np.ndarray], counts: dict[int, int], z, best: np.ndarray,

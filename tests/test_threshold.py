@@ -157,3 +157,15 @@ def test_choose_gives_group_thresholds_at_the_estimated_and_at_a_given_share(tmp
     assert "thresholds_by_group" not in thr.choose(str(tmp_path), best, groups)[1]
     t, how = thr.choose(str(tmp_path), best, groups, new_share=0.9, group_thresholds=True)
     assert how["thresholds_by_group"] == {"1": 0.6, "3": 0.6} and t == 0.6  # mostly new: high everywhere
+
+
+def test_the_rank_normal_map_is_monotone_and_gives_tied_scores_one_value():
+    from pipeline.share import gaussianize
+
+    z = gaussianize(np.array([0.0, 0.0, 0.0, 0.0, 0.2, 0.5, 0.9]))
+    out = z(np.array([-1.0, 0.0, 0.1, 0.2, 0.5, 0.9, 2.0]))
+    assert np.all(np.isfinite(out)) and np.all(np.diff(out) >= 0)
+    from scipy.stats import norm
+
+    assert out[0] == out[1] == pytest.approx(norm.ppf(2 / 7))  # four zeros of seven: their mid-rank
+    assert out[-1] == out[-2] == pytest.approx(norm.ppf(6.5 / 7))  # beyond the last: clamped to its rank
