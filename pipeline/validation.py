@@ -158,11 +158,12 @@ def rerank_validation(cfg: EvalConfig, cands, arr: dict, q_mask, cat_mask, truth
 
 def thin_catalog(cat_mask: np.ndarray, ids: np.ndarray, individuals, seed: int = 0) -> np.ndarray:
     """``cat_mask`` with one photo (drawn with ``seed``) left of each of ``individuals``."""
-    rng = np.random.default_rng(seed)
+    import pandas as pd
+
+    rows = np.flatnonzero(cat_mask)
+    rows = np.random.default_rng(seed).permutation(rows[np.isin(ids[rows], np.unique(np.asarray(individuals)))])
     keep = cat_mask.copy()
-    for ind in sorted(set(individuals)):
-        photos = np.flatnonzero(cat_mask & (ids == ind))
-        keep[rng.choice(photos, len(photos) - 1, replace=False)] = False
+    keep[rows[pd.Series(ids[rows]).duplicated().to_numpy()]] = False  # all but each one's first (random) photo
     return keep
 
 

@@ -180,3 +180,15 @@ def test_scrambled_test_truth_and_boxes_leave_the_submission_byte_identical(trai
     assert (tmp_path / "as_given" / "data" / "test_truth.csv").read_bytes() != (
         tmp_path / "scrambled" / "data" / "test_truth.csv").read_bytes()
     assert subs[0][2] == subs[2][2] and subs[1][2] == subs[3][2]
+
+
+def test_thin_catalog_leaves_one_photo_of_each_named_individual_and_the_rest_alone():
+    from pipeline.validation import thin_catalog
+
+    ids = np.array(["a", "a", "a", "b", "b", "c", "a", "d"], dtype=object)
+    cat = np.array([True, True, True, True, True, True, False, True])
+    keep = thin_catalog(cat, ids, ["a", "b", "a"])
+    assert [int((keep & (ids == i)).sum()) for i in "abcd"] == [1, 1, 1, 1]
+    assert not keep[6] and keep[5] and keep[7]  # a non-catalog photo stays out; others untouched
+    assert (keep <= cat).all() and (thin_catalog(cat, ids, ["a", "b"]) == keep).all()  # deterministic
+    assert len({int(np.flatnonzero(thin_catalog(cat, ids, ["a"], seed=s) & (ids == "a"))[0]) for s in range(20)}) == 3
