@@ -206,7 +206,9 @@ def choose(embedder: str, best: np.ndarray, groups: np.ndarray, threshold: float
         print(f"warning: no threshold.json in {embedder} (run pipeline/evaluate.py); new_individual threshold "
               f"{DEFAULT_THRESHOLD}", file=sys.stderr)
         return DEFAULT_THRESHOLD, {"threshold_from": "default"}
-    weights = None if model is None else estimate_weights(best, groups, model)
+    # the estimated mix; with a given share it only splits the known kinds for the group thresholds
+    wanted = model is not None and (new_share is None or group_thresholds)
+    weights = estimate_weights(best, groups, model) if wanted else None
     if model is not None and new_share is not None:
         how = {"threshold_from": "--new-share", "new_share": new_share}
         weights = given_share(weights, new_share)
