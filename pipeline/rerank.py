@@ -44,12 +44,15 @@ class Fusion:
 
 
 def inlier_matrix(cands, query_emb: np.ndarray, query_local, cat_emb: np.ndarray, cat_ids: np.ndarray,
-                  cat_local, k: int = K, photos: int = PHOTOS) -> np.ndarray:
-    """[Q, k]: per query and candidate individual, the best inlier count over its catalog photos."""
+                  cat_local, k: int = K, photos: int = PHOTOS, match=None) -> np.ndarray:
+    """[Q, k]: per query and candidate individual, the best inlier count over its catalog photos.
+    ``match(i, c)``: the inlier count of query ``i`` and catalog photo ``c`` (default: computed here;
+    a caller that meets the same pairs again may remember them)."""
     import pandas as pd
 
     from pipeline.local import inliers
 
+    match = match or (lambda i, c: inliers(query_local.of(i), cat_local.of(c)))
     rows = pd.Series(np.arange(len(cat_ids))).groupby(np.asarray(cat_ids)).indices
     k = min(k, cands.ids.shape[1])
     out = np.zeros((len(cands.ids), k))
@@ -62,7 +65,7 @@ def inlier_matrix(cands, query_emb: np.ndarray, query_local, cat_emb: np.ndarray
             if r is None:
                 continue
             best = r[np.argsort(-(cat_emb[r] @ query_emb[i]), kind="stable")[:photos]]
-            out[i, j] = max(inliers(q, cat_local.of(int(c))) for c in best)
+            out[i, j] = max(match(i, int(c)) for c in best)
     return out
 
 

@@ -13,7 +13,7 @@ best-match scores, with the share of known individuals that have a single catalo
 One threshold per group (the catalog photos of the best candidate: 1, 2, 3+): a known individual
 with a single catalog photo scores far lower than one with several, so one threshold for all puts
 ``new_individual`` first for most of them. Each group's threshold maximises that group's part of
-the MAP@5 at the estimated mix of kinds (``by_group``; group curves with few validation queries
+the MAP@5 at the estimated mix of kinds (``by_group_thresholds``; group curves with few validation queries
 are shrunk toward the kind's pooled curve). ``infer.py --no-group-thresholds`` keeps one.
 """
 

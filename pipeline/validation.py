@@ -102,9 +102,10 @@ def evaluate(cfg: EvalConfig, progress: bool = True) -> dict:
     cands = search(arr["embeddings"][q_mask], arr["embeddings"][cat_mask], arr["individual_ids"][cat_mask],
                    arr["species"][cat_mask])
     new = truths == NEW
-    cands, fusion, before = rerank_validation(cfg, cands, arr, q_mask, cat_mask, truths)
+    pairs: dict = {}  # SIFT inliers per (query, catalog photo): the single-photo pass meets most again
+    cands, fusion, before = rerank_validation(cfg, cands, arr, q_mask, cat_mask, truths, pairs)
     model = thr.fit(cands, truths, arr["individual_ids"][cat_mask], cfg.species_consistency,
-                    single=single_photo_search(arr, q_mask, cat_mask, truths, fusion))
+                    single=single_photo_search(arr, q_mask, cat_mask, truths, fusion, pairs))
     weighted = cfg.new_share is not None and cfg.new_share >= 0 and new.any() and not new.all()
     share = cfg.new_share if weighted else float(new.mean())
     curve = model.curve(share)
@@ -141,7 +142,7 @@ def known_closed_map5(cands, truths: np.ndarray) -> float:
     return map_at_5([p for p, k in zip(predict(cands, -1.0), known, strict=True) if k], list(truths[known]))
 
 
-def rerank_validation(cfg: EvalConfig, cands, arr: dict, q_mask, cat_mask, truths) -> tuple:
+def rerank_validation(cfg: EvalConfig, cands, arr: dict, q_mask, cat_mask, truths, pairs: dict) -> tuple:
     """With ``--rerank sift``: (re-ranked candidates, the fusion fitted on these validation pairs,
     known-individual MAP@5 before re-ranking); else (cands, None, None)."""
     if cfg.rerank == "none":
@@ -149,9 +150,7 @@ def rerank_validation(cfg: EvalConfig, cands, arr: dict, q_mask, cat_mask, truth
     from pipeline import rerank
 
     before = known_closed_map5(cands, truths)
-    inl = rerank.inlier_matrix(cands, arr["embeddings"][q_mask], arr["local"].take(q_mask),
-                               arr["embeddings"][cat_mask], arr["individual_ids"][cat_mask],
-                               arr["local"].take(cat_mask))
+    inl = inliers(cands, arr, q_mask, cat_mask, pairs)
     fusion = rerank.fit_fusion(cands, inl, truths)
     return rerank.apply(cands, inl, fusion), fusion, before
 
@@ -167,7 +166,26 @@ def thin_catalog(cat_mask: np.ndarray, ids: np.ndarray, individuals, seed: int =
     return keep
 
 
-def single_photo_search(arr: dict, q_mask, cat_mask, truths: np.ndarray, fusion) -> tuple | None:
+def inliers(cands, arr: dict, q_mask, cat_mask, pairs: dict) -> np.ndarray:
+    """``rerank.inlier_matrix`` of ``cands`` (``arr``'s ``q_mask`` rows searched in its ``cat_mask``
+    rows), each (query, catalog photo) pair matched once per evaluation: ``pairs`` keeps the counts
+    by ``arr`` row."""
+    from pipeline import rerank
+    from pipeline.local import inliers as count
+
+    local, q_rows, c_rows = arr["local"], np.flatnonzero(q_mask), np.flatnonzero(cat_mask)
+
+    def match(i: int, c: int) -> int:
+        key = (int(q_rows[i]), int(c_rows[c]))
+        if key not in pairs:
+            pairs[key] = count(local.of(key[0]), local.of(key[1]))
+        return pairs[key]
+
+    return rerank.inlier_matrix(cands, arr["embeddings"][q_mask], local.take(q_mask), arr["embeddings"][cat_mask],
+                                arr["individual_ids"][cat_mask], local.take(cat_mask), match=match)
+
+
+def single_photo_search(arr: dict, q_mask, cat_mask, truths: np.ndarray, fusion, pairs: dict) -> tuple | None:
     """(candidates, catalog ids, truths) of the known queries searched in the catalog thinned to one photo of
     their individual (re-ranked by ``fusion`` where given): how a known individual with a single catalog
     photo scores, which cross-validation otherwise hardly sees (``pipeline.threshold``). None without
@@ -184,6 +202,5 @@ def single_photo_search(arr: dict, q_mask, cat_mask, truths: np.ndarray, fusion)
     q[np.flatnonzero(q_mask)[known]] = True
     cands = search(emb[q], emb[cat], ids[cat], arr["species"][cat])
     if fusion is not None:
-        inl = rerank.inlier_matrix(cands, emb[q], arr["local"].take(q), emb[cat], ids[cat], arr["local"].take(cat))
-        cands = rerank.apply(cands, inl, fusion)
+        cands = rerank.apply(cands, inliers(cands, arr, q, cat, pairs), fusion)
     return cands, ids[cat], truths[known]
