@@ -1,20 +1,28 @@
 """What each addition to the pipeline is worth, on one finished demo (``make demo``): test MAP@5 of
 
-- ``baseline``: the trained embedder alone (no pixel fusion, no re-ranking);
+- ``baseline``: the trained embedder alone (no pixel fusion, no re-ranking, no head blend);
+- ``blend``: + kNN scores blended with the ArcFace head's class cosines (weight from validation);
 - ``fusion``: + the 16x16 pixel descriptor mixed in at the weight validation prefers;
 - ``rerank``: + SIFT re-ranking of the 10 best candidates, fused on validation;
-- ``both``: both,
+- ``both``: fusion and re-ranking,
 
 each with one validation threshold at the estimated new-individual share; and
 
-- ``full``: both, with one threshold per group of the best candidate's catalog photos (1, 2, 3+;
-  what ``make demo`` runs),
+- ``groups``: both, with one threshold per group of the best candidate's catalog photos (1, 2, 3+);
+- ``full``: groups + the head blend (what ``make demo`` runs);
+- ``pseudo1``, ``pseudo2``: full, with the embedder of pseudo-label round 1 and 2
+  (``pipeline/pseudo_label.py``: confident test photos added, ``--pseudo-epochs`` more epochs from
+  the previous embedder; the added count and the precision of the added labels are printed);
+- ``all_folds``: full, with an embedder trained from scratch on every fold as long as the demo's
+  (``stage2_embed/train.py --all-folds``), its threshold carried over from ``full``
 
 on the same test photos and the same detector crops; and the share of test photos of known individuals that have a
 single catalog photo found first (the weak spot). Prints a table and one JSON line with
 ``baseline_map5``, ``full_map5``, ``single_photo_top1_baseline`` and ``single_photo_top1_full``.
 
-    python bench/ablation.py [--workdir work/demo]
+    python bench/ablation.py [--workdir work/demo] [--pseudo-epochs 10] [--no-training]
+
+``--no-training`` leaves out the three variants that train (about 20 of its ~30 minutes).
 """
 
 from __future__ import annotations
@@ -42,11 +50,20 @@ def plain_embedder(emb: str):
     return keras.Model(image, out, name="embedder")
 
 
-def write_variant(out: str, model, cfg: dict) -> str:
+def write_variant(out: str, model, cfg: dict, head_from: str | None = None) -> str:
+    """An embedder folder of ``model``; with ``head_from``, that run's training model beside it (the
+    ArcFace head that ``pipeline.blend`` reads)."""
+    import shutil
+
     from runtime import atomic
     from runtime.checkpoint import save_model
 
     os.makedirs(out, exist_ok=True)
+    for f in ("train_model.keras", "train_config.json", "head.npz"):
+        if os.path.exists(os.path.join(out, f)):
+            os.remove(os.path.join(out, f))
+        if head_from and f != "head.npz":
+            shutil.copy(os.path.join(head_from, f), os.path.join(out, f))
     save_model(model, os.path.join(out, "embedder.keras"))
     atomic.write_json(os.path.join(out, "embedder_config.json"), cfg)
     return out
@@ -62,9 +79,29 @@ def single_photo_top1(submission: str, truth_csv: str, train_csv: str) -> float:
     return sum(sub[i].split()[0] == truth[i] for i in single) / max(len(single), 1)
 
 
+def trained_variants(full: str, crops: str, root: str, pseudo_epochs: int, truth: str) -> list[tuple]:
+    """(name, embedder folder, extra figures) of two pseudo-label rounds from ``full`` and of an
+    embedder trained on every fold with ``full``'s choices."""
+    from pipeline.pseudo import PseudoConfig, run_rounds
+    from stage2_embed.training import TrainConfig, train
+
+    pl = run_rounds(PseudoConfig(embedder=full, records=crops, out=os.path.join(root, "pseudo"), rounds=2,
+                                 epochs=pseudo_epochs, truth=truth), progress=False)
+    out = [(f"pseudo{r['round']}", r["embedder"], {"added": r["added"], "added_precision": r["added_precision"]})
+           for r in pl["rounds"]]
+    base = json.loads(open(os.path.join(full, "train_config.json")).read())
+    cfg = TrainConfig(**{**{k: v for k, v in base.items() if k in TrainConfig.__dataclass_fields__},
+                         "records": crops, "out": os.path.join(root, "all_folds"), "all_folds": full, "init": None})
+    if not os.path.exists(os.path.join(cfg.out, "embedder.keras")):
+        train(cfg, resume=os.path.exists(os.path.join(cfg.out, "ckpt", "state.json")), progress=False)
+    return [*out, ("all_folds", cfg.out, {})]
+
+
 def main(argv: list[str] | None = None) -> int:
     p = flags.parser(__doc__)
     p.add_argument("--workdir", default="work/demo", help="a finished demo")
+    p.add_argument("--pseudo-epochs", type=int, default=10, help="epochs per pseudo-label round")
+    p.add_argument("--no-training", action="store_true", help="leave out pseudo1, pseudo2 and all_folds")
     a = p.parse_args(argv)
 
     import pandas as pd
@@ -81,22 +118,33 @@ def main(argv: list[str] | None = None) -> int:
     fused, metrics = fuse(plain, crops, cfg["image_size"], val_fold)
     root = os.path.join(w, "ablation")
     weight = metrics["pixel_weight"]
-    variants = {"baseline": (plain, 0.0, "none", False), "fusion": (fused, weight, "none", False),
-                "rerank": (plain, 0.0, "sift", False), "both": (fused, weight, "sift", False),
-                "full": (fused, weight, "sift", True)}
+    variants = {"baseline": (plain, 0.0, "none", False, False), "blend": (plain, 0.0, "none", False, True),
+                "fusion": (fused, weight, "none", False, False), "rerank": (plain, 0.0, "sift", False, False),
+                "both": (fused, weight, "sift", False, False), "groups": (fused, weight, "sift", True, False),
+                "full": (fused, weight, "sift", True, True)}
     truth, train = os.path.join(w, "data", "test_truth.csv"), os.path.join(w, "data", "train.csv")
     rows = []
-    for name, (model, weight, rerank, by_group) in variants.items():
-        folder = write_variant(os.path.join(root, name), model, {**cfg, "pixel_weight": weight})
-        sub = through_pipeline(folder, det, crops, records, rerank=rerank, group_thresholds=by_group)
+    for name, (model, weight, rerank, by_group, blend) in variants.items():
+        folder = write_variant(os.path.join(root, name), model, {**cfg, "pixel_weight": weight},
+                               head_from=emb if blend else None)
+        sub = through_pipeline(folder, det, crops, records, rerank=rerank, group_thresholds=by_group, blend=blend)
         rows.append({"variant": name, "pixel_weight": weight, "rerank": rerank, "group_thresholds": by_group,
+                     "blend_weight": json.loads(open(os.path.join(folder, "threshold.json")).read())["blend"]["weight"],
                      "test_map5": score(sub, truth),
                      "single_photo_top1": single_photo_top1(sub, truth, train)})
         print(rows[-1], flush=True)
+    if not a.no_training:
+        for name, folder, more in trained_variants(os.path.join(root, "full"), crops, root, a.pseudo_epochs, truth):
+            sub = through_pipeline(folder, det, crops, records, rerank="sift", group_thresholds=True, blend=True)
+            rows.append({"variant": name, "test_map5": score(sub, truth),
+                         "single_photo_top1": single_photo_top1(sub, truth, train), **more})
+            print(rows[-1], flush=True)
     df = pd.DataFrame(rows).set_index("variant")
     print(df.round(4).to_string())
-    out = {f"{v}_map5": round(float(df.loc[v, "test_map5"]), 4) for v in variants}
-    out.update({f"single_photo_top1_{v}": round(float(df.loc[v, "single_photo_top1"]), 4) for v in variants})
+    out = {f"{v}_map5": round(float(df.loc[v, "test_map5"]), 4) for v in df.index}
+    out.update({f"single_photo_top1_{v}": round(float(df.loc[v, "single_photo_top1"]), 4) for v in df.index})
+    out.update({f"{k}_{v}": round(float(df.loc[v, k]), 4) for k in ("added", "added_precision") if k in df
+                for v in df.index if pd.notna(df.loc[v, k])})
     out.update({k: round(float(v), 4) for k, v in metrics.items()})
     print(json.dumps(out))
     return 0

@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     from pipeline.photos import inputs
     from pipeline.search import NEW, Candidates, map_at_5, predict
     from pipeline.share import estimate_weights
-    from pipeline.validation import EvalConfig, evaluate
+    from pipeline.validation import EvalConfig, evaluate, single_catalog_photo, top1
 
     w = a.workdir
     emb, crops, records = (os.path.join(w, d) for d in ("embedder", "crops", "records"))
@@ -106,6 +106,14 @@ def main(argv: list[str] | None = None) -> int:
            "group_loss_mean": g["group_loss"].round(4).tolist(),
            "group_loss_at_0.1": round(float(g.loc[0.1, "group_loss"]), 4),
            "group_loss_at_0.4": round(float(g.loc[0.4, "group_loss"]), 4)}
+    # how often the best candidate is right for single-catalog-photo queries: the fold's own, the
+    # single kind's (evaluate.py's source), and the test photos': the single kind should look like the last
+    ev = json.loads(open(os.path.join(emb, "evaluation", "evaluation.json")).read())
+    single_test = ~is_new & single_catalog_photo(truths, m.catalog.individual_ids)
+    out.update({"val_single_source": ev["single_photo_source"], "val_single_queries": ev["single_photo_queries"],
+                "val_single_top1_kind": round(ev["single_photo_top1"], 4),
+                "val_single_top1_fold": round(ev["single_photo_top1_fold"], 4),
+                "test_single_top1": round(top1(cands, truths, single_test), 4)})
     print(json.dumps(out))
     return 0
 

@@ -33,7 +33,8 @@ def entries(w: str) -> dict[str, tuple[str, list[str]]]:
                  ["-m", "pipeline.demo", "--workdir", demo]),
         "new_share": ("MAP@5 lost by estimating the new-individual share instead of knowing it (on the demo)",
                       ["bench/new_share.py", "--workdir", demo]),
-        "ablation": ("test MAP@5 of the pipeline without and with pixel fusion and SIFT re-ranking (on the demo)",
+        "ablation": ("test MAP@5 of the pipeline without and with each addition: head blend, pixel fusion, SIFT "
+                     "re-ranking, group thresholds (on the demo)",
                      ["bench/ablation.py", "--workdir", demo]),
         "demo_spread": ("the small demo over three seeds: mean and spread",
                         ["bench/demo_spread.py", "--workdir", os.path.join(w, "spread")]),

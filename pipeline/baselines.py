@@ -71,14 +71,15 @@ def untrained_embedder(trained: str, out: str, seed: int = 0) -> str:
 
 
 def through_pipeline(emb: str, det: str, crops: str, records: str, rerank: str = "none",
-                     group_thresholds: bool = True) -> str:
-    """``emb``'s threshold (and ``rerank``) from validation, then the test records identified with
-    it (one threshold per group of the best candidate's catalog photos, or one for all); the submission."""
+                     group_thresholds: bool = True, blend: bool = True) -> str:
+    """``emb``'s threshold (and ``rerank``, and the head ``blend`` where ``emb`` has a head) from
+    validation, then the test records identified with it (one threshold per group of the best
+    candidate's catalog photos, or one for all); the submission."""
     from pipeline.identify import InferConfig, run
     from pipeline.validation import EvalConfig, evaluate
 
-    evaluate(EvalConfig(embedder=emb, records=crops, out=os.path.join(emb, "evaluation"), rerank=rerank),
-             progress=False)
+    evaluate(EvalConfig(embedder=emb, records=crops, out=os.path.join(emb, "evaluation"), rerank=rerank,
+                        blend=blend), progress=False)
     run(InferConfig(detector=det, embedder=emb, catalog=crops, records=records, out=emb,
                     group_thresholds=group_thresholds), progress=False)
     return os.path.join(emb, "submission.csv")

@@ -32,6 +32,9 @@ class InferConfig:
                                                "(pipeline/threshold.py); else one for all")
     rerank: str = option("auto", help="re-rank by SIFT inliers as fitted by evaluate.py; auto: when "
                                       "EMB_DIR/threshold.json has a fit", choices=("auto", "sift", "none"))
+    blend: str = option("auto", help="blend kNN scores with the ArcFace head's class cosines at the weight "
+                                     "evaluate.py chose (threshold.json; pipeline/blend.py); none: kNN alone",
+                        choices=("auto", "none"))
     species_consistency: bool = option(False, help="demote candidates of another species than the best one's")
     tta: str = option("none", help="flip: average the embedding with the mirrored crop's", choices=("none", "flip"))
     runtime: str = option("tf", help="onnx: run both models' ONNX exports with ONNX Runtime (pipeline/export.py "
@@ -97,6 +100,8 @@ class Models:
     catalog: object
     index: object | None
     fusion: object | None = None  # pipeline.rerank.Fusion: re-rank by local features
+    head: object | None = None  # pipeline.blend.Head: the ArcFace centres blended in at ``blend_weight``
+    blend_weight: float = 0.0
 
 
 def load(cfg: InferConfig) -> Models:
@@ -121,7 +126,19 @@ def load(cfg: InferConfig) -> Models:
                          "(pipeline.catalog.export), give crop records, or pass --rerank none")
     index = approx.for_catalog(cfg.catalog, cat.embeddings)  # None (exact) below pipeline.index.APPROX_FROM
     warn_if_weak(cfg.embedder)  # once all loaded (bad input stays one line): the embedder lost to pixels
-    return Models(embedder, ecfg, detector, det_size, cat, index, fusion)
+    return Models(embedder, ecfg, detector, det_size, cat, index, fusion, *load_blend(cfg))
+
+
+def load_blend(cfg: InferConfig) -> tuple:
+    """(head, weight) as ``evaluate.py`` chose them; (None, 0) with ``--blend none`` or no blend."""
+    from pipeline import blend
+    from pipeline import threshold as thr
+
+    weight = float(((thr.load(cfg.embedder)[0] or {}).get("blend") or {}).get("weight", 0.0))
+    if cfg.blend == "none" or weight <= 0:
+        return None, 0.0
+    head = blend.load_head(cfg.embedder)
+    return (head, weight) if head is not None else (None, 0.0)
 
 
 def load_fusion(cfg: InferConfig):
@@ -145,7 +162,7 @@ def identify(m: Models, chunks, cfg: InferConfig, progress: bool = False):
     info) for (names, JPEGs) chunks."""
     from tqdm import tqdm
 
-    from pipeline import local, rerank
+    from pipeline import blend, local, rerank
     from pipeline import threshold as thr
     from pipeline.search import predict, search
 
@@ -164,13 +181,14 @@ def identify(m: Models, chunks, cfg: InferConfig, progress: bool = False):
     det = np.concatenate(det_scores) if det_scores else np.zeros(0)
     box = np.concatenate(boxes) if boxes else np.zeros((0, 4), np.float32)
     cands = search(emb, m.catalog.embeddings, m.catalog.individual_ids, m.catalog.species, index=m.index)
+    cands = blend.apply(cands, emb, m.head, m.blend_weight)
     if m.fusion is not None:
         q_local = local.from_list([f.of(i) for f in feats for i in range(len(f))])
         cands = rerank.rerank(cands, emb, q_local, m.catalog, m.fusion)
     groups = thr.group(cands, m.catalog.individual_ids)
     threshold, how = thr.choose(cfg.embedder, thr.best_scores(cands), groups, cfg.threshold, cfg.new_share,
                                 cfg.group_thresholds)
-    how["threshold"] = threshold
+    how["threshold"], how["blend_weight"] = threshold, m.blend_weight
     preds = predict(cands, thr.per_query(threshold, how, groups), cfg.species_consistency)
     return names, emb, det, box, cands, preds, how
 
@@ -204,10 +222,28 @@ def run(cfg: InferConfig, progress: bool = True) -> dict:
             sorted(failures.items()), columns=["image", "reason"]).to_csv(index=False).encode())
         print(f"warning: {len(failures)} image(s) could not be read; they got a default row: "
               f"{join(out_dir, 'failures.csv')}", file=sys.stderr)
-    return {"submission": join(out_dir, "submission.csv"), "images": len(sub), "failures": len(failures), **how,
-            "catalog_images": len(cat), "reranked": m.fusion is not None,
-            # a pixel embedder folder: identification with no trained model at all
-            "embedder_kind": m.embedder_cfg.get("kind", "trained"),
-            "pixel_weight": m.embedder_cfg.get("pixel_weight", 0.0),
-            "new_individual_first": float(np.mean([p[0] == NEW for p in preds]))
-            if preds else 0.0}
+    result = {"submission": join(out_dir, "submission.csv"), "images": len(sub), "failures": len(failures), **how,
+              "catalog_images": len(cat), "reranked": m.fusion is not None,
+              # a pixel embedder folder: identification with no trained model at all
+              "embedder_kind": m.embedder_cfg.get("kind", "trained"),
+              "pixel_weight": m.embedder_cfg.get("pixel_weight", 0.0),
+              "new_individual_first": float(np.mean([p[0] == NEW for p in preds]))
+              if preds else 0.0}
+    return {**result, "mlflow_run_id": track(cfg, result, sub)}
+
+
+def track(cfg: InferConfig, result: dict, sub: pd.DataFrame) -> str:
+    """The run in MLflow (experiment ``pipeline-infer``): the config, every number of ``result``
+    (per-group thresholds as ``threshold_group_G``), ``run.json`` and ``submission.csv``."""
+    import mlflow
+
+    from runtime.tracking import start_run
+
+    nums = {k: float(v) for k, v in result.items() if isinstance(v, int | float) and np.isfinite(v)}
+    nums.update({f"threshold_group_{g}": float(t) for g, t in (result.get("thresholds_by_group") or {}).items()})
+    with start_run("pipeline-infer", cfg, run_name="infer") as run:
+        mlflow.log_metrics(nums)
+        mlflow.set_tags({k: str(v) for k, v in result.items() if isinstance(v, str)})
+        mlflow.log_dict({**asdict(cfg), **result}, "run.json")
+        mlflow.log_text(sub.to_csv(index=False), "submission.csv")
+    return run.info.run_id

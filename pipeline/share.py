@@ -12,8 +12,10 @@ component is which and what shape each has; validation knows both.
 Two things shift between validation and inference, and each is modelled:
 - **Known individuals with one catalog photo.** They score far lower than the others (often like a
   new individual), a real catalog is full of them, and cross-validation hardly sees them: an
-  individual with one photo is never a known validation query. So validation also searches its
-  known queries in a catalog thinned to one photo of their individual (``single_scores``), and the
+  individual with one photo is never a known validation query. So validation also searches photos
+  of holdout individuals in the catalog with one other photo of theirs added, or, with too few of
+  them, its known queries in a catalog thinned to one photo of their individual (``single_scores``,
+  ``pipeline.validation.single_photo_search``), and the
   known queries are a mixture of the two known kinds with weights fitted on the queries. Without
   this third kind the demo's estimate was 0.26-0.36 for a true 0.1.
 - **The catalog photos of the best candidate** (1, 2, 3+, ``group``), observed at inference too:

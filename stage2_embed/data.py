@@ -73,14 +73,16 @@ def repeat_factors(counts: np.ndarray) -> np.ndarray:
     return np.maximum(1, np.round(np.sqrt(med / np.maximum(counts, 1)))).astype(np.int64)
 
 
-def train_dataset(records: str, image_size: int, batch_size: int, val_fold: int, counts: np.ndarray,
+def train_dataset(records: str, image_size: int, batch_size: int, val_fold: int | None, counts: np.ndarray,
                   balance: str = "none", flip: bool = False, seed: int = 0, crop: bool = False,
                   cache: bool = False) -> tf.data.Dataset:
-    """((inputs, targets[, sample_weight]) batches, repeated; training folds only, holdouts out.
+    """((inputs, targets[, sample_weight]) batches, repeated; training folds only (``val_fold`` None:
+    every fold), holdouts out.
     ``crop=True`` cuts image records to their boxes first (for records that are not crops).
     ``cache`` keeps the decoded images (uint8, 5/4 of ``image_size``) in memory after the first pass:
     on a small CPU the JPEG decode otherwise competes with the training step for the same cores."""
-    ds = parsed_records(records, "train", exclude_folds=[val_fold], include_holdout=False)
+    ds = parsed_records(records, "train", exclude_folds=None if val_fold is None else [val_fold],
+                        include_holdout=False)
     load = _loader(crop, image_size * 5 // 4)  # room for the random resized crop
     ds = ds.map(lambda e: _to_uint8(load(e)), num_parallel_calls=AUTOTUNE)
     if cache:

@@ -5,6 +5,7 @@ training and embedding models, crop datasets, validation MAP@5 and the pixel fus
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
@@ -46,6 +47,10 @@ class TrainConfig:
     warmup_epochs: float = option(1.0, help="epochs of linear warmup", lo=0.0)
     val_fold: int = option(0, help="the fold held out for validation", lo=0)
     val_every: int = option(5, help="epochs between validation MAP@5 passes (and always after the last)", lo=1)
+    all_folds: str | None = option(None, help="the final model: train on every fold (the validation fold too), "
+                                              "with no validation; the pixel weight is this cross-validation "
+                                              "run folder's, and pipeline/evaluate.py carries its threshold, "
+                                              "re-ranking and blend over")
     balance: str = option("none", help="rare individuals: as they come, class weights, or resampled",
                           choices=("none", "class_weight", "resample"))
     flip: bool = option(False, help="random horizontal flips (moves a fin's marks)")
@@ -59,6 +64,11 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         check(self)
+
+    @property
+    def held_out(self) -> int | None:
+        """The fold kept out of training: ``val_fold``, or None with ``all_folds``."""
+        return None if self.all_folds else self.val_fold
 
 
 def smoke(records: str, out: str, **kw) -> TrainConfig:
@@ -134,7 +144,9 @@ def _stage(cfg: TrainConfig, strategy, on_validation: Callable[[int, float], Non
     from tfrecords.reader import list_shards, read_manifest, train_counts
 
     manifest = read_manifest(cfg.records)
-    counts = train_counts(manifest, cfg.val_fold)
+    counts = train_counts(manifest, cfg.held_out)
+    if cfg.all_folds:
+        cv_config(cfg.all_folds)  # a missing cross-validation run fails now, not after training
     if cfg.mixed_precision:  # bfloat16 on TPU (and CPU), float16 (with loss scaling) on GPU
         gpu = _has_gpu() and "TPU" not in type(strategy).__name__
         keras.mixed_precision.set_global_policy("mixed_float16" if gpu else "mixed_bfloat16")
@@ -143,7 +155,7 @@ def _stage(cfg: TrainConfig, strategy, on_validation: Callable[[int, float], Non
     ecfg = embedder_config(cfg, manifest, counts, strategy.num_replicas_in_sync)
     keras.utils.set_random_seed(cfg.seed)
     cache = int(counts.sum()) * (cfg.image_size * 5 // 4) ** 2 * 3 < CACHE_BYTES
-    ds = train_dataset(cfg.records, cfg.image_size, global_batch, cfg.val_fold, counts, cfg.balance, cfg.flip,
+    ds = train_dataset(cfg.records, cfg.image_size, global_batch, cfg.held_out, counts, cfg.balance, cfg.flip,
                        cfg.seed, cfg.crop, cache)
     ds = shard_by_file(ds, len(list_shards(cfg.records, "train")), strategy)
     with strategy.scope():
@@ -154,7 +166,7 @@ def _stage(cfg: TrainConfig, strategy, on_validation: Callable[[int, float], Non
             print(f"--init {cfg.init}: {init_from(train_model, cfg.init)} layers' weights taken over", flush=True)
 
     def validate(epoch: int) -> dict:
-        if (epoch + 1) % cfg.val_every and epoch + 1 != cfg.epochs:
+        if cfg.all_folds or (epoch + 1) % cfg.val_every and epoch + 1 != cfg.epochs:
             return {}
         score = validation_map5(embed_model, cfg.records, cfg)
         if on_validation:
@@ -175,13 +187,19 @@ def _finish(cfg: TrainConfig, ecfg, train_model, embed_model) -> dict:
     from runtime.storage import join
     from runtime.tracking import log_artifact, log_keras_model
     from stage2_embed import confusion_matrix
+    from stage2_embed.head import centres_of, save_head, trained_individuals
+    from tfrecords.reader import read_manifest
 
     fused, fusion = finish_embedding(embed_model, cfg, ecfg)
     for name, model in (("embedder.keras", fused), ("train_model.keras", train_model)):
         save_model(model, join(cfg.out, name))
-    conf = confusion_matrix.report(train_model, cfg.records, join(cfg.out, "confusion"), cfg.image_size,
-                                   cfg.val_fold, cfg.head, cfg.crop)
-    confusion_matrix.log_summary(conf)
+    manifest = read_manifest(cfg.records)  # the class centres of the individuals trained on (pipeline/blend.py)
+    save_head(cfg.out, centres_of(train_model, manifest["individuals"], trained_individuals(cfg.records, cfg.held_out)))
+    conf = {}
+    if not cfg.all_folds:  # with every fold trained on, no fold is left to be confused on
+        conf = confusion_matrix.report(train_model, cfg.records, join(cfg.out, "confusion"), cfg.image_size,
+                                       cfg.val_fold, cfg.head, cfg.crop)
+        confusion_matrix.log_summary(conf)
     log_artifact(join(cfg.out, "embedder_config.json"))
     log_keras_model(fused, "embedder", cfg.image_size)
     return {**fusion, **conf}
@@ -198,14 +216,34 @@ def finish_embedding(embed_model, cfg: TrainConfig, ecfg) -> tuple:
 
     if not cfg.pixel_fusion:
         return embed_model, {}
-    fused, metrics = fuse(embed_model, cfg.records, cfg.image_size, cfg.val_fold, cfg.crop)
+    if cfg.all_folds:  # no fold left to choose on: the cross-validation run's weight and figures
+        from runtime.storage import exists, read_bytes
+        from stage2_embed.fusion import fused_model
+
+        cv_fusion = join(cfg.all_folds, "fusion.json")
+        metrics = json.loads(read_bytes(cv_fusion)) if exists(cv_fusion) else {}
+        metrics["pixel_weight"] = float(cv_config(cfg.all_folds).get("pixel_weight", 0.0))
+        fused = fused_model(embed_model, 1.0 - metrics["pixel_weight"])
+    else:
+        fused, metrics = fuse(embed_model, cfg.records, cfg.image_size, cfg.val_fold, cfg.crop)
     saved = replace(ecfg, pixel_weight=metrics["pixel_weight"])
     atomic.write_json(join(cfg.out, "embedder_config.json"), asdict(saved))
     atomic.write_json(join(cfg.out, "fusion.json"), metrics)  # evaluate and infer repeat the warning
     mlflow.log_metrics(metrics)
-    if msg := warning(metrics):
+    if "val_map5_embedder" in metrics and (msg := warning(metrics)):
         print(msg, file=sys.stderr)
     return fused, metrics
+
+
+def cv_config(run_dir: str) -> dict:
+    """The embedder config of the cross-validation run that ``--all-folds`` names."""
+    from runtime.storage import exists, join, read_bytes
+
+    path = join(run_dir, "embedder_config.json")
+    if not exists(path):
+        raise FileNotFoundError(f"--all-folds {run_dir}: {path} not found; give the cross-validation run folder "
+                                "(stage2_embed/train.py --out) whose choices the final model takes over")
+    return json.loads(read_bytes(path))
 
 
 def _has_gpu() -> bool:

@@ -68,9 +68,19 @@ def test_infer_from_records_writes_a_valid_submission(trained, evaluated, tiny_r
     truth = pd.read_csv(tiny_data / "test_truth.csv")
     sub = validate_submission(str(out), truth["image"].tolist())
     assert all(len(p.split()) == 5 for p in sub["predictions"])
-    assert json.loads(r.stdout.strip().splitlines()[-1])["threshold"] == evaluated["threshold"]
+    res = json.loads(r.stdout.strip().splitlines()[-1])
+    assert res["threshold"] == evaluated["threshold"]
     m = pd.read_csv(tmp_path / "sub" / "matches.csv")
     assert set(m["image"]) == set(truth["image"]) and (m.groupby("image")["score"].is_monotonic_decreasing).all()
+    import mlflow  # the run is recorded: its settings, threshold and submission
+
+    rec = mlflow.MlflowClient(os.environ["MLFLOW_TRACKING_URI"]).get_run(res["mlflow_run_id"])
+    assert rec.data.params["new_share"] == "0.2" and rec.data.params["tta"] == "flip"
+    assert rec.data.metrics["threshold"] == pytest.approx(evaluated["threshold"])
+    assert rec.data.metrics["images"] == len(truth)
+    local = mlflow.artifacts.download_artifacts(run_id=rec.info.run_id, artifact_path="submission.csv",
+                                                tracking_uri=os.environ["MLFLOW_TRACKING_URI"])
+    assert open(local).read() == out.read_text()
 
 
 def test_infer_from_a_folder_gives_a_broken_photo_its_row(trained, tiny_data, tmp_path):
@@ -192,3 +202,28 @@ def test_thin_catalog_leaves_one_photo_of_each_named_individual_and_the_rest_alo
     assert not keep[6] and keep[5] and keep[7]  # a non-catalog photo stays out; others untouched
     assert (keep <= cat).all() and (thin_catalog(cat, ids, ["a", "b"]) == keep).all()  # deterministic
     assert len({int(np.flatnonzero(thin_catalog(cat, ids, ["a"], seed=s) & (ids == "a"))[0]) for s in range(20)}) == 3
+
+
+def test_holdout_pairs_put_one_photo_of_each_repeated_holdout_individual_in_the_catalog_and_query_the_rest():
+    from pipeline import validation
+
+    ids = np.array(["h1"] * 9 + ["h2", "h2", "h3", "k", "k"], dtype=object)
+    arr = {"individual_ids": ids, "holdout": np.array([1] * 12 + [0, 0])}
+    added, queries = validation.holdout_pairs(arr)
+    assert sorted(ids[added]) == ["h1", "h2"]  # h3 has one photo: nothing to pair; k is not held out
+    assert sorted(ids[queries]) == ["h1"] * validation.PER_HOLDOUT + ["h2"]  # capped per individual
+    assert not set(added) & set(queries)
+    assert (validation.holdout_pairs(arr)[1] == queries).all()  # deterministic
+
+
+def test_top1_counts_queries_whose_best_candidate_is_their_individual_among_single_photo_ones():
+    from pipeline.search import Candidates
+    from pipeline.validation import single_catalog_photo, top1
+
+    ids = np.array([["a", "b"], ["b", "a"], ["c", "a"], ["a", "c"]], dtype=object)
+    cands = Candidates(ids, ids, np.zeros((4, 2)), np.array(["s"] * 4, dtype=object))
+    truths = np.array(["a", "a", "c", "new_individual"], dtype=object)
+    single = single_catalog_photo(truths, np.array(["a", "a", "b", "c"], dtype=object))
+    assert single.tolist() == [False, False, True, False]  # c has one catalog photo; a has two
+    assert top1(cands, truths) == 0.5 and top1(cands, truths, single) == 1.0
+    assert top1(cands, truths, ~single & (truths != "new_individual")) == 0.5
