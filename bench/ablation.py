@@ -8,8 +8,9 @@
 
 each with one validation threshold at the estimated new-individual share; and
 
-- ``groups``: both, with one threshold per group of the best candidate's catalog photos (1, 2, 3+);
-- ``full``: groups + the head blend (what ``make demo`` runs);
+- ``full``: both, with one threshold per group of the best candidate's catalog photos (1, 2, 3+;
+  what ``make demo`` runs);
+- ``full_blend``: full + the head blend (off by default: see ``blend`` against ``baseline``);
 - ``pseudo1``, ``pseudo2``: full, with the embedder of pseudo-label round 1 and 2
   (``pipeline/pseudo_label.py``: confident test photos added, ``--pseudo-epochs`` more epochs from
   the previous embedder; the added count and the precision of the added labels are printed);
@@ -120,13 +121,13 @@ def main(argv: list[str] | None = None) -> int:
     weight = metrics["pixel_weight"]
     variants = {"baseline": (plain, 0.0, "none", False, False), "blend": (plain, 0.0, "none", False, True),
                 "fusion": (fused, weight, "none", False, False), "rerank": (plain, 0.0, "sift", False, False),
-                "both": (fused, weight, "sift", False, False), "groups": (fused, weight, "sift", True, False),
-                "full": (fused, weight, "sift", True, True)}
+                "both": (fused, weight, "sift", False, False), "full": (fused, weight, "sift", True, False),
+                "full_blend": (fused, weight, "sift", True, True)}
     truth, train = os.path.join(w, "data", "test_truth.csv"), os.path.join(w, "data", "train.csv")
     rows = []
     for name, (model, weight, rerank, by_group, blend) in variants.items():
         folder = write_variant(os.path.join(root, name), model, {**cfg, "pixel_weight": weight},
-                               head_from=emb if blend else None)
+                               head_from=emb)  # every variant can be a pseudo-label or all-folds start
         sub = through_pipeline(folder, det, crops, records, rerank=rerank, group_thresholds=by_group, blend=blend)
         rows.append({"variant": name, "pixel_weight": weight, "rerank": rerank, "group_thresholds": by_group,
                      "blend_weight": json.loads(open(os.path.join(folder, "threshold.json")).read())["blend"]["weight"],
@@ -135,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         print(rows[-1], flush=True)
     if not a.no_training:
         for name, folder, more in trained_variants(os.path.join(root, "full"), crops, root, a.pseudo_epochs, truth):
-            sub = through_pipeline(folder, det, crops, records, rerank="sift", group_thresholds=True, blend=True)
+            sub = through_pipeline(folder, det, crops, records, rerank="sift", group_thresholds=True)
             rows.append({"variant": name, "test_map5": score(sub, truth),
                          "single_photo_top1": single_photo_top1(sub, truth, train), **more})
             print(rows[-1], flush=True)

@@ -34,7 +34,7 @@ def entries(w: str) -> dict[str, tuple[str, list[str]]]:
         "new_share": ("MAP@5 lost by estimating the new-individual share instead of knowing it (on the demo)",
                       ["bench/new_share.py", "--workdir", demo]),
         "ablation": ("test MAP@5 of the pipeline without and with each addition: head blend, pixel fusion, SIFT "
-                     "re-ranking, group thresholds (on the demo)",
+                     "re-ranking, group thresholds, pseudo-labels, all folds (on the demo)",
                      ["bench/ablation.py", "--workdir", demo]),
         "demo_spread": ("the small demo over three seeds: mean and spread",
                         ["bench/demo_spread.py", "--workdir", os.path.join(w, "spread")]),

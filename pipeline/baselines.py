@@ -71,7 +71,7 @@ def untrained_embedder(trained: str, out: str, seed: int = 0) -> str:
 
 
 def through_pipeline(emb: str, det: str, crops: str, records: str, rerank: str = "none",
-                     group_thresholds: bool = True, blend: bool = True) -> str:
+                     group_thresholds: bool = True, blend: bool = False) -> str:
     """``emb``'s threshold (and ``rerank``, and the head ``blend`` where ``emb`` has a head) from
     validation, then the test records identified with it (one threshold per group of the best
     candidate's catalog photos, or one for all); the submission."""

@@ -33,8 +33,10 @@ class EvalConfig:
     rerank: str = option("sift", help="re-rank the best candidates by SIFT inliers fused with the score "
                                       "(pipeline/rerank.py); infer.py follows what threshold.json says",
                          choices=RERANK)
-    blend: bool = option(True, help="blend kNN scores with the ArcFace head's class cosines at the weight best on "
-                                    "this validation (pipeline/blend.py; 0 when nothing beats kNN alone)")
+    # Off by default: on the demo validation chose a weight of 0.25 for +0.008 known MAP@5, and the test
+    # photos lost 0.04-0.08 (bench/ablation.py); a head centre fitted to a few photos does not transfer
+    blend: bool = option(False, help="blend kNN scores with the ArcFace head's class cosines at the weight best on "
+                                     "this validation (pipeline/blend.py; 0 when nothing beats kNN alone)")
     out: str | None = option(None, help="report folder (None: EMBEDDER/evaluation)")
 
     def __post_init__(self) -> None:

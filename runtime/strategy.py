@@ -91,10 +91,12 @@ def prebuild(model, ds: tf.data.Dataset) -> None:
 
 
 def fit_epoch(model, ds: tf.data.Dataset, steps: int | None, strategy: tf.distribute.Strategy,
-              progress: bool = True) -> dict[str, float]:
+              progress: bool = True, loop: bool = False) -> dict[str, float]:
     """One epoch of training (``steps`` batches, or the whole of ``ds`` when None): the metrics
-    ``fit`` reports for it, averaged over the epoch and over the replicas."""
-    if not multi_worker(strategy):
+    ``fit`` reports for it, averaged over the epoch and over the replicas. ``loop``: Keras' own
+    ``train_step`` through ``strategy.run`` in a loop instead of ``fit`` (always so under several
+    workers, where ``fit`` fails)."""
+    if not multi_worker(strategy) and not loop:
         prebuild(model, ds)
         h = model.fit(ds, epochs=1, steps_per_epoch=steps, verbose=2 if progress else 0)
         return {k: float(v[-1]) for k, v in h.history.items()}
