@@ -89,11 +89,9 @@ def evaluate(cfg: EvalConfig, progress: bool = True) -> dict:
     from pipeline import threshold as thr
     from pipeline.catalog import from_records
     from pipeline.search import NEW, map_at_5, predict, search
-    from runtime.storage import exists, makedirs, read_bytes
-    from stage2_embed.confusion_matrix import species_confusion
+    from runtime.storage import exists, read_bytes
     from stage2_embed.embedder import load_embedder
     from stage2_embed.fusion import warn_if_weak
-    from tfrecords.reader import read_manifest
 
     cfg = replace(cfg, out=cfg.out or join(cfg.embedder, "evaluation"))
     if cv := final.cv_run(cfg.embedder):  # trained on every fold: nothing to validate on
@@ -123,7 +121,6 @@ def evaluate(cfg: EvalConfig, progress: bool = True) -> dict:
     curve = model.curve(share)
     threshold, best_map5 = model.best(share)
     preds = predict(cands, threshold, cfg.species_consistency)
-    q_species = arr["species"][q_mask]
     result = {
         "fold": fold, "threshold": threshold, "map5": best_map5, "rerank": cfg.rerank, "blend_weight": weight,
         "map5_known_by_blend_weight": blend_curve,
@@ -137,16 +134,9 @@ def evaluate(cfg: EvalConfig, progress: bool = True) -> dict:
         "single_photo_queries": len(single[2]) if single else 0, "single_photo_source": single and single[3],
         "single_photo_top1": top1(single[0], single[2]) if single else float("nan"),
         "single_photo_top1_fold": top1(cands, truths, single_catalog_photo(truths, arr["individual_ids"][cat_mask])),
-        "per_species_map5": per_species_map5(preds, truths, q_species),
+        "per_species_map5": per_species_map5(preds, truths, arr["species"][q_mask]),
         "pseudo": pseudo.rule(cands, truths)}  # which test photos pipeline/pseudo_label.py may train on
-    species = read_manifest(cfg.records)["species"]
-    index = {s: i for i, s in enumerate(species)}
-    cm = species_confusion(np.array([index[s] for s in q_species]),
-                           np.array([index.get(s, 0) for s in cands.query_species]), species)
-    makedirs(cfg.out)
-    from pipeline.report import write_report
-
-    result["report"] = write_report(cfg, result, thr.THRESHOLDS, curve, cm, cands, preds, truths, arr, q_mask, cat_mask)
+    result["report"] = _report(cfg, result, curve, cands, preds, truths, arr, q_mask, cat_mask)
     _record(cfg, result, model, fusion, curve)
     return result
 
@@ -162,6 +152,22 @@ def top1(cands, truths: np.ndarray, mask: np.ndarray | None = None) -> float:
     right = cands.ids[:, 0].astype(str) == np.asarray(truths).astype(str)
     right = right if mask is None else right[mask]
     return float(right.mean()) if len(right) else float("nan")
+
+
+def _report(cfg: EvalConfig, result: dict, curve, cands, preds, truths, arr: dict, q_mask, cat_mask) -> str:
+    """``report.html`` with the species confusion of the queries' neighbour votes; its path."""
+    from pipeline import threshold as thr
+    from pipeline.report import write_report
+    from runtime.storage import makedirs
+    from stage2_embed.confusion_matrix import species_confusion
+    from tfrecords.reader import read_manifest
+
+    species = read_manifest(cfg.records)["species"]
+    index = {s: i for i, s in enumerate(species)}
+    cm = species_confusion(np.array([index[s] for s in arr["species"][q_mask]]),
+                           np.array([index.get(s, 0) for s in cands.query_species]), species)
+    makedirs(cfg.out)
+    return write_report(cfg, result, thr.THRESHOLDS, curve, cm, cands, preds, truths, arr, q_mask, cat_mask)
 
 
 def known_closed_map5(cands, truths: np.ndarray) -> float:
