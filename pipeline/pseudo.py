@@ -153,14 +153,19 @@ def run_rounds(cfg: PseudoConfig, progress: bool = True) -> dict:
 
 
 def one_round(cfg: PseudoConfig, start: str, out: str, progress: bool) -> dict:
-    """Label with ``start``, add, train into ``out/embedder``, evaluate; the round's figures."""
+    """Label with ``start``, add, train into ``out/embedder``, evaluate; the round's figures (also in
+    ``out/round.json``, written last: a rerun from the same start takes a finished round as it is)."""
     import pandas as pd
 
     from pipeline.identify import InferConfig, run
     from pipeline.validation import EvalConfig, evaluate
+    from runtime import atomic
     from stage2_embed.training import TrainConfig, train
     from tfrecords.reader import read_manifest
 
+    done = os.path.join(out, "round.json")
+    if os.path.exists(done) and json.loads(open(done).read()).get("start") == start:
+        return json.loads(open(done).read())
     saved = json.loads(open(os.path.join(start, "threshold.json")).read())
     if not saved.get("pseudo"):
         raise ValueError(f"{start}/threshold.json has no pseudo-label rule: run pipeline/evaluate.py on it again")
@@ -179,8 +184,11 @@ def one_round(cfg: PseudoConfig, start: str, out: str, progress: bool) -> dict:
                           "epochs": cfg.epochs or base["epochs"], "all_folds": None})
     history = train(tcfg, resume=os.path.exists(os.path.join(tcfg.out, "ckpt", "state.json")), progress=progress)
     ev = evaluate(EvalConfig(embedder=tcfg.out, records=tcfg.records), progress=False)
-    return {"embedder": tcfg.out, "added": len(labels), "added_precision": label_precision(labels, cfg.truth),
-            "val_map5": history.get("val_map5", float("nan")), "eval_map5": ev["map5"], "threshold": ev["threshold"]}
+    figures = {"start": start, "embedder": tcfg.out, "added": len(labels),
+               "added_precision": label_precision(labels, cfg.truth), "val_map5": history.get("val_map5", float("nan")),
+               "eval_map5": ev["map5"], "threshold": ev["threshold"]}
+    atomic.write_json(done, figures)
+    return figures
 
 
 def label_precision(labels: dict[str, str], truth: str | None) -> float:

@@ -87,6 +87,10 @@ def test_a_round_adds_confident_photos_trains_again_and_records_each_round(tiny_
         cfg = pseudo.PseudoConfig(embedder=str(start), records=str(tiny_crops), out=str(tmp_path / "pl"),
                                   rounds=1, epochs=1, truth=str(tiny_data / "test_truth.csv"))
         r = pseudo.run_rounds(cfg, progress=False)
+        mtime = os.path.getmtime(os.path.join(r["embedder"], "embedder.keras"))
+        again = pseudo.run_rounds(cfg, progress=False)  # a finished round is taken as it is
+        assert again["rounds"] == r["rounds"]
+        assert os.path.getmtime(os.path.join(r["embedder"], "embedder.keras")) == mtime
     finally:
         os.environ.pop("MLFLOW_TRACKING_URI")
     one = r["rounds"][0]
