@@ -56,7 +56,10 @@ def run_entry(name: str, cmd: list[str], w: str) -> dict:
     lines = [ln for ln in r.stdout.strip().splitlines() if ln.startswith("{")]
     rec = {"command": "python " + " ".join(cmd), "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
            "minutes": round((time.perf_counter() - t) / 60, 1), "ok": r.returncode == 0 and bool(lines)}
-    rec["result"] = json.loads(lines[-1]) if lines else {}
+    try:  # a failed entry's last "{" line may be a printed dict, not its JSON line
+        rec["result"] = json.loads(lines[-1]) if lines else {}
+    except json.JSONDecodeError:
+        rec["ok"], rec["result"] = False, {}
     if not rec["ok"]:
         rec["error"] = (r.stderr.strip().splitlines() or ["no JSON line"])[-1][:300]
     with open(os.path.join(w, f"{name}.json"), "w") as f:

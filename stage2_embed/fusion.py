@@ -87,8 +87,9 @@ def fuse(embed_model, records: str, image_size: int, val_fold: int, crop: bool =
 
 
 def warning(metrics: dict) -> str | None:
-    """One line when the embedder alone does not beat the pixels on validation."""
-    if metrics["val_map5_embedder"] > metrics["val_map5_pixels"]:
+    """One line when the embedder alone does not beat the pixels on validation (None without those
+    figures: a final model trained on every fold whose cross-validation run recorded none)."""
+    if "val_map5_embedder" not in metrics or metrics["val_map5_embedder"] > metrics["val_map5_pixels"]:
         return None
     return (f"warning: the embedder (validation MAP@5 {metrics['val_map5_embedder']:.3f}) does not beat 16x16 "
             f"pixel nearest neighbours ({metrics['val_map5_pixels']:.3f}); the saved embedding is "

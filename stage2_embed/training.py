@@ -230,7 +230,7 @@ def finish_embedding(embed_model, cfg: TrainConfig, ecfg) -> tuple:
     atomic.write_json(join(cfg.out, "embedder_config.json"), asdict(saved))
     atomic.write_json(join(cfg.out, "fusion.json"), metrics)  # evaluate and infer repeat the warning
     mlflow.log_metrics(metrics)
-    if "val_map5_embedder" in metrics and (msg := warning(metrics)):
+    if msg := warning(metrics):
         print(msg, file=sys.stderr)
     return fused, metrics
 
