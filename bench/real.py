@@ -2,7 +2,7 @@
 ``train_images/``, ``test_images/``, optional ``boxes.csv`` and ``test_truth.csv``).
 
     python bench/real.py --data DIR [--detector RUN_DIR|train|none] [--embedder RUN_DIR|train|pixels]
-        [--workdir work/real] [--epochs 30]
+        [--workdir work/real] [--epochs 30] [--repeats N] [--init EMBEDDER_RUN]
 
 Builds the records, crops them with the given detector (``train``: trains one on the boxes first;
 ``none``: the records' own boxes, else whole photos), embeds with the given embedder (``train``:
@@ -11,12 +11,15 @@ the SIFT re-ranking on a validation fold, identifies the test photos against the
 and prints one JSON line:
 
 - ``detector_map50``, ``detector_iou50_share``: the detector on every photo's boxes (a given
-  detector) or on the validation fold's (one trained here), when ``boxes.csv`` exists;
+  detector) or on the validation fold's (one trained here), when ``boxes.csv`` exists, beside
+  ``frame_iou50_share``: how often the whole photo, no detector at all, would hit the fin as well;
 - ``known_map5``: MAP@5 of the test photos of known individuals, ranking the catalog's individuals
   only (closed set: what a researcher scrolling the candidates sees);
 - ``open_set_map5``: Kaggle's MAP@5 of ``submission.csv`` against ``test_truth.csv``;
-- ``pixels_known_map5``: the same closed-set MAP@5 for 16x16 grey-pixel nearest neighbours, the
-  reference every learned part must beat;
+- ``embedder_known_map5``: the same without the SIFT re-ranking: the embedder alone;
+- ``pixels_known_map5``, ``pixels_sift_known_map5``: the same closed-set MAP@5 for 16x16
+  grey-pixel nearest neighbours, alone and re-ranked by SIFT: the training-free references every
+  learned part must beat;
 - ``images_per_s``: identification throughput (detector, crop, embedding, search, re-ranking).
 """
 
@@ -63,14 +66,15 @@ def stage1(a, records: str, w: str) -> tuple[str, dict]:
         if os.path.exists(os.path.join(a.data, "boxes.csv")):
             # a given detector never saw these photos: all of them; one trained here: its validation fold
             r = evaluate(det, records, out=os.path.join(w, "detector_eval"), every=a.detector != "train")
-            figures = {"detector_map50": r["map50"], "detector_iou50_share": r["iou50_share"]}
+            figures = {"detector_map50": r["map50"], "detector_iou50_share": r["iou50_share"],
+                       "frame_iou50_share": r["frame_iou50_share"]}
         crop_records(CropConfig(records=records, out=crops, detector=det), progress=False)
     else:
         crop_records(CropConfig(records=records, out=crops, source="boxes"), progress=False)
     return crops, {"detector": det, **figures}
 
 
-def stage2(a, crops: str, w: str) -> str:
+def stage2(a, crops: str, w: str, seed: int = 0) -> str:
     from stage2_embed.pixel_embedder import write_pixel_embedder
 
     if a.embedder == "pixels":
@@ -79,22 +83,56 @@ def stage2(a, crops: str, w: str) -> str:
         return a.embedder
     from stage2_embed.training import TrainConfig, train
 
-    emb = os.path.join(w, "embedder")
+    emb = os.path.join(w, "embedder" if seed == 0 else f"embedder_seed{seed}")
     if not os.path.exists(os.path.join(emb, "embedder.keras")):
-        train(TrainConfig(records=crops, out=emb, epochs=a.epochs), progress=False)
+        train(TrainConfig(records=crops, out=emb, epochs=a.epochs, init=a.init, seed=seed), progress=False)
     return emb
 
 
-def identify(det: str, emb: str, crops: str, records: str, out: str, rerank: str = "sift") -> tuple[dict, float]:
+def identify(det: str, emb: str, crops: str, records: str, out: str, reranks=("sift", "none")) -> dict:
+    """Fit the threshold and the SIFT re-ranking on the validation fold, then identify the test
+    photos once per ``reranks`` entry (``out/<rerank>``): {rerank: (infer result, images/s)}."""
     from pipeline.identify import InferConfig, run
     from pipeline.validation import EvalConfig, evaluate
 
-    evaluate(EvalConfig(embedder=emb, records=crops, out=os.path.join(out, "evaluation"), rerank=rerank),
+    evaluate(EvalConfig(embedder=emb, records=crops, out=os.path.join(out, "evaluation"), rerank="sift"),
              progress=False)
-    t = time.perf_counter()
-    r = run(InferConfig(detector=det, embedder=emb, catalog=crops, records=records, out=out),
-              progress=False)
-    return r, r["images"] / (time.perf_counter() - t)
+    runs = {}
+    for rerank in reranks:
+        t = time.perf_counter()
+        r = run(InferConfig(detector=det, embedder=emb, catalog=crops, records=records,
+                            out=os.path.join(out, rerank), rerank=rerank), progress=False)
+        runs[rerank] = (r, r["images"] / (time.perf_counter() - t))
+    return runs
+
+
+def identification(a, det: str, emb: str, crops: str, records: str, w: str, references: bool = True) -> dict:
+    """The pipeline's figures, and with ``test_truth.csv`` the closed-set MAP@5 of the pipeline,
+    of its embedder alone, and (``references``) of the training-free references: 16x16 pixels,
+    then + SIFT."""
+    import pandas as pd
+
+    from pipeline.baselines import score
+    from stage2_embed.pixel_embedder import write_pixel_embedder
+
+    runs = identify(det, emb, crops, records, os.path.join(w, "pipeline"))
+    inf, speed = runs["sift"]
+    out = {"images_per_s": round(speed, 2)}
+    truth_csv = os.path.join(a.data, "test_truth.csv")
+    if os.path.exists(truth_csv):
+        truth = pd.read_csv(truth_csv, dtype=str).set_index("image")["individual_id"].to_dict()
+        known = set(pd.read_csv(os.path.join(a.data, "train.csv"), dtype=str)["individual_id"])
+        closed = lambda run_out: closed_set_map5(os.path.join(run_out, "matches.csv"), truth, known)  # noqa: E731
+        out["known_map5"] = closed(os.path.join(w, "pipeline", "sift"))
+        out["open_set_map5"] = score(inf["submission"], truth_csv)
+        out["embedder_known_map5"] = closed(os.path.join(w, "pipeline", "none"))
+    if os.path.exists(truth_csv) and references:
+        px = write_pixel_embedder(os.path.join(w, "pixels_reference"), 96)
+        identify(det, px, crops, records, os.path.join(w, "pixels_reference_run"))
+        out["pixels_known_map5"] = closed(os.path.join(w, "pixels_reference_run", "none"))
+        out["pixels_sift_known_map5"] = closed(os.path.join(w, "pixels_reference_run", "sift"))
+    return {**out, "embedder_kind": inf["embedder_kind"], "pixel_weight": inf["pixel_weight"],
+            "reranked": inf["reranked"], "test_images": inf["images"]}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -104,12 +142,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--embedder", default="train", help="run folder, train or pixels")
     p.add_argument("--workdir", default="work/real", help="outputs")
     p.add_argument("--epochs", type=int, default=30, help="epochs when training")
+    p.add_argument("--repeats", type=int, default=1, help="with --embedder train: train this many embedders "
+                                                          "(seeds 0..N-1) and report the mean and spread")
+    p.add_argument("--init", default=None, help="with --embedder train: start from this run's embedder "
+                                                "(e.g. the demo's, trained on the synthetic world)")
     a = p.parse_args(argv)
 
-    import pandas as pd
-
-    from pipeline.baselines import score
-    from stage2_embed.pixel_embedder import write_pixel_embedder
     from tfrecords.builder import build
     from tfrecords.plan import BuildConfig
 
@@ -119,21 +157,24 @@ def main(argv: list[str] | None = None) -> int:
     build(BuildConfig(data=a.data, out=records, folds=5, holdout_individuals=0.1), progress=False)
     crops, out = stage1(a, records, w)
     det = out.pop("detector")
-    emb = stage2(a, crops, w)
-    inf, speed = identify(det, emb, crops, records, os.path.join(w, "pipeline"))
-    out["images_per_s"] = round(speed, 2)
-    truth_csv = os.path.join(a.data, "test_truth.csv")
-    if os.path.exists(truth_csv):
-        truth = pd.read_csv(truth_csv, dtype=str).set_index("image")["individual_id"].to_dict()
-        known = set(pd.read_csv(os.path.join(a.data, "train.csv"), dtype=str)["individual_id"])
-        out["known_map5"] = closed_set_map5(os.path.join(w, "pipeline", "matches.csv"), truth, known)
-        out["open_set_map5"] = score(inf["submission"], truth_csv)
-        px = write_pixel_embedder(os.path.join(w, "pixels_reference"), 96)
-        identify(det, px, crops, records, os.path.join(w, "pixels_reference_run"), rerank="none")
-        out["pixels_known_map5"] = closed_set_map5(os.path.join(w, "pixels_reference_run", "matches.csv"), truth,
-                                                   known)
-    out.update({"embedder_kind": inf["embedder_kind"], "pixel_weight": inf["pixel_weight"],
-                "reranked": inf["reranked"], "test_images": inf["images"]})
+    runs = []
+    for seed in range(a.repeats if a.embedder == "train" else 1):
+        emb = stage2(a, crops, w, seed)
+        pixels = a.embedder == "pixels"  # the pipeline is then its own training-free reference
+        runs.append(identification(a, det, emb, crops, records, os.path.join(w, f"seed{seed}"),
+                                   seed == 0 and not pixels))
+        if pixels and "known_map5" in runs[-1]:
+            runs[-1].update(pixels_known_map5=runs[-1]["embedder_known_map5"],
+                            pixels_sift_known_map5=runs[-1]["known_map5"])
+    out.update(runs[0])
+    if len(runs) > 1:  # what training changes from seed to seed: mean, sample spread and every run
+        import numpy as np
+
+        for k in ("known_map5", "open_set_map5", "embedder_known_map5"):
+            v = [r[k] for r in runs if k in r]
+            if v:
+                out.update({k: float(np.mean(v)), f"{k}_sd": float(np.std(v, ddof=1)), f"{k}_runs": v})
+    out["repeats"] = len(runs)
     print(json.dumps(out))
     return 0
 

@@ -23,6 +23,7 @@ from runtime import flags
 
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
+REAL_SET = "tests/data/finid_sharks"
 
 
 def entries(w: str) -> dict[str, tuple[str, list[str]]]:
@@ -36,6 +37,14 @@ def entries(w: str) -> dict[str, tuple[str, list[str]]]:
         "ablation": ("test MAP@5 of the pipeline without and with each addition: head blend, pixel fusion, SIFT "
                      "re-ranking, group thresholds, pseudo-labels, all folds (on the demo)",
                      ["bench/ablation.py", "--workdir", demo]),
+        "real_sharks": ("the real photo set in the repo (tests/data/finid_sharks: 115 white-shark fins, "
+                        "CDLA-Permissive-1.0) through the demo's detector and an embedder trained on its crops "
+                        "(3 seeds), beside the whole-frame and training-free references",
+                        ["bench/real.py", "--data", REAL_SET, "--detector", os.path.join(demo, "detector"),
+                         "--embedder", "train", "--repeats", "3", "--workdir", os.path.join(w, "real_sharks")]),
+        "real_sharks_boxes": ("the same real set cropped by its hand-drawn boxes (no detector): stage 2 alone",
+                              ["bench/real.py", "--data", REAL_SET, "--detector", "none", "--embedder", "train",
+                               "--repeats", "3", "--workdir", os.path.join(w, "real_sharks_boxes")]),
         "demo_spread": ("the small demo over three seeds: mean and spread",
                         ["bench/demo_spread.py", "--workdir", os.path.join(w, "spread")]),
         "synthesize": ("synthetic photos per second", ["bench/synthesize.py"]),

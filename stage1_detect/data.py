@@ -20,13 +20,18 @@ AUTOTUNE = tf.data.AUTOTUNE
 MAX_BOXES = 8
 
 
-def to_detection(ex: dict[str, tf.Tensor], image_size: int) -> dict[str, tf.Tensor]:
+def to_detection(ex: dict[str, tf.Tensor], image_size: int, class_map: tuple[int, ...] | None = None
+                 ) -> dict[str, tf.Tensor]:
     """A parsed record -> {"images": float32 [S, S, 3] in 0..255, "bounding_boxes": {boxes xyxy px,
-    classes}}, plus the filename for bookkeeping."""
+    classes}}, plus the filename for bookkeeping. ``class_map``: the detector's class index of each
+    of the records' parts (``class_map_for``), for records built from another folder."""
     img = decode_image(ex["image/encoded"], image_size, antialias=False)
     b = tf.reshape(ex["image/object/bbox"], (-1, 4)) * float(image_size)  # rel yxyx -> px yxyx
     boxes = tf.stack([b[:, 1], b[:, 0], b[:, 3], b[:, 2]], axis=-1)
-    classes = tf.cast(ex["image/object/class/label"], tf.float32)
+    label = ex["image/object/class/label"]
+    if class_map is not None:
+        label = tf.gather(tf.constant(class_map, tf.int64), label)
+    classes = tf.cast(label, tf.float32)
     return {"images": img, "bounding_boxes": {"boxes": boxes, "classes": classes},
             "filename": ex["image/filename"]}
 
@@ -80,7 +85,28 @@ def boxed_records(records: str, val_fold: int | None) -> tf.data.Dataset:
     return ds.filter(lambda e: tf.size(e["image/object/class/label"]) > 0)
 
 
-def eval_dataset(records: str, image_size: int, batch_size: int, val_fold: int | None) -> tf.data.Dataset:
+def class_map_for(records: str, classes: tuple[str, ...]) -> tuple[int, ...] | None:
+    """The detector's class index of each part the records were built with (their manifest's
+    ``parts``); None when they are the detector's own. A folder built on its own numbers its parts
+    from its labels alone (a fin-only folder: fin = 0), so scoring without this mapping would count
+    every right box of a right class as wrong."""
+    from runtime.cli import DataError
+    from tfrecords.reader import read_manifest
+
+    parts = tuple(read_manifest(records).get("parts", ()))
+    if parts == tuple(classes):
+        return None
+    unknown = [p for p in parts if p not in classes]
+    if unknown:
+        raise DataError(f"box labels {unknown} of {records} are not among the detector's classes {list(classes)}: "
+                        "give the boxes one of those labels (boxes.csv's label column, or tfrecords/build.py --part "
+                        "when it has none) and build the records again")
+    return tuple(classes.index(p) for p in parts)
+
+
+def eval_dataset(records: str, image_size: int, batch_size: int, val_fold: int | None,
+                 class_map: tuple[int, ...] | None = None) -> tf.data.Dataset:
     """``boxed_records``, unaugmented, as (images, dense boxes)."""
-    ds = boxed_records(records, val_fold).map(lambda e: to_detection(e, image_size), num_parallel_calls=AUTOTUNE)
+    ds = boxed_records(records, val_fold).map(lambda e: to_detection(e, image_size, class_map),
+                                              num_parallel_calls=AUTOTUNE)
     return ds.ragged_batch(batch_size).map(to_model_inputs).prefetch(AUTOTUNE)
