@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 
 SPRITE = 256  # canonical sprite side, px
+OVERHANG = 0.12  # the share of a close-up part's box that may lie outside the frame, per side
 
 
 @dataclass(frozen=True)
@@ -190,22 +191,26 @@ def compose(
 ) -> tuple[np.ndarray, tuple[int, int, int, int]]:
     """One photo: uint8 HxWx3 RGB and the part's box (x_min, y_min, x_max, y_max) in pixels.
 
-    ``area`` is the fraction of the frame the part's box covers."""
+    ``area`` is the fraction of the frame the part's box covers (above 0.3 the part may overhang
+    the frame; the box is the visible part)."""
     img = background(rng, h, w)
     skin, alpha = render_sprite(ind, rng)
     ys, xs = np.nonzero(alpha > 0.5)
     bw, bh = (xs.max() - xs.min() + 1), (ys.max() - ys.min() + 1)
     stretch = rng.uniform(0.85, 1.15)
     rot = np.deg2rad(rng.uniform(-12, 12))
-    # scale so that the rotated box covers ~area of the frame, never larger than the frame
+    # scale so that the rotated box covers ~area of the frame
     cos, sin = abs(np.cos(rot)), abs(np.sin(rot))
     rbw = bw * stretch * cos + bh * sin
     rbh = bw * stretch * sin + bh * cos
-    k = min(np.sqrt(area * h * w / (rbw * rbh)), 0.97 * w / rbw, 0.97 * h / rbh)
+    # close-ups (photo-ID framing) may overhang the frame by up to OVERHANG of the part's box per
+    # side: the detector learns boxes cut by the frame edge, which real close-ups are
+    over = OVERHANG if area > 0.3 else 0.0
+    k = min(np.sqrt(area * h * w / (rbw * rbh)), (0.97 + over) * w / rbw, (0.97 + over) * h / rbh)
     a = np.array([[stretch * np.cos(rot), -np.sin(rot)], [stretch * np.sin(rot), np.cos(rot)]]) * k
     cx0, cy0 = (xs.min() + xs.max()) / 2, (ys.min() + ys.max()) / 2
-    ox = rng.uniform(k * rbw / 2, w - k * rbw / 2)
-    oy = rng.uniform(k * rbh / 2, h - k * rbh / 2)
+    ox = rng.uniform(*sorted((k * rbw * (0.5 - over), w - k * rbw * (0.5 - over))))
+    oy = rng.uniform(*sorted((k * rbh * (0.5 - over), h - k * rbh * (0.5 - over))))
     m = np.hstack([a, np.array([[ox], [oy]]) - a @ np.array([[cx0], [cy0]])]).astype(np.float32)
     warped_a = cv2.warpAffine(alpha, m, (w, h), flags=cv2.INTER_LINEAR)
     warped_s = cv2.warpAffine(skin, m, (w, h), flags=cv2.INTER_LINEAR)

@@ -44,6 +44,11 @@ class SynthConfig:
     new_share: float = option(0.2, help="share of test photos showing individuals absent from train", lo=0.0,
                               hi=0.99)
     max_side: int = option(800, help="longest photo side; sizes vary in [max/2, max]", lo=96)
+    max_area: float = option(0.9, help="largest share of the frame a part's box covers before the sea cuts a "
+                                       "fin (log-uniform from 0.07); above 0.3 a part may overhang the frame. "
+                                       "0.9: photo-ID close-ups, where real fins fill a median 69 %% of the "
+                                       "frame (tests/data/finid_sharks); 0.6 was the world before 2026-11-30",
+                             lo=0.08, hi=1.0)
     misspell_rate: float = option(0.25, help="share of species names written as Kaggle's misspellings", lo=0.0,
                                   hi=1.0)
     size: tuple[int, int] | None = option(None, help="(width, height) of every photo; None: varied", cli=False)
@@ -127,7 +132,7 @@ def plan(cfg: SynthConfig) -> tuple[list[Shot], pd.DataFrame, pd.DataFrame]:
             wd, ht = (long, int(long / aspect)) if aspect >= 1 else (int(long * aspect), long)
             if cfg.size:
                 wd, ht = cfg.size
-            area = float(np.exp(rng.uniform(np.log(0.07), np.log(0.6))))  # box/frame, before the sea cuts a fin
+            area = float(np.exp(rng.uniform(np.log(0.07), np.log(cfg.max_area))))  # box/frame, before the sea cut
             shots.append(Shot(split, i, f"{name}.jpg", ind, ht, wd, area))
 
     def written_species(s: str) -> str:
