@@ -45,6 +45,11 @@ def entries(w: str) -> dict[str, tuple[str, list[str]]]:
         "real_sharks_boxes": ("the same real set cropped by its hand-drawn boxes (no detector): stage 2 alone",
                               ["bench/real.py", "--data", REAL_SET, "--detector", "none", "--embedder", "train",
                                "--repeats", "3", "--workdir", os.path.join(w, "real_sharks_boxes")]),
+        "real_sharks_init": ("the same, stage 2 started from the demo's embedder (--init, trained on the "
+                             "synthetic world) instead of from scratch",
+                             ["bench/real.py", "--data", REAL_SET, "--detector", "none", "--embedder", "train",
+                              "--init", os.path.join(demo, "embedder"), "--repeats", "3", "--workdir",
+                              os.path.join(w, "real_sharks_init")]),
         "demo_spread": ("the small demo over three seeds: mean and spread",
                         ["bench/demo_spread.py", "--workdir", os.path.join(w, "spread")]),
         "synthesize": ("synthetic photos per second", ["bench/synthesize.py"]),
