@@ -126,11 +126,11 @@ def identification(a, det: str, emb: str, crops: str, records: str, w: str, refe
         out["known_map5"] = closed(os.path.join(w, "pipeline", "sift"))
         out["open_set_map5"] = score(inf["submission"], truth_csv)
         out["embedder_known_map5"] = closed(os.path.join(w, "pipeline", "none"))
-    if os.path.exists(truth_csv) and references:
-        px = write_pixel_embedder(os.path.join(w, "pixels_reference"), 96)
-        identify(det, px, crops, records, os.path.join(w, "pixels_reference_run"))
-        out["pixels_known_map5"] = closed(os.path.join(w, "pixels_reference_run", "none"))
-        out["pixels_sift_known_map5"] = closed(os.path.join(w, "pixels_reference_run", "sift"))
+        if references:
+            px = write_pixel_embedder(os.path.join(w, "pixels_reference"), 96)
+            identify(det, px, crops, records, os.path.join(w, "pixels_reference_run"))
+            out["pixels_known_map5"] = closed(os.path.join(w, "pixels_reference_run", "none"))
+            out["pixels_sift_known_map5"] = closed(os.path.join(w, "pixels_reference_run", "sift"))
     return {**out, "embedder_kind": inf["embedder_kind"], "pixel_weight": inf["pixel_weight"],
             "reranked": inf["reranked"], "test_images": inf["images"]}
 

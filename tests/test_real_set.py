@@ -69,16 +69,21 @@ def test_the_real_set_builds_and_a_detector_reads_its_labels_by_name(tmp_path):
         class_map_for(records, ("body", "fluke"))
 
 
-def test_bench_real_measures_the_real_set_in_one_json_line(tmp_path):
-    """No training: the box crops, 16x16 pixels proposing, SIFT re-ranking. On real fins the local
-    features must add to the pixels (the training-free reference of the accuracy issue)."""
-    r = subprocess.run([sys.executable, "bench/real.py", "--data", str(REAL), "--detector", "none",
+def _bench_real(tmp_path, detector: str) -> dict:
+    """``bench/real.py`` on the real set with 16x16 pixels (no training): its one JSON line."""
+    r = subprocess.run([sys.executable, "bench/real.py", "--data", str(REAL), "--detector", detector,
                         "--embedder", "pixels", "--workdir", str(tmp_path)], cwd=ROOT, capture_output=True,
                        text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert r.returncode == 0, r.stderr[-2000:]
     lines = [ln for ln in r.stdout.splitlines() if ln.startswith("{")]
     assert len(lines) == 1
-    out = json.loads(lines[0])
+    return json.loads(lines[0])
+
+
+def test_bench_real_measures_the_real_set_in_one_json_line(tmp_path):
+    """No training: the box crops, 16x16 pixels proposing, SIFT re-ranking. On real fins the local
+    features must add to the pixels (the training-free reference of the accuracy issue)."""
+    out = _bench_real(tmp_path, "none")
     assert out["test_images"] == 38 and out["embedder_kind"] == "pixels"
     assert out["pixels_sift_known_map5"] == out["known_map5"] > out["pixels_known_map5"] > 0.05
     assert out["open_set_map5"] > 0.05
@@ -90,10 +95,6 @@ def test_bench_real_scores_a_given_detector_against_the_whole_frame(tmp_path):
     det = ROOT / "work" / "demo" / "detector"
     if not (det / "detector.keras").exists():
         pytest.skip("needs the demo's detector: make demo")
-    r = subprocess.run([sys.executable, "bench/real.py", "--data", str(REAL), "--detector", str(det),
-                        "--embedder", "pixels", "--workdir", str(tmp_path)], cwd=ROOT, capture_output=True,
-                       text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
-    assert r.returncode == 0, r.stderr[-2000:]
-    out = json.loads([ln for ln in r.stdout.splitlines() if ln.startswith("{")][-1])
+    out = _bench_real(tmp_path, str(det))
     assert out["frame_iou50_share"] == pytest.approx(90 / 111, abs=1e-6)
     assert {"detector_map50", "detector_iou50_share"} <= set(out)
