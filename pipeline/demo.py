@@ -26,7 +26,7 @@ from tfrecords.synthetic.world import SMOKE, SynthConfig
 
 SIZES = {"small": SMOKE, "default": SynthConfig(seed=1)}
 # Budgeted for 20 minutes; measured alone on 2 shared cores on 2026-11-30 the demo took 28.1 (RESULTS.md
-# `demo`): the detector 10.3 minutes (mAP@0.5 0.88-0.93 on the default data), the embedder 10.5
+# `demo`): the detector 10.3 minutes (own mAP@0.5 0.86-0.93 over three runs), the embedder 10.5
 # (validation MAP@5 still rising at epoch 25), the rest (synthesis, crops, evaluation, baselines) ~7
 DETECTOR_EPOCHS = 8
 EMBEDDER = {"epochs": 30}  # TrainConfig defaults otherwise (96 px)
