@@ -127,10 +127,13 @@ def identification(a, det: str, emb: str, crops: str, records: str, w: str, refe
         out["open_set_map5"] = score(inf["submission"], truth_csv)
         out["embedder_known_map5"] = closed(os.path.join(w, "pipeline", "none"))
         if references:
-            px = write_pixel_embedder(os.path.join(w, "pixels_reference"), 96)
-            identify(det, px, crops, records, os.path.join(w, "pixels_reference_run"))
-            out["pixels_known_map5"] = closed(os.path.join(w, "pixels_reference_run", "none"))
-            out["pixels_sift_known_map5"] = closed(os.path.join(w, "pixels_reference_run", "sift"))
+            ref = os.path.join(w, "pipeline")  # --embedder pixels: the pipeline's runs are the references
+            if a.embedder != "pixels":
+                ref = os.path.join(w, "pixels_reference_run")
+                px = write_pixel_embedder(os.path.join(w, "pixels_reference"), 96)
+                identify(det, px, crops, records, ref)
+            out["pixels_known_map5"] = closed(os.path.join(ref, "none"))
+            out["pixels_sift_known_map5"] = closed(os.path.join(ref, "sift"))
     return {**out, "embedder_kind": inf["embedder_kind"], "pixel_weight": inf["pixel_weight"],
             "reranked": inf["reranked"], "test_images": inf["images"]}
 
