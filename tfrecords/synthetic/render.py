@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from tfrecords.synthetic.sea import skin_light
+
 SPRITE = 256  # canonical sprite side, px
 OVERHANG = 0.12  # the share of a close-up part's box that may lie outside the frame, per side
 
@@ -137,9 +139,10 @@ def outline(ind: Individual, n: int = 48) -> np.ndarray:
     return np.vstack([top, bottom])
 
 
-def render_sprite(ind: Individual, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def render_sprite(ind: Individual, rng: np.random.Generator, lit: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Canonical SPRITE x SPRITE grey skin (float32 0..1) and alpha mask, with this photo's small
-    pose-independent variation (shading direction, a little wetness sheen)."""
+    pose-independent variation (shading direction); ``lit``: the sea scene's light instead
+    (``sea.skin_light``: stronger shading from any side, skin texture, a wet sheen)."""
     s = SPRITE
     pts = (outline(ind) * s).astype(np.int32)
     mask = np.zeros((s, s), np.uint8)
@@ -153,6 +156,8 @@ def render_sprite(ind: Individual, rng: np.random.Generator) -> tuple[np.ndarray
     for x0, y0, x1, y1, th in ind.scars:
         cv2.line(skin, (int(x0 * s), int(y0 * s)), (int(x1 * s), int(y1 * s)),
                  float(min(1.0, ind.tone + 0.45)), max(2, int(th * s)), cv2.LINE_AA)
+    if lit:
+        return np.clip(skin * skin_light(rng, s), 0, 1), mask.astype(np.float32) / 255.0
     yy = np.linspace(-1, 1, s, dtype=np.float32)[:, None]
     xx = np.linspace(-1, 1, s, dtype=np.float32)[None, :]
     ang = rng.uniform(0, 2 * np.pi)
@@ -195,11 +200,27 @@ def compose(
     the frame; the box is the visible part)."""
     img = background(rng, h, w)
     skin, alpha = render_sprite(ind, rng)
+    m, k, rbh, oy = pose(alpha, rng, h, w, area)
+    warped_a = cv2.warpAffine(alpha, m, (w, h), flags=cv2.INTER_LINEAR)
+    warped_s = cv2.warpAffine(skin, m, (w, h), flags=cv2.INTER_LINEAR)
+    if ind.part == "fin":  # the fin rises out of the water: the sea covers its base
+        cut = oy + k * rbh * rng.uniform(0.32, 0.45)
+        warped_a[int(min(h, max(0, cut))):] *= 0.0
+    tint = np.array([1.0, 1.0, 1.0], np.float32) + rng.normal(0, 0.03, 3).astype(np.float32)
+    img = img * (1 - warped_a[:, :, None]) + (warped_s[:, :, None] * tint) * warped_a[:, :, None]
+    ys, xs = np.nonzero(warped_a > 0.5)
+    box = (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)
+    return degrade(img, rng), box
+
+
+def pose(alpha: np.ndarray, rng: np.random.Generator, h: int, w: int, area: float
+         ) -> tuple[np.ndarray, float, float, float]:
+    """A random rotation, stretch and scale of the sprite into the frame so that its rotated box covers
+    ~``area`` of it: (2x3 warp matrix, scale, the rotated box's height in sprite px, its centre y)."""
     ys, xs = np.nonzero(alpha > 0.5)
     bw, bh = (xs.max() - xs.min() + 1), (ys.max() - ys.min() + 1)
     stretch = rng.uniform(0.85, 1.15)
     rot = np.deg2rad(rng.uniform(-12, 12))
-    # scale so that the rotated box covers ~area of the frame
     cos, sin = abs(np.cos(rot)), abs(np.sin(rot))
     rbw = bw * stretch * cos + bh * sin
     rbh = bw * stretch * sin + bh * cos
@@ -212,19 +233,10 @@ def compose(
     ox = rng.uniform(*sorted((k * rbw * (0.5 - over), w - k * rbw * (0.5 - over))))
     oy = rng.uniform(*sorted((k * rbh * (0.5 - over), h - k * rbh * (0.5 - over))))
     m = np.hstack([a, np.array([[ox], [oy]]) - a @ np.array([[cx0], [cy0]])]).astype(np.float32)
-    warped_a = cv2.warpAffine(alpha, m, (w, h), flags=cv2.INTER_LINEAR)
-    warped_s = cv2.warpAffine(skin, m, (w, h), flags=cv2.INTER_LINEAR)
-    if ind.part == "fin":  # the fin rises out of the water: the sea covers its base
-        cut = oy + k * rbh * rng.uniform(0.32, 0.45)
-        warped_a[int(min(h, max(0, cut))):] *= 0.0
-    tint = np.array([1.0, 1.0, 1.0], np.float32) + rng.normal(0, 0.03, 3).astype(np.float32)
-    img = img * (1 - warped_a[:, :, None]) + (warped_s[:, :, None] * tint) * warped_a[:, :, None]
-    ys, xs = np.nonzero(warped_a > 0.5)
-    box = (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)
-    return _degrade(img, rng), box
+    return m, k, rbh, oy
 
 
-def _degrade(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def degrade(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Exposure, gamma, colour cast, blur and sensor noise: what a field camera adds."""
     img = img * rng.uniform(0.7, 1.3) * (1 + rng.normal(0, 0.05, 3)).astype(np.float32)
     img = np.clip(img, 0, 1) ** rng.uniform(0.75, 1.35)

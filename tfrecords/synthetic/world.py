@@ -25,6 +25,7 @@ from tfrecords.layout import (
     TRAIN_DIR,
 )
 from tfrecords.synthetic.render import SPECIES, Individual, compose, make_individual
+from tfrecords.synthetic.scene import compose_sea
 
 # Kaggle's misspellings, written for a share of the rows so that cleaning has real work to do
 MISSPELLINGS = {"killer_whale": "kiler_whale", "bottlenose_dolphin": "bottlenose_dolpin",
@@ -49,6 +50,10 @@ class SynthConfig:
                                        "0.9: photo-ID close-ups, where real fins fill a median 69 %% of the "
                                        "frame (tests/data/finid_sharks); 0.6 was the world before 2026-11-30",
                              lo=0.08, hi=1.0)
+    scene: str = option("plain", help="plain: clean sea textures, on which the demo's embedder learns the marks; "
+                                      "sea: widely randomised water and light (foam at the water line, whitecaps, "
+                                      "glint, haze, underwater shots, lit skin), for training a detector for real "
+                                      "photos (tfrecords/synthetic/scene.py)", choices=("plain", "sea"))
     misspell_rate: float = option(0.25, help="share of species names written as Kaggle's misspellings", lo=0.0,
                                   hi=1.0)
     size: tuple[int, int] | None = option(None, help="(width, height) of every photo; None: varied", cli=False)
@@ -73,6 +78,7 @@ class Shot:
     height: int
     width: int
     area: float
+    scene: str = "plain"
 
 
 def _hex_ids(rng: np.random.Generator, n: int, chars: int, taken: set[str]) -> list[str]:
@@ -133,7 +139,7 @@ def plan(cfg: SynthConfig) -> tuple[list[Shot], pd.DataFrame, pd.DataFrame]:
             if cfg.size:
                 wd, ht = cfg.size
             area = float(np.exp(rng.uniform(np.log(0.07), np.log(cfg.max_area))))  # box/frame, before the sea cut
-            shots.append(Shot(split, i, f"{name}.jpg", ind, ht, wd, area))
+            shots.append(Shot(split, i, f"{name}.jpg", ind, ht, wd, area, cfg.scene))
 
     def written_species(s: str) -> str:
         return MISSPELLINGS[s] if s in MISSPELLINGS and rng.random() < cfg.misspell_rate else s
@@ -152,7 +158,8 @@ def draw(args: tuple[int, Shot, str]) -> tuple[str, str, tuple[int, int, int, in
     """Render and write one photo (worker). Returns split, image, box, part label."""
     seed, shot, folder = args
     rng = np.random.default_rng([seed, 1 if shot.split == "train" else 2, shot.index])
-    rgb, box = compose(shot.individual, rng, shot.height, shot.width, shot.area)
+    rgb, box = (compose_sea if shot.scene == "sea" else compose)(shot.individual, rng, shot.height, shot.width,
+                                                                 shot.area)
     quality = int(rng.integers(45, 96))
     ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
     atomic.write_bytes(join(folder, shot.image), buf.tobytes())
