@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from tfrecords.synthetic.sea import skin_light
+from tfrecords.synthetic.sea import gradient, skin_light
 
 SPRITE = 256  # canonical sprite side, px
 OVERHANG = 0.12  # the share of a close-up part's box that may lie outside the frame, per side
@@ -158,11 +158,7 @@ def render_sprite(ind: Individual, rng: np.random.Generator, lit: bool = False) 
                  float(min(1.0, ind.tone + 0.45)), max(2, int(th * s)), cv2.LINE_AA)
     if lit:
         return np.clip(skin * skin_light(rng, s), 0, 1), mask.astype(np.float32) / 255.0
-    yy = np.linspace(-1, 1, s, dtype=np.float32)[:, None]
-    xx = np.linspace(-1, 1, s, dtype=np.float32)[None, :]
-    ang = rng.uniform(0, 2 * np.pi)
-    shade = 1.0 + 0.18 * (np.cos(ang) * xx + np.sin(ang) * yy)
-    skin = np.clip(skin * shade, 0, 1)
+    skin = np.clip(skin * (1.0 + 0.18 * gradient(rng, s)), 0, 1)
     return skin, mask.astype(np.float32) / 255.0
 
 
@@ -208,9 +204,13 @@ def compose(
         warped_a[int(min(h, max(0, cut))):] *= 0.0
     tint = np.array([1.0, 1.0, 1.0], np.float32) + rng.normal(0, 0.03, 3).astype(np.float32)
     img = img * (1 - warped_a[:, :, None]) + (warped_s[:, :, None] * tint) * warped_a[:, :, None]
-    ys, xs = np.nonzero(warped_a > 0.5)
-    box = (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)
-    return degrade(img, rng), box
+    return degrade(img, rng), visible_box(warped_a)
+
+
+def visible_box(alpha: np.ndarray) -> tuple[int, int, int, int]:
+    """The box (x_min, y_min, x_max, y_max) px of a warped part's visible pixels (alpha > 0.5)."""
+    ys, xs = np.nonzero(alpha > 0.5)
+    return int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
 
 
 def pose(alpha: np.ndarray, rng: np.random.Generator, h: int, w: int, area: float

@@ -13,7 +13,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from tfrecords.synthetic.render import SPRITE, Individual, degrade, outline, pose, render_sprite
+from tfrecords.synthetic.render import SPRITE, Individual, degrade, outline, pose, render_sprite, visible_box
 from tfrecords.synthetic.sea import foam_line, noise, surface, underwater
 
 UNDERWATER = 0.3  # share of fin photos taken under the surface (cage and pole cameras), as in photo-ID
@@ -54,9 +54,7 @@ def compose_sea(
         cols = np.nonzero((warped_a > 0.5).any(0))[0]
         foam = foam_line(rng, h, w, water_y, (float(cols.min()), float(cols.max())) if cols.size else (0.0, w))
         img = img * (1 - foam[:, :, None]) + rng.uniform(0.8, 1.0) * foam[:, :, None]
-    ys, xs = np.nonzero(warped_a > 0.5)
-    box = (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)
-    return degrade(img, rng), box
+    return degrade(img, rng), visible_box(warped_a)
 
 
 def base(ind: Individual, m: np.ndarray) -> np.ndarray:

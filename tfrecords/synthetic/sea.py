@@ -103,13 +103,18 @@ def foam_line(rng: np.random.Generator, h: int, w: int, water_y: np.ndarray, nea
     return np.clip(band * along * rough * rng.uniform(0.8, 1.6), 0, 1)
 
 
-def skin_light(rng: np.random.Generator, s: int) -> np.ndarray:
-    """This photo's light on an s x s skin, a multiplier: a shading gradient from any side, a fine
-    skin texture and sometimes a wet sheen. Real fins are never flat grey."""
+def gradient(rng: np.random.Generator, s: int) -> np.ndarray:
+    """A linear ramp from -1 to 1 (at the corners ~1.4) across an s x s square, from a random side."""
     yy = np.linspace(-1, 1, s, dtype=np.float32)[:, None]
     xx = np.linspace(-1, 1, s, dtype=np.float32)[None, :]
     ang = rng.uniform(0, 2 * np.pi)
-    along = np.cos(ang) * xx + np.sin(ang) * yy
+    return np.cos(ang) * xx + np.sin(ang) * yy
+
+
+def skin_light(rng: np.random.Generator, s: int) -> np.ndarray:
+    """This photo's light on an s x s skin, a multiplier: a shading gradient from any side, a fine
+    skin texture and sometimes a wet sheen. Real fins are never flat grey."""
+    along = gradient(rng, s)
     light = 1.0 + rng.uniform(0.08, 0.4) * along
     light += rng.uniform(0.02, 0.08) * noise(rng, s, s, rng.uniform(2, 6)) + 0.05 * noise(rng, s, s, s / 5)
     if rng.random() < 0.5:  # a wet sheen: a soft bright band across the skin
