@@ -31,18 +31,20 @@ def compose_sea(
     warped_a = cv2.warpAffine(alpha, m, (w, h), flags=cv2.INTER_LINEAR)
     warped_s = cv2.warpAffine(skin, m, (w, h), flags=cv2.INTER_LINEAR)
     tint = np.array([1.0, 1.0, 1.0], np.float32) + rng.normal(0, 0.06, 3).astype(np.float32)
-    tone = float(np.median(warped_s[warped_a > 0.5])) if (warped_a > 0.5).any() else ind.tone
     back = np.zeros((h, w), np.float32)
     water_y = None
     if ind.part == "fin":
+        tone = float(np.median(warped_s[warped_a > 0.5])) if (warped_a > 0.5).any() else ind.tone
+        above = None
         if not below:  # the sea covers the fin's base along a wavy water line
             x = np.arange(w, dtype=np.float32)
             swell = rng.uniform(0.005, 0.03) * h * np.sin(x * rng.uniform(0.005, 0.04) + rng.uniform(0, 6.3))
             water_y = oy + k * rbh * rng.uniform(0.32, 0.45) + swell + 0.01 * h * noise(rng, 1, w, w / 8)[0]
-            warped_a *= np.arange(h, dtype=np.float32)[:, None] < water_y[None, :]
+            above = np.arange(h, dtype=np.float32)[:, None] < water_y[None, :]
+            warped_a *= above
         back = body(rng, h, w, base(ind, m), k * rbh, under=below)
-        if water_y is not None:
-            back *= np.arange(h, dtype=np.float32)[:, None] < water_y[None, :]
+        if above is not None:
+            back *= above
         shade = tone * rng.uniform(0.8, 1.05) * (1 + 0.1 * noise(rng, h, w, max(h, w) / 8))
         img = img * (1 - back[:, :, None]) + (shade[:, :, None] * tint) * back[:, :, None]
     img = img * (1 - warped_a[:, :, None]) + (warped_s[:, :, None] * tint) * warped_a[:, :, None]

@@ -7,7 +7,7 @@ silhouette and where it sits, so the water varies more widely than in any real s
 overcast grey to deep blue, green and dusk; chop at several scales, stretched along the horizon;
 whitecaps, sparkling glint, a horizon with sky, haze and sometimes land; murky green or blue water
 with caustic light and particles under the surface. NumPy + OpenCV only: every layer is noise drawn
-small and resized, so a 640x480 photo costs a few milliseconds.
+small and resized (the water of a 640x480 photo: ~20 ms of the ~110 ms the photo costs).
 """
 
 from __future__ import annotations
