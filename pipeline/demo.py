@@ -25,11 +25,10 @@ from runtime import cli, flags
 from tfrecords.synthetic.world import SMOKE, SynthConfig
 
 SIZES = {"small": SMOKE, "default": SynthConfig(seed=1)}
-# Budgeted for 20 minutes; measured alone on 2 shared cores the demo takes 28-30 (RESULTS.md `demo`): the
-# detector ~10-14 minutes, the embedder ~10 (validation MAP@5 still rising at epoch 25), the rest
-# (synthesis, crops, evaluation, baselines) ~7. The detector at 160 px for 12 epochs costs what 192 px for 8
-# did and, with the wide colour randomisation, found the real fins best (docs/history.md, 2026-11-30 night)
-DETECTOR = {"epochs": 12, "image_size": 160}  # TrainConfig defaults otherwise (photometric wide)
+# Budgeted for 20 minutes; measured alone on 2 shared cores on 2026-11-30 the demo took 28.1 (RESULTS.md
+# `demo`): the detector 10.3 minutes (own mAP@0.5 0.86-0.93 over three runs), the embedder 10.5
+# (validation MAP@5 still rising at epoch 25), the rest (synthesis, crops, evaluation, baselines) ~7
+DETECTOR_EPOCHS = 8
 EMBEDDER = {"epochs": 30}  # TrainConfig defaults otherwise (96 px)
 # The small demo: the smoke settings, trained long enough to learn something (2 epochs gave a detector
 # of mAP 0 and an embedder below the untrained one); the first epoch's tracing dominates either way
@@ -130,7 +129,7 @@ def train_detector(records: str, out: str, size: str, seed: int = 0) -> None:
     from stage1_detect.training import TrainConfig, smoke, train
 
     cfg = replace(smoke(records, out), epochs=SMALL_DETECTOR_EPOCHS) if size == "small" else TrainConfig(
-        records=records, out=out, **DETECTOR)
+        records=records, out=out, epochs=DETECTOR_EPOCHS)
     if not os.path.exists(os.path.join(out, "detector.keras")):
         train(replace(cfg, seed=seed), resume=os.path.exists(os.path.join(out, "ckpt", "state.json")),
               progress=False)

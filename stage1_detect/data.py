@@ -43,14 +43,14 @@ def photometric_layers(kind: str, seed: int = 0) -> list:
     part's crisp edges and bright marks are cues a real fin does not give) and some grey."""
     layers = [keras_cv.layers.RandomColorDegeneration(0.3, seed=seed),
               keras_cv.layers.RandomBrightness(0.15, seed=seed)]
-    if kind == "wide":
-        layers += [keras_cv.layers.RandomHue(0.5, (0, 255), seed=seed),
-                   keras_cv.layers.RandomSaturation((0.2, 0.8), seed=seed),
-                   keras_cv.layers.RandomContrast((0, 255), 0.6, seed=seed),
-                   keras_cv.layers.RandomApply(keras_cv.layers.RandomGaussianBlur(5, (0.3, 2.0), seed=seed),
-                                               rate=0.5, seed=seed),
-                   keras_cv.layers.RandomApply(keras_cv.layers.Grayscale(output_channels=3), rate=0.15, seed=seed)]
-    return layers
+    if kind == "mild":
+        return layers
+    hue = keras_cv.layers.RandomHue(0.5, (0, 255), seed=seed)
+    saturation = keras_cv.layers.RandomSaturation((0.2, 0.8), seed=seed)
+    contrast = keras_cv.layers.RandomContrast((0, 255), 0.6, seed=seed)
+    blur = keras_cv.layers.RandomGaussianBlur(5, (0.3, 2.0), seed=seed)
+    return layers + [hue, saturation, contrast, keras_cv.layers.RandomApply(blur, rate=0.5, seed=seed),
+                     keras_cv.layers.RandomApply(keras_cv.layers.Grayscale(output_channels=3), rate=0.15, seed=seed)]
 
 
 def augmenter(image_size: int, seed: int = 0, photometric: str = "mild") -> Callable[[dict], dict]:
