@@ -43,6 +43,8 @@ def photometric_layers(kind: str, seed: int = 0) -> list:
     part's crisp edges and bright marks are cues a real fin does not give) and some grey."""
     layers = [keras_cv.layers.RandomColorDegeneration(0.3, seed=seed),
               keras_cv.layers.RandomBrightness(0.15, seed=seed)]
+    if kind not in ("mild", "wide"):
+        raise ValueError(f"photometric {kind!r}: choose mild or wide")
     if kind == "mild":
         return layers
     hue = keras_cv.layers.RandomHue(0.5, (0, 255), seed=seed)

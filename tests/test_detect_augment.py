@@ -1,6 +1,7 @@
 """Stage 1's training augmentation: the ``wide`` colour randomisation for synthetic-to-real transfer."""
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from stage1_detect.data import augmenter, photometric_layers
@@ -41,6 +42,8 @@ def test_wide_jitter_spreads_colour_and_softens_edges_where_mild_does_not():
     e0 = _edge_energy(photos)[0]
     assert _edge_energy(wide).min() < 0.5 * e0
     assert (_edge_energy(mild) > 0.7 * e0).all()
+    with pytest.raises(ValueError, match="mild or wide"):
+        photometric_layers("vivid")
 
 
 def test_augmenter_keeps_the_boxes_eagerly_and_inside_a_dataset_map():
