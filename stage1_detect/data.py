@@ -41,10 +41,10 @@ def photometric_layers(kind: str, seed: int = 0) -> list:
     ``wide``: domain randomisation for synthetic-to-real transfer (Tobin et al. 2017): any hue,
     washed-out to vivid colour, contrast from hazy to hard, half the photos blurred (a synthetic
     part's crisp edges and bright marks are cues a real fin does not give) and some grey."""
-    layers = [keras_cv.layers.RandomColorDegeneration(0.3, seed=seed),
-              keras_cv.layers.RandomBrightness(0.15, seed=seed)]
     if kind not in ("mild", "wide"):
         raise ValueError(f"photometric {kind!r}: choose mild or wide")
+    layers = [keras_cv.layers.RandomColorDegeneration(0.3, seed=seed),
+              keras_cv.layers.RandomBrightness(0.15, seed=seed)]
     if kind == "mild":
         return layers
     hue = keras_cv.layers.RandomHue(0.5, (0, 255), seed=seed)
