@@ -13,6 +13,8 @@ and prints one JSON line:
 - ``detector_map50``, ``detector_iou50_share``: the detector on every photo's boxes (a given
   detector) or on the validation fold's (one trained here), when ``boxes.csv`` exists, beside
   ``frame_iou50_share``: how often the whole photo, no detector at all, would hit the fin as well;
+  ``detector_map50_tile3``: mAP@0.5 on 3x3 grids of the same photos (``stage1_detect/evaluate.py
+  --tile 3``): every animal at 1/9 of its area, nine to a frame, as photos taken at sea frame them;
 - ``known_map5``: MAP@5 of the test photos of known individuals, ranking the catalog's individuals
   only (closed set: what a researcher scrolling the candidates sees);
 - ``open_set_map5``: Kaggle's MAP@5 of ``submission.csv`` against ``test_truth.csv``;
@@ -66,8 +68,9 @@ def stage1(a, records: str, w: str) -> tuple[str, dict]:
         if os.path.exists(os.path.join(a.data, "boxes.csv")):
             # a given detector never saw these photos: all of them; one trained here: its validation fold
             r = evaluate(det, records, out=os.path.join(w, "detector_eval"), every=a.detector != "train")
+            small = evaluate(det, records, out=None, every=a.detector != "train", tile=3)
             figures = {"detector_map50": r["map50"], "detector_iou50_share": r["iou50_share"],
-                       "frame_iou50_share": r["frame_iou50_share"]}
+                       "frame_iou50_share": r["frame_iou50_share"], "detector_map50_tile3": small["map50"]}
         crop_records(CropConfig(records=records, out=crops, detector=det), progress=False)
     else:
         crop_records(CropConfig(records=records, out=crops, source="boxes"), progress=False)

@@ -27,8 +27,10 @@ from tfrecords.synthetic.world import SMOKE, SynthConfig
 SIZES = {"small": SMOKE, "default": SynthConfig(seed=1)}
 # Budgeted for 20 minutes; measured alone on 2 shared cores on 2026-11-30 the demo took 28.1 (RESULTS.md
 # `demo`): the detector 10.3 minutes (own mAP@0.5 0.86-0.93 over three runs), the embedder 10.5
-# (validation MAP@5 still rising at epoch 25), the rest (synthesis, crops, evaluation, baselines) ~7
-DETECTOR_EPOCHS = 8
+# (validation MAP@5 still rising at epoch 25), the rest (synthesis, crops, evaluation, baselines) ~7.
+# The detector: 160 px for 12 epochs costs what 192 px for 8 did, and with the default mosaic it
+# finds small real fins that it missed at 192 px (docs/history.md, "Mosaic")
+DETECTOR = {"image_size": 160, "epochs": 12}
 EMBEDDER = {"epochs": 30}  # TrainConfig defaults otherwise (96 px)
 # The small demo: the smoke settings, trained long enough to learn something (2 epochs gave a detector
 # of mAP 0 and an embedder below the untrained one); the first epoch's tracing dominates either way
@@ -129,7 +131,7 @@ def train_detector(records: str, out: str, size: str, seed: int = 0) -> None:
     from stage1_detect.training import TrainConfig, smoke, train
 
     cfg = replace(smoke(records, out), epochs=SMALL_DETECTOR_EPOCHS) if size == "small" else TrainConfig(
-        records=records, out=out, epochs=DETECTOR_EPOCHS)
+        records=records, out=out, **DETECTOR)
     if not os.path.exists(os.path.join(out, "detector.keras")):
         train(replace(cfg, seed=seed), resume=os.path.exists(os.path.join(out, "ckpt", "state.json")),
               progress=False)

@@ -24,6 +24,9 @@ class DetectorEvalConfig:
     batch_size: int = option(16, help="images per detector batch", lo=1)
     all: bool = option(False, help="score every record with boxes (both splits), not one validation fold: "
                                    "for a folder of photos the detector never trained on")
+    tile: int = option(1, help="score k x k grids of the photos (each shrunk to 1/k of the side, every box "
+                               "kept): small animals, several to a frame, as photos taken at sea show them; "
+                               "COCO mAP only", lo=1, hi=8)
 
 
 def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -52,11 +55,11 @@ def coco_map(model, ds) -> dict[str, float]:
 
 
 def evaluate(run_dir: str, records: str, val_fold: int | None = None, out: str | None = None,
-             batch_size: int = 16, grid: int = 16, every: bool = False) -> dict:
+             batch_size: int = 16, grid: int = 16, every: bool = False, tile: int = 1) -> dict:
     """COCO mAP of ``run_dir``'s detector on the validation fold (``every``: on every record with
     boxes, both splits), and how often the box the crops take hits an animal: the chosen (best)
     box's IoU with the nearest true box >= 0.5 (``iou50_share``), beside how often the whole photo
-    would (``frame_iou50_share``)."""
+    would (``frame_iou50_share``). With ``tile`` k > 1, only COCO mAP, on k x k grids of the photos."""
     from stage1_detect.data import boxed_records, class_map_for, eval_dataset
     from stage1_detect.model import load_detector, most_confident
     from tfrecords.reader import box_union, decode_image
@@ -67,7 +70,11 @@ def evaluate(run_dir: str, records: str, val_fold: int | None = None, out: str |
         val_fold = json.loads(open(train_cfg).read())["val_fold"] if os.path.exists(train_cfg) else 0
     fold = None if every else val_fold
     s = cfg.image_size
-    ds = eval_dataset(records, s, batch_size, fold, class_map_for(records, cfg.classes))
+    ds = eval_dataset(records, s, batch_size, fold, class_map_for(records, cfg.classes), tile)
+    if tile > 1:  # COCO mAP alone: one chosen box per grid of several animals would mean nothing
+        grids = int(sum(int(x.shape[0]) for x, _ in ds))
+        scores = coco_map(model, ds) if grids else {"map50": float("nan"), "map": float("nan")}
+        return {"val_fold": "all" if every else val_fold, **scores, "tile": tile, "grids": grids}
     result = {"val_fold": "all" if every else val_fold, **coco_map(model, ds)}
     val = boxed_records(records, fold)
     images = val.map(lambda e: decode_image(e["image/encoded"], s, antialias=False)).batch(batch_size)

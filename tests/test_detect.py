@@ -161,6 +161,8 @@ def test_evaluate_all_scores_every_boxed_record_of_both_splits(tiny_run, tiny_re
     assert every["images"] > (index["split"] == "test").sum() and one["images"] < every["images"]
     assert every["val_fold"] == "all"
     assert 0.0 <= every["iou50_share"] <= 1.0 and one["val_fold"] == 0
+    tiled = evaluate(str(out), str(tiny_records), every=True, tile=2)  # 2x2 grids: the photos left over are left out
+    assert tiled["tile"] == 2 and tiled["grids"] == every["images"] // 4 and "iou50_share" not in tiled
 
 
 def test_detector_crops_fall_back_to_the_full_image(tiny_run, tiny_records, tmp_path):

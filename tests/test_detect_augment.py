@@ -63,3 +63,53 @@ def test_augmenter_keeps_the_boxes_eagerly_and_inside_a_dataset_map():
         w, h = b[..., 2] - b[..., 0], b[..., 3] - b[..., 1]
         np.testing.assert_allclose(h / w, 40 / 24, rtol=0.15)
         assert out["filename"].shape == (8,)
+
+
+def _four_photos() -> dict:
+    """Four 64 px photos of grey levels 0, 50, 100, 150 with hand-placed boxes (xyxy px); the third has two."""
+    images = np.stack([np.full((64, 64, 3), 50.0 * i, np.float32) for i in range(4)])
+    boxes = tf.ragged.constant([[[8.0, 16.0, 40.0, 48.0]], [[0.0, 0.0, 64.0, 64.0]],
+                                [[10.0, 10.0, 20.0, 20.0], [30.0, 30.0, 50.0, 60.0]], [[4.0, 4.0, 8.0, 8.0]]],
+                               ragged_rank=1, inner_shape=(4,))
+    classes = tf.ragged.constant([[1.0], [0.0], [2.0, 2.0], [1.0]])
+    return {"images": tf.constant(images), "bounding_boxes": {"boxes": boxes, "classes": classes}}
+
+
+def test_tiles_shrink_four_photos_into_one_grid_and_move_every_box_with_its_photo():
+    from stage1_detect.data import tiles
+
+    photos = _four_photos()
+    eager = tiles(2)(photos)
+    mapped = next(iter(tf.data.Dataset.from_tensors(photos).map(tiles(2))))
+    for g in (eager, mapped):
+        assert g["images"].shape == (64, 64, 3)
+        # row by row: photo 0 top left, 1 top right, 2 bottom left, 3 bottom right
+        np.testing.assert_allclose(g["images"].numpy()[[8, 8, 40, 40], [8, 40, 8, 40], 0], [0, 50, 100, 150],
+                                   atol=1e-3)
+        np.testing.assert_allclose(g["bounding_boxes"]["boxes"].numpy(),
+                                   [[4, 8, 20, 24], [32, 0, 64, 32], [5, 37, 10, 42], [15, 47, 25, 62],
+                                    [34, 34, 36, 36]])
+        np.testing.assert_array_equal(g["bounding_boxes"]["classes"].numpy(), [1, 0, 2, 2, 1])
+
+
+def test_mosaic_replaces_its_share_of_photos_by_grids_of_four_different_ones():
+    from stage1_detect.data import mosaic
+
+    photos = _four_photos()
+    kept = mosaic(0.0, seed=3)(photos)
+    np.testing.assert_array_equal(kept["images"].numpy(), photos["images"].numpy())
+    np.testing.assert_array_equal(kept["bounding_boxes"]["boxes"].row_lengths().numpy(), [1, 1, 2, 1])
+    for out in (mosaic(1.0, seed=3)(photos),
+                next(iter(tf.data.Dataset.from_tensors(photos).map(mosaic(1.0, seed=5))))):
+        # four distinct photos per grid: all five boxes, each quarter a different grey level
+        np.testing.assert_array_equal(out["bounding_boxes"]["boxes"].row_lengths().numpy(), [5, 5, 5, 5])
+        quarters = out["images"].numpy()[:, [8, 8, 40, 40], [8, 40, 8, 40], 0]
+        assert all(len(set(np.round(q).tolist())) == 4 for q in quarters)
+        b = out["bounding_boxes"]["boxes"].flat_values.numpy()
+        assert b.min() >= 0 and b.max() <= 64
+        areas = np.sort((b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]))
+        np.testing.assert_allclose(areas, np.sort(np.repeat([256, 1024, 25, 150, 4], 4)))  # a quarter each
+    boxes = {k: tf.concat([v] * 8, 0) for k, v in photos["bounding_boxes"].items()}
+    half = mosaic(0.5, seed=1)({**photos, "images": tf.tile(photos["images"], [8, 1, 1, 1]), "bounding_boxes": boxes})
+    grids = int((half["bounding_boxes"]["boxes"].row_lengths() >= 4).numpy().sum())  # a photo has 1 or 2 boxes
+    assert 8 <= grids <= 24  # half of 32, give or take 2.8 sd
