@@ -82,7 +82,7 @@ def mosaic(rate: float, seed: int = 0) -> Callable[[dict], dict]:
     """Replace a share ``rate`` of a ragged batch's photos by 2x2 ``grids`` of four different photos
     of the batch (YOLOv4's mosaic, shrunk rather than cropped): animals at a quarter of their area,
     four to a frame, with other photos' water beside them. The synthetic world frames one animal
-    covering 7-90 %% of the photo; at sea real fins are often 1-5 %%, several to a frame."""
+    covering 7-90 % of the photo; at sea real fins are often 1-5 %, several to a frame."""
 
     def apply(d: dict) -> dict:
         n = tf.shape(d["images"])[0]
