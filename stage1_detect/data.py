@@ -144,11 +144,12 @@ def train_dataset(records: str, image_size: int, batch_size: int, val_fold: int,
     ds = ds.filter(lambda e: tf.size(e["image/object/class/label"]) > 0)  # images without boxes teach nothing here
     ds = ds.map(lambda e: to_detection(e, image_size), num_parallel_calls=AUTOTUNE)
     ds = ds.shuffle(1024, seed=seed).ragged_batch(batch_size, drop_remainder=True)
-    if augment and mosaic_rate > 0:
+    mixed = augment and mosaic_rate > 0
+    if mixed:
         ds = ds.map(mosaic(mosaic_rate, seed), num_parallel_calls=AUTOTUNE)
     if augment:
         ds = ds.map(augmenter(image_size, seed, photometric), num_parallel_calls=AUTOTUNE)
-    boxes = MAX_BOXES * (4 if augment and mosaic_rate > 0 else 1)
+    boxes = MAX_BOXES * (4 if mixed else 1)  # a 2x2 grid holds four photos' boxes
     return ds.map(lambda d: to_model_inputs(d, boxes), num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)
 
 

@@ -71,11 +71,12 @@ def evaluate(run_dir: str, records: str, val_fold: int | None = None, out: str |
     fold = None if every else val_fold
     s = cfg.image_size
     ds = eval_dataset(records, s, batch_size, fold, class_map_for(records, cfg.classes), tile)
+    scored = "all" if every else val_fold
     if tile > 1:  # COCO mAP alone: one chosen box per grid of several animals would mean nothing
         grids = sum(1 for _ in boxed_records(records, fold)) // (tile * tile)  # parsed, not decoded
         scores = coco_map(model, ds) if grids else {"map50": float("nan"), "map": float("nan")}
-        return {"val_fold": "all" if every else val_fold, **scores, "tile": tile, "grids": grids}
-    result = {"val_fold": "all" if every else val_fold, **coco_map(model, ds)}
+        return {"val_fold": scored, **scores, "tile": tile, "grids": grids}
+    result = {"val_fold": scored, **coco_map(model, ds)}
     val = boxed_records(records, fold)
     images = val.map(lambda e: decode_image(e["image/encoded"], s, antialias=False)).batch(batch_size)
     pred_boxes, scores, _ = most_confident(model, images, s)
