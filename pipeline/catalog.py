@@ -108,16 +108,42 @@ def from_records(model, embedder_cfg: dict, records: str, exclude_folds: tuple[i
     return cat, {**arr, "local": feats} if local else arr
 
 
+# The last crop folder's local features by filename, under its shards' (path, size, mtime): SIFT is
+# most of what validation, export and identification cost on CPU, and one process often describes
+# the same crops several times (the demo: export, then the re-ranked baseline's evaluation and
+# identification). One folder only: a catalog's features are tens of MB.
+_LOCAL_MEMO: dict[tuple, dict[str, tuple[np.ndarray, np.ndarray]]] = {}
+
+
 def records_local(records: str, filenames) -> LocalFeatures:
     """Local features of the train split's crops, in the order of ``filenames``."""
     from pipeline.local import of_crops
     from tfrecords.reader import parsed_records
 
-    feats = {}
-    for e in parsed_records(records, "train"):
-        one = of_crops([e["image/encoded"].numpy()])
-        feats[e["image/filename"].numpy().decode()] = one.of(0)
+    key = _shards_key(records)
+    feats = _LOCAL_MEMO.get(key) if key else None
+    if feats is None:
+        feats = {}
+        for e in parsed_records(records, "train"):
+            one = of_crops([e["image/encoded"].numpy()])
+            feats[e["image/filename"].numpy().decode()] = one.of(0)
+        _LOCAL_MEMO.clear()
+        if key:
+            _LOCAL_MEMO[key] = feats
     return from_list([feats[f] for f in filenames])
+
+
+def _shards_key(records: str) -> tuple | None:
+    """What identifies the train shards' content on a local disk (None for object storage: not kept)."""
+    import os
+
+    from runtime.storage import is_url
+    from tfrecords.reader import list_shards
+
+    if is_url(records):
+        return None
+    shards = list_shards(records, "train")
+    return (os.path.abspath(records), *((s, os.stat(s).st_size, os.stat(s).st_mtime_ns) for s in shards))
 
 
 def export(embedder: str, records: str, path: str) -> Catalog:

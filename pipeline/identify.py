@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from runtime.flags import check, option
+from stage1_detect.views import ZOOM
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,9 @@ class InferConfig:
     batch_size: int = option(32, help="images per detector and embedder batch", lo=1)
     min_score: float = option(0.2, help="below this detector score the whole image is used (above 1: always)",
                               lo=0.0)
+    zoom: int = option(ZOOM, help="the detector also looks at each photo shrunk to 1/ZOOM of its side and the "
+                                  "more confident view's box is cut (stage1_detect/views.py); 1: the photo alone",
+                       lo=1, hi=8)
     max_side: int = option(1024, help="photos are scaled down to this longer side before detection", lo=32)
     chunk: int = option(512, help="images held in memory at once", lo=1)
 
@@ -68,7 +72,7 @@ def embed_chunk(encoded: list[bytes], detector, det_size: int, embedder, ecfg: d
         boxes, scores = np.tile([[0.0, 0.0, 1.0, 1.0]], (len(encoded), 1)).astype(np.float32), -np.ones(len(encoded))
     else:
         boxes, scores, sources = choose_boxes(parsed, detector, det_size, min_score=cfg.min_score,
-                                              batch_size=cfg.batch_size)
+                                              batch_size=cfg.batch_size, zoom=cfg.zoom)
         scores = np.where(np.array(sources) == "detector", scores, -1.0)
         margin = ecfg.get("crop_margin")
         boxes = grow(boxes, CROP_MARGIN if margin is None else margin).numpy()

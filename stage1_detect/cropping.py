@@ -9,6 +9,7 @@ from collections import Counter
 from dataclasses import dataclass, replace
 
 from runtime.flags import check, option
+from stage1_detect.views import ZOOM
 from tfrecords.layout import CROP_MARGIN
 
 # what crop records keep of their image records' manifest
@@ -29,6 +30,8 @@ class CropConfig:
                                    "above 1: always)", lo=0.0)
     crop_size: int = option(384, help="longer side of the written crops in pixels (never scaled up)", lo=32)
     batch_size: int = option(16, help="images per detector batch", lo=1)
+    zoom: int = option(ZOOM, help="also look at each photo shrunk to 1/ZOOM of its side and take the more "
+                                  "confident view's box (stage1_detect/views.py); 1: the photo alone", lo=1, hi=8)
 
     def __post_init__(self) -> None:
         check(self)
@@ -67,11 +70,12 @@ def boxes_in_crop(boxes, crop_box) -> list:
 
 
 def choose_boxes(parsed, model=None, image_size: int = 0, source: str = "detector", min_score: float = 0.2,
-                 batch_size: int = 16) -> tuple:
+                 batch_size: int = 16, zoom: int = ZOOM) -> tuple:
     """Per image of ``parsed`` (parsed records): (rel-yxyx box before the margin, score, source).
     The identified animal's box is the detector's most confident one (``top_box_fn``): Kaggle's
     photos are framed on the animal the id belongs to, so the most confident box is the subject;
-    with ``source="boxes"`` it is the union of the record's own boxes. ``model`` is the Keras
+    with ``source="boxes"`` it is the union of the record's own boxes. ``zoom`` > 1: the more confident
+    box of the photo and of its zoomed-out view (``stage1_detect.views``). ``model`` is the Keras
     detector, or any function with ``top_box_fn``'s outputs (an ONNX ``runtime.onnx.Session``)."""
     import numpy as np
     import tensorflow as tf
@@ -90,7 +94,7 @@ def choose_boxes(parsed, model=None, image_size: int = 0, source: str = "detecto
         return np.array(boxes).reshape(-1, 4), np.where(np.array(sources) == "boxes", 1.0, -1.0), sources
     ds = parsed.map(lambda e: decode_image(e["image/encoded"], image_size, antialias=False),
                     num_parallel_calls=tf.data.AUTOTUNE).batch(batch_size).prefetch(tf.data.AUTOTUNE)
-    boxes, scores, _ = most_confident(model, ds, image_size)
+    boxes, scores, _ = most_confident(model, ds, image_size, zoom)
     ok = scores >= min_score
     boxes[~ok] = (0.0, 0.0, 1.0, 1.0)
     return boxes, scores, ["detector" if k else "full" for k in ok]
@@ -106,7 +110,8 @@ def _crop_shard(cfg: CropConfig, model, image_size: int, src: str, final: str) -
     from tfrecords.schema import from_parsed, parse_example, serialize
 
     parsed = tf.data.TFRecordDataset(src).map(parse_example)
-    boxes, scores, sources = choose_boxes(parsed, model, image_size, cfg.source, cfg.min_score, cfg.batch_size)
+    boxes, scores, sources = choose_boxes(parsed, model, image_size, cfg.source, cfg.min_score, cfg.batch_size,
+                                          cfg.zoom)
     grown = grow(boxes, cfg.margin).numpy() if len(boxes) else boxes
     tmp = atomic.tmp_name(final)
     cuts = tf.data.Dataset.zip(parsed, tf.data.Dataset.from_tensor_slices(np.reshape(grown, (-1, 4))))

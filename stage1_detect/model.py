@@ -168,12 +168,15 @@ def top_boxes(out: tuple, image_size: int) -> tuple[np.ndarray, np.ndarray, np.n
     return rel.astype(np.float32), np.where(found, conf, -1.0).astype(np.float32), np.where(found, cls, -1)
 
 
-def most_confident(detector, batches, image_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``top_boxes`` of every batch of [B, S, S, 3] float images, concatenated. ``detector`` is the
-    Keras model (run through ``top_box_fn``) or any function with its outputs (an ONNX
+def most_confident(detector, batches, image_size: int, zoom: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``top_boxes`` of every batch of [B, S, S, 3] float images, concatenated; with ``zoom`` > 1 the
+    more confident of the photo and its zoomed-out view (``stage1_detect.views``). ``detector`` is
+    the Keras model (run through ``top_box_fn``) or any function with its outputs (an ONNX
     ``runtime.onnx.Session``)."""
+    from stage1_detect.views import top_views
+
     detect = top_box_fn(detector, image_size) if isinstance(detector, keras.Model) else detector
-    outs = [top_boxes(detect(x), image_size) for x in batches]
+    outs = [top_boxes(top_views(detect, x, zoom), image_size) for x in batches]
     if not outs:
         return np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64)
     return tuple(np.concatenate(parts) for parts in zip(*outs, strict=True))

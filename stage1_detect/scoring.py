@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from runtime.flags import option
+from stage1_detect.views import ZOOM
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,9 @@ class DetectorEvalConfig:
     tile: int = option(1, help="score k x k grids of the photos (each shrunk to 1/k of the side, every box "
                                "kept): small animals, several to a frame, as photos taken at sea show them; "
                                "COCO mAP only", lo=1, hi=8)
+    zoom: int = option(ZOOM, help="also look at each photo shrunk to 1/ZOOM of its side and keep both views' "
+                                  "boxes (stage1_detect/views.py: synthetic-trained detectors miss real "
+                                  "close-ups they find shrunk); 1: the photo alone", lo=1, hi=8)
 
 
 def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -38,24 +42,26 @@ def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return inter / np.maximum(area(a) + area(b) - inter, 1e-12)
 
 
-def coco_map(model, ds) -> dict[str, float]:
-    """COCO mAP@0.5 and mAP@0.5:0.95 of ``model`` on ``ds`` (images, dense boxes)."""
+def coco_map(model, ds, zoom: int = 1) -> dict[str, float]:
+    """COCO mAP@0.5 and mAP@0.5:0.95 of ``model`` on ``ds`` (images, dense boxes); ``zoom`` > 1: of
+    the photos' and their zoomed-out views' boxes together (``stage1_detect.views``)."""
     import keras_cv
 
     from stage1_detect.model import BOX_FORMAT, detect_fn
+    from stage1_detect.views import detect_views
 
     metric = keras_cv.metrics.BoxCOCOMetrics(bounding_box_format=BOX_FORMAT, evaluate_freq=1_000_000_000)
     # the traced decoding called directly: ``predict`` would run under the model's strategy, which
     # several workers must enter together, and only the chief evaluates
     detect = detect_fn(model)
     for x, y in ds:
-        metric.update_state(y, detect(x))
+        metric.update_state(y, detect_views(detect, x, zoom))
     r = metric.result(force=True)
     return {"map50": float(r["MaP@[IoU=50]"]), "map": float(r["MaP"])}
 
 
 def evaluate(run_dir: str, records: str, val_fold: int | None = None, out: str | None = None,
-             batch_size: int = 16, grid: int = 16, every: bool = False, tile: int = 1) -> dict:
+             batch_size: int = 16, grid: int = 16, every: bool = False, tile: int = 1, zoom: int = ZOOM) -> dict:
     """COCO mAP of ``run_dir``'s detector on the validation fold (``every``: on every record with
     boxes, both splits), and how often the box the crops take hits an animal: the chosen (best)
     box's IoU with the nearest true box >= 0.5 (``iou50_share``), beside how often the whole photo
@@ -74,12 +80,12 @@ def evaluate(run_dir: str, records: str, val_fold: int | None = None, out: str |
     scored = "all" if every else val_fold
     if tile > 1:  # COCO mAP alone: one chosen box per grid of several animals would mean nothing
         grids = sum(1 for _ in boxed_records(records, fold)) // (tile * tile)  # parsed, not decoded
-        scores = coco_map(model, ds) if grids else {"map50": float("nan"), "map": float("nan")}
+        scores = coco_map(model, ds, zoom) if grids else {"map50": float("nan"), "map": float("nan")}
         return {"val_fold": scored, **scores, "tile": tile, "grids": grids}
-    result = {"val_fold": scored, **coco_map(model, ds)}
+    result = {"val_fold": scored, **coco_map(model, ds, zoom), "zoom": zoom}
     val = boxed_records(records, fold)
     images = val.map(lambda e: decode_image(e["image/encoded"], s, antialias=False)).batch(batch_size)
-    pred_boxes, scores, _ = most_confident(model, images, s)
+    pred_boxes, scores, _ = most_confident(model, images, s, zoom)
     truths = [e["image/object/bbox"].numpy().reshape(-1, 4) for e in val]
     ious = np.array([iou(np.repeat(p[None], len(t), 0), t).max() for p, t in zip(pred_boxes, truths, strict=True)])
     # the reference a detector must beat: no detector, the crop is the whole photo (boxes are

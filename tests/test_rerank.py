@@ -105,3 +105,26 @@ def test_the_fusion_never_weighs_a_feature_negatively_so_a_photo_finds_itself():
     me = Candidates(np.array([["me", "other"]], dtype=object), np.full((1, 2), "s", dtype=object),
                     np.array([[1.0, 0.6]]), np.full(1, "s", dtype=object))
     assert list(rerank.apply(me, np.array([[50, 50]]), fusion).ids[0]) == ["me", "other"]
+
+
+def test_a_crop_folders_local_features_are_described_once_until_its_shards_change(tiny_crops, tmp_path, monkeypatch):
+    import shutil
+
+    from pipeline import catalog
+    from tfrecords.reader import parsed_records
+
+    folder = tmp_path / "crops"
+    shutil.copytree(tiny_crops, folder)
+    names = [e["image/filename"].numpy().decode() for e in parsed_records(str(folder), "train")]
+    calls = []
+    real = local.of_crops
+    monkeypatch.setattr(local, "of_crops", lambda *a, **k: calls.append(1) or real(*a, **k))
+    first = catalog.records_local(str(folder), names)
+    assert len(calls) == len(names)
+    again = catalog.records_local(str(folder), names[::-1])  # from the memo, in the order asked
+    assert len(calls) == len(names)
+    assert np.array_equal(again.desc, first.take(np.arange(len(names))[::-1]).desc)
+    shard = sorted(folder.glob("train-*.tfrec"))[0]
+    shard.write_bytes(shard.read_bytes())  # rewritten: a new mtime, so described anew
+    catalog.records_local(str(folder), names)
+    assert len(calls) == 2 * len(names)
