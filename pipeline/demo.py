@@ -26,10 +26,12 @@ from tfrecords.synthetic.world import SMOKE, SynthConfig
 
 SIZES = {"small": SMOKE, "default": SynthConfig(seed=1)}
 # Budgeted for 20 minutes; measured alone on 2 shared cores the demo took 28.1 on 2026-11-30 (192 px
-# detector for 8 epochs: 10.3 minutes; embedder 10.5) and 35.0 on 2026-12-01 (RESULTS.md `demo`: this
-# detector 13.2, the same embedder 14.1, a slow night); the rest (synthesis, crops, evaluation,
-# baselines) ~7. The detector: 160 px for 12 epochs costs what 192 px for 8 did, and with the default
-# mosaic it finds small real fins that it missed at 192 px (docs/history.md, "Mosaic")
+# detector for 8 epochs: 10.3 minutes; embedder 10.5), 35.0 and 37.2 on 2026-12-01 (RESULTS.md `demo`:
+# this detector 13.2 and 10.4, the same embedder 14.1 and 17.4, slow nights: its epochs take 20 s or
+# 41 s); the rest (synthesis, crops, evaluation, baselines) ~7. The embedder's 30 epochs are not
+# padding: 20 gave test MAP@5 0.70 where 30 gave 0.78 on the same crops. The detector: 160 px for
+# 12 epochs costs what 192 px for 8 did, and with the default mosaic it finds small real fins that
+# it missed at 192 px (docs/history.md, "Mosaic")
 DETECTOR = {"image_size": 160, "epochs": 12}
 EMBEDDER = {"epochs": 30}  # TrainConfig defaults otherwise (96 px)
 # The small demo: the smoke settings, trained long enough to learn something (2 epochs gave a detector
@@ -190,7 +192,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = flags.parser(__doc__)
     p.add_argument("--workdir", default="work/demo", help="root of every output")
     p.add_argument("--size", choices=sorted(SIZES), default="default",
-                   help="small: 96 photos, ~5 minutes; default: 1550 photos, ~30-35 minutes on 2 CPU cores")
+                   help="small: 96 photos, ~5 minutes; default: 1550 photos, ~30-40 minutes on 2 CPU cores")
     p.add_argument("--seed", type=int, help="seeds the synthetic world and both trainings (None: the size's)")
     cli.add_common_flags(p)
     return p.parse_args(argv)
