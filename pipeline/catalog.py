@@ -142,8 +142,8 @@ def _shards_key(records: str) -> tuple | None:
 
     if is_url(records):
         return None
-    shards = list_shards(records, "train")
-    return (os.path.abspath(records), *((s, os.stat(s).st_size, os.stat(s).st_mtime_ns) for s in shards))
+    stats = {s: os.stat(s) for s in list_shards(records, "train")}
+    return (os.path.abspath(records), *((s, st.st_size, st.st_mtime_ns) for s, st in stats.items()))
 
 
 def export(embedder: str, records: str, path: str) -> Catalog:

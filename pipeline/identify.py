@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from runtime.flags import check, option
-from stage1_detect.views import ZOOM
+from stage1_detect.views import ZOOM, ZOOM_HELP
 
 
 @dataclass(frozen=True)
@@ -43,9 +43,7 @@ class InferConfig:
     batch_size: int = option(32, help="images per detector and embedder batch", lo=1)
     min_score: float = option(0.2, help="below this detector score the whole image is used (above 1: always)",
                               lo=0.0)
-    zoom: int = option(ZOOM, help="the detector also looks at each photo shrunk to 1/ZOOM of its side and the "
-                                  "more confident view's box is cut (stage1_detect/views.py); 1: the photo alone",
-                       lo=1, hi=8)
+    zoom: int = option(ZOOM, help=ZOOM_HELP, lo=1, hi=8)
     max_side: int = option(1024, help="photos are scaled down to this longer side before detection", lo=32)
     chunk: int = option(512, help="images held in memory at once", lo=1)
 

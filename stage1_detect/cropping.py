@@ -9,7 +9,7 @@ from collections import Counter
 from dataclasses import dataclass, replace
 
 from runtime.flags import check, option
-from stage1_detect.views import ZOOM
+from stage1_detect.views import ZOOM, ZOOM_HELP
 from tfrecords.layout import CROP_MARGIN
 
 # what crop records keep of their image records' manifest
@@ -30,8 +30,7 @@ class CropConfig:
                                    "above 1: always)", lo=0.0)
     crop_size: int = option(384, help="longer side of the written crops in pixels (never scaled up)", lo=32)
     batch_size: int = option(16, help="images per detector batch", lo=1)
-    zoom: int = option(ZOOM, help="also look at each photo shrunk to 1/ZOOM of its side and take the more "
-                                  "confident view's box (stage1_detect/views.py); 1: the photo alone", lo=1, hi=8)
+    zoom: int = option(ZOOM, help=ZOOM_HELP, lo=1, hi=8)
 
     def __post_init__(self) -> None:
         check(self)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from runtime.flags import option
-from stage1_detect.views import ZOOM
+from stage1_detect.views import ZOOM, ZOOM_HELP
 
 
 @dataclass(frozen=True)
@@ -28,9 +28,7 @@ class DetectorEvalConfig:
     tile: int = option(1, help="score k x k grids of the photos (each shrunk to 1/k of the side, every box "
                                "kept): small animals, several to a frame, as photos taken at sea show them; "
                                "COCO mAP only", lo=1, hi=8)
-    zoom: int = option(ZOOM, help="also look at each photo shrunk to 1/ZOOM of its side and keep both views' "
-                                  "boxes (stage1_detect/views.py: synthetic-trained detectors miss real "
-                                  "close-ups they find shrunk); 1: the photo alone", lo=1, hi=8)
+    zoom: int = option(ZOOM, help=ZOOM_HELP, lo=1, hi=8)
 
 
 def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:

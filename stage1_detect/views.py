@@ -17,6 +17,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 ZOOM = 3  # the second view's shrink factor (1: the photo alone)
+ZOOM_HELP = ("also look at each photo shrunk to 1/ZOOM of its side (stage1_detect/views.py: synthetic-trained "
+             "detectors miss real close-ups they find shrunk): COCO scoring keeps both views' boxes, crops the "
+             "more confident view's; 1: the photo alone")
 MAX_DETECTIONS = 20  # the detector's own NMS keeps this many a photo
 IOU = 0.5  # the detector's own NMS threshold, reused to merge the views
 
