@@ -25,6 +25,8 @@ from runtime.storage import exists, join, read_bytes
 
 BOX_FORMAT = "xyxy"
 CONFIDENCE_FLOOR = 0.01  # boxes below it are not detections (the NMS decoder's floor)
+NMS_IOU = 0.5  # the NMS decoder's overlap threshold (also merges stage1_detect.views' two views)
+MAX_DETECTIONS = 20  # boxes the NMS decoder keeps a photo
 
 # YOLOv8 n / s / m scaling (keras-cv's yolo_v8_{xs,s,m}_backbone presets, without their weights)
 BACKBONES: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {
@@ -78,8 +80,8 @@ def build_detector(cfg: DetectorConfig) -> keras_cv.models.YOLOV8Detector:
     backbone = build_backbone(cfg)
     # a low confidence floor: COCO mAP ranks every candidate, and crop.py applies its own --min-score
     decoder = keras_cv.layers.NonMaxSuppression(bounding_box_format=BOX_FORMAT, from_logits=False,
-                                                confidence_threshold=CONFIDENCE_FLOOR, iou_threshold=0.5,
-                                                max_detections=20)
+                                                confidence_threshold=CONFIDENCE_FLOOR, iou_threshold=NMS_IOU,
+                                                max_detections=MAX_DETECTIONS)
     return keras_cv.models.YOLOV8Detector(
         num_classes=len(cfg.classes), bounding_box_format=BOX_FORMAT, backbone=backbone, fpn_depth=cfg.fpn_depth,
         prediction_decoder=decoder)

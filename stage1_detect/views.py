@@ -20,8 +20,6 @@ ZOOM = 3  # the second view's shrink factor (1: the photo alone)
 ZOOM_HELP = ("also look at each photo shrunk to 1/ZOOM of its side (stage1_detect/views.py: synthetic-trained "
              "detectors miss real close-ups they find shrunk): COCO scoring keeps both views' boxes, crops the "
              "more confident view's; 1: the photo alone")
-MAX_DETECTIONS = 20  # the detector's own NMS keeps this many a photo
-IOU = 0.5  # the detector's own NMS threshold, reused to merge the views
 
 
 def zoom_out(images, zoom: int) -> tuple:
@@ -55,8 +53,10 @@ def to_photo(boxes, offset: int, factor: float, size: int):
 def detect_views(detect: Callable, images, zoom: int = ZOOM) -> dict:
     """``detect``'s decoded predictions (``decode_predictions``' dense dict, -1 padded) of the photos
     and of their zoomed-out view, merged by class-agnostic non-max suppression; ``zoom`` 1: the
-    photos' alone."""
+    photos' alone. Merged as the detector's own decoder merges one view (``NMS_IOU``, ``MAX_DETECTIONS``)."""
     import tensorflow as tf
+
+    from stage1_detect.model import MAX_DETECTIONS, NMS_IOU
 
     first = detect(images)
     if zoom <= 1:
@@ -70,7 +70,7 @@ def detect_views(detect: Callable, images, zoom: int = ZOOM) -> dict:
     conf = tf.concat([tf.cast(first["confidence"], tf.float32), tf.cast(second["confidence"], tf.float32)], axis=1)
     classes = tf.concat([tf.cast(first["classes"], tf.float32), tf.cast(second["classes"], tf.float32)], axis=1)
     yxyx = tf.gather(boxes, [1, 0, 3, 2], axis=-1)
-    keep, count = tf.image.non_max_suppression_padded(yxyx, conf, MAX_DETECTIONS, IOU, score_threshold=0.0,
+    keep, count = tf.image.non_max_suppression_padded(yxyx, conf, MAX_DETECTIONS, NMS_IOU, score_threshold=0.0,
                                                       pad_to_max_output_size=True)
     valid = tf.range(MAX_DETECTIONS)[None] < count[:, None]
     pick = lambda t: tf.where(valid if t.shape.rank == 2 else valid[..., None],  # noqa: E731
