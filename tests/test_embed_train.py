@@ -68,7 +68,7 @@ def test_saved_embedder_reloads_with_identical_embeddings(embed_run, tiny_record
     cfg = json.loads((out / "embedder_config.json").read_text())
     again = keras.saving.load_model(out / "embedder.keras", safe_mode=True)
     fresh_train, fresh_embed = build_models(EmbedderConfig(**{**cfg, "margins": None}))
-    fresh_train.load_weights(out / "ckpt" / "epoch1.weights.h5")
+    fresh_train.load_weights(out / "best.weights.h5")  # the saved model is the best validated epoch's
     batch = next(iter(image_dataset(str(tiny_records), "train", cfg["image_size"], 8, crop=True)))
     a = np.asarray(again(batch["image"], training=False))
     fused = fused_model(fresh_embed, 1.0 - cfg["pixel_weight"])  # as the trainer chose on validation
