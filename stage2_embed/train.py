@@ -1,6 +1,6 @@
 """Train the stage-2 embedder on crop records (or image records with ``--crop``).
 
-    python stage2_embed/train.py --records CROPS --out RUN_DIR [--backbone v2b0] [--weights none]
+    python stage2_embed/train.py --records CROPS --out RUN_DIR [--backbone b0] [--weights none]
         [--image-size 96] [--head subcenter|arcface|softmax] [--epochs E] [--batch-size B] [--lr LR]
         [--val-fold K] [--val-every N] [--balance none|class_weight|resample] [--dynamic-margin] [--flip]
         [--mixed-precision] [--resume]

@@ -24,9 +24,9 @@ CACHE_BYTES = 2 << 30  # decoded training images are kept in memory below this s
 class TrainConfig:
     records: str = option(help="crop records (stage1_detect/crop.py output), or image records with --crop")
     out: str = option(help="run folder: checkpoints, embedder.keras, embedder_config.json, confusion/")
-    backbone: str = option("v2b0", help="EfficientNet size (V2-B0: fused early blocks train ~1.2x faster than B0 on "
-                                        "CPU, and on the demo's crops reached val MAP@5 0.90 where B0 reached 0.82)",
-                           choices=tuple(BACKBONES))
+    backbone: str = option("b0", help="EfficientNet size (B0 on real photos: on the committed shark fins it beat "
+                                      "v2b0, 0.17 vs 0.12 MAP@5; v2b0 trains ~1.2x faster and won on the synthetic "
+                                      "world, so the demo trains it)", choices=tuple(BACKBONES))
     weights: str = option("none", help="backbone weights: none, imagenet (from Keras' local cache) or a "
                                        "local .h5/.weights.h5 file")
     init: str | None = option(None, help="start from another run's embedder (a stage2_embed/train.py run folder, "
