@@ -25,15 +25,10 @@ from runtime import cli, flags
 from tfrecords.synthetic.world import SMOKE, SynthConfig
 
 SIZES = {"small": SMOKE, "default": SynthConfig(seed=1)}
-# Budgeted for 20 minutes; measured alone on 2 shared cores the demo took 28.1 on 2026-11-30 (192 px
-# detector for 8 epochs: 10.3 minutes; embedder 10.5), 35.0 and 37.2 on 2026-12-01 (RESULTS.md `demo`:
-# this detector 13.2 and 10.4, the same embedder 14.1 and 17.4, slow nights: its epochs take 20 s or
-# 41 s), and 28.2 on a fast morning with V2-B0 (detector ~7.5, embedder ~11); the rest (synthesis,
-# crops, evaluation, baselines) ~5-7. The embedder's 30 epochs are not
-# padding: 20 gave test MAP@5 0.70 where 30 gave 0.78 on the same crops (B0; V2-B0: 0.72 and 0.80 on
-# the 04:31 demo's crops, where B0 gave 0.75). The detector: 160 px for
-# 12 epochs costs what 192 px for 8 did, and with the default mosaic it finds small real fins that
-# it missed at 192 px (docs/history.md, "Mosaic")
+# Budgeted for 20 minutes, it takes 28-37 on 2 shared cores (RESULTS.md `demo`; where the minutes go:
+# docs/history.md): the detector ~8-10, the embedder ~11-17, the rest ~5-7. The embedder keeps 30
+# epochs because 20 gave test MAP@5 0.70 where 30 gave 0.78 on the same crops. The detector: 160 px for 12 epochs costs what 192 px for 8 did, and with the
+# default mosaic it finds small real fins that it missed at 192 px (docs/history.md, "Mosaic")
 DETECTOR = {"image_size": 160, "epochs": 12}
 # V2-B0 rather than the default B0: on this world it trains ~1.2x faster per epoch and scored higher
 # (test MAP@5 0.80 vs 0.75 on the same crops); on real shark fins B0 did better (0.17 vs 0.12), so
