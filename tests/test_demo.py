@@ -22,7 +22,7 @@ def test_small_demo_runs_end_to_end(small_demo):
     assert {m.name for m in client.search_registered_models()} >= {"happywhale-detector", "happywhale-embedder"}
     runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
     assert any("curves.png" in {a.path for a in client.list_artifacts(r.info.run_id)} for r in runs)
-    assert "[10/10]" in stdout and "pipeline/review.py --matches" in stdout
+    assert "[11/11]" in stdout and "pipeline/review.py --matches" in stdout
     for key in ("submission", "evaluation_report", "embedder"):  # every artefact the demo printed exists
         assert os.path.exists(out[key])
     images = pd.read_csv(tmp_path / "data" / "test_truth.csv")["image"].tolist()
