@@ -135,7 +135,9 @@ def main(argv: list[str] | None = None) -> int:
         loop = a.images / (time.perf_counter() - t)
         if a.demo:
             demo = Path(a.demo)
-            cfg = InferConfig(detector=str(demo / "detector"), embedder=str(demo / "embedder"),
+            final = demo / "embedder_final"  # the model the demo's catalog.npz was embedded with
+            cfg = InferConfig(detector=str(demo / "detector"),
+                              embedder=str(final if final.is_dir() else demo / "embedder"),
                               catalog=str(demo / "catalog.npz"), images=str(demo / "data" / "test_images"),
                               out=os.path.join(tmp, "demo"))
         onnx = compare_runtimes(cfg)

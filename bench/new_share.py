@@ -58,10 +58,13 @@ def main(argv: list[str] | None = None) -> int:
     from pipeline.validation import EvalConfig, evaluate, single_catalog_photo, top1
 
     w = a.workdir
-    emb, crops, records = (os.path.join(w, d) for d in ("embedder", "crops", "records"))
+    cv, crops, records = (os.path.join(w, d) for d in ("embedder", "crops", "records"))
+    # the model the demo identifies with (its catalog.npz is that model's): the final one where it exists
+    emb = os.path.join(w, "embedder_final") if os.path.isdir(os.path.join(w, "embedder_final")) else cv
     os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{os.path.abspath(w)}/mlflow.db")
-    if os.environ.get("REEVALUATE", "1") == "1":  # the curves of this code's evaluate, not an older one
-        evaluate(EvalConfig(embedder=emb, records=crops, out=os.path.join(emb, "evaluation")), progress=False)
+    if os.environ.get("REEVALUATE", "1") == "1":  # the curves of this code's evaluate (the final model: carried over)
+        for e in dict.fromkeys([cv, emb]):
+            evaluate(EvalConfig(embedder=e, records=crops, out=os.path.join(e, "evaluation")), progress=False)
     model = thr.load(emb)[1]
     cfg = InferConfig(detector=os.path.join(w, "detector"), embedder=emb, catalog=os.path.join(w, "catalog.npz"),
                       records=records, out=os.path.join(w, "bench_share"), new_share=0.2)
@@ -108,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
            "group_loss_at_0.4": round(float(g.loc[0.4, "group_loss"]), 4)}
     # how often the best candidate is right for single-catalog-photo queries: the fold's own, the
     # single kind's (evaluate.py's source), and the test photos': the single kind should look like the last
-    ev = json.loads(open(os.path.join(emb, "evaluation", "evaluation.json")).read())
+    ev = json.loads(open(os.path.join(cv, "evaluation", "evaluation.json")).read())  # validation: the CV run
     single_test = ~is_new & single_catalog_photo(truths, m.catalog.individual_ids)
     out.update({"val_single_source": ev["single_photo_source"], "val_single_queries": ev["single_photo_queries"],
                 "val_single_top1_kind": round(ev["single_photo_top1"], 4),
