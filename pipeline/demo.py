@@ -26,11 +26,12 @@ from runtime import cli, flags
 from tfrecords.synthetic.world import SMOKE, SynthConfig
 
 SIZES = {"small": SMOKE, "default": SynthConfig(seed=1)}
-# Budgeted for 20 minutes, it takes 28-37 on 2 shared cores (RESULTS.md `demo`; where the minutes go:
-# docs/history.md): the detector ~8-10, the embedder ~11-17, the rest ~5-7. The embedder keeps 30
-# epochs because 20 gave test MAP@5 0.70 where 30 gave 0.78 on the same crops. The detector: 160 px
-# for 12 epochs costs what 192 px for 8 did, and with the default mosaic it finds small real fins
-# that it missed at 192 px (docs/history.md, "Mosaic")
+# Budgeted for 20 minutes on 2 cores: 13-19 minutes from 08:49 on 2026-12-01 (the final model's
+# fine-tune ~3-4 of them), 28-37 in the hours before without it (RESULTS.md `demo`,
+# `demo_spread_default`; the host's speed per training step changed ~2x: docs/history.md). The
+# embedder keeps 30 epochs because 20 gave test MAP@5 0.70 where 30 gave 0.78 on the same crops. The
+# detector: 160 px for 12 epochs costs what 192 px for 8 did, and with the default mosaic it finds
+# small real fins that it missed at 192 px (docs/history.md, "Mosaic")
 DETECTOR = {"image_size": 160, "epochs": 12}
 # V2-B0 rather than the default B0: on this world it trains ~1.2x faster per epoch and scored higher
 # (test MAP@5 0.80 vs 0.75 on the same crops); on real shark fins B0 did better (0.17 vs 0.12), so

@@ -1,5 +1,6 @@
 import json
 import os
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -23,8 +24,12 @@ def test_small_demo_runs_end_to_end(small_demo):
     runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
     assert any("curves.png" in {a.path for a in client.list_artifacts(r.info.run_id)} for r in runs)
     assert "[11/11]" in stdout and "pipeline/review.py --matches" in stdout
-    for key in ("submission", "evaluation_report", "embedder"):  # every artefact the demo printed exists
+    for key in ("submission", "evaluation_report", "embedder", "embedder_final"):  # every artefact printed exists
         assert os.path.exists(out[key])
+    # the final model (every fold, fine-tuned from the cross-validated one) took its threshold over
+    final_cfg = json.loads((Path(out["embedder_final"]) / "train_config.json").read_text())
+    assert final_cfg["all_folds"] == final_cfg["init"] == out["embedder"]
+    assert json.loads((Path(out["embedder_final"]) / "threshold.json").read_text())["carried_from"] == out["embedder"]
     images = pd.read_csv(tmp_path / "data" / "test_truth.csv")["image"].tolist()
     assert len(validate_submission(out["submission"], images)) == 24
     assert "share of new individuals among the test photos: estimated" in stdout
