@@ -160,27 +160,34 @@ def done(t: float, what: str = "") -> None:
 
 
 def train_embedder(crops: str, out: str, size: str, seed: int = 0) -> dict:
-    from stage2_embed.training import TrainConfig, smoke, train
+    from stage2_embed.training import TrainConfig, smoke
 
     if size == "small":
         cfg = smoke(crops, out, seed=seed, epochs=SMALL_EMBEDDER_EPOCHS)
     else:
         cfg = TrainConfig(records=crops, out=out, seed=seed, **EMBEDDER)
-    if os.path.exists(os.path.join(out, "history.json")):  # finished earlier
-        return json.loads(open(os.path.join(out, "history.json")).read())[-1]
-    return train(cfg, resume=os.path.exists(os.path.join(out, "ckpt", "state.json")), progress=False)
+    return train_once(cfg)
+
+
+def train_once(cfg) -> dict:
+    """Train the embedder run ``cfg`` describes, resuming a stopped one; a finished one (its
+    history.json written) is not trained again: its last epoch's metrics."""
+    from stage2_embed.training import train
+
+    if os.path.exists(os.path.join(cfg.out, "history.json")):
+        return json.loads(open(os.path.join(cfg.out, "history.json")).read())[-1]
+    return train(cfg, resume=os.path.exists(os.path.join(cfg.out, "ckpt", "state.json")), progress=False)
 
 
 def train_final(crops: str, cv: str, out: str, size: str, seed: int = 0) -> None:
     """The final embedder: ``cv`` fine-tuned on every fold (``--all-folds CV --init CV``)."""
-    from stage2_embed.training import TrainConfig, smoke, train
+    from stage2_embed.training import TrainConfig, smoke
 
     if size == "small":
         cfg = smoke(crops, out, seed=seed, epochs=SMALL_FINAL_EPOCHS, all_folds=cv, init=cv)
     else:
         cfg = TrainConfig(records=crops, out=out, seed=seed, all_folds=cv, init=cv, **{**EMBEDDER, **FINAL})
-    if not os.path.exists(os.path.join(out, "history.json")):  # else finished earlier
-        train(cfg, resume=os.path.exists(os.path.join(out, "ckpt", "state.json")), progress=False)
+    train_once(cfg)
 
 
 def score_all(workdir: str, det: str, emb: str, crops: str, records: str, data: str) -> dict[str, float]:
