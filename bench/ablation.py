@@ -14,8 +14,10 @@ each with one validation threshold at the estimated new-individual share; and
 - ``pseudo1``, ``pseudo2``: full, with the embedder of pseudo-label round 1 and 2
   (``pipeline/pseudo_label.py``: confident test photos added, ``--pseudo-epochs`` more epochs from
   the previous embedder; the added count and the precision of the added labels are printed);
-- ``all_folds``: full, with an embedder trained from scratch on every fold as long as the demo's
-  (``stage2_embed/train.py --all-folds``), its threshold carried over from ``full``
+- ``all_folds``: full, with the demo's final embedder (``WORKDIR/embedder_final``: the cross-validated
+  one fine-tuned on every fold, its threshold carried over); a demo without one gets an embedder
+  trained from scratch on every fold as long as the demo's (``stage2_embed/train.py --all-folds``),
+  its threshold carried over from ``full``
 
 on the same test photos and the same detector crops; and the share of test photos of known individuals that have a
 single catalog photo found first (the weak spot). Prints a table and one JSON line with
@@ -23,7 +25,7 @@ single catalog photo found first (the weak spot). Prints a table and one JSON li
 
     python bench/ablation.py [--workdir work/demo] [--pseudo-epochs 10] [--no-training]
 
-``--no-training`` leaves out the three variants that train (about 20 of its ~30 minutes).
+``--no-training`` leaves out the variants that train or reuse training: pseudo-labels and all folds.
 """
 
 from __future__ import annotations
@@ -80,9 +82,13 @@ def single_photo_top1(submission: str, truth_csv: str, train_csv: str) -> float:
     return sum(sub[i].split()[0] == truth[i] for i in single) / max(len(single), 1)
 
 
-def trained_variants(full: str, crops: str, root: str, pseudo_epochs: int, truth: str) -> list[tuple]:
+def trained_variants(full: str, crops: str, root: str, pseudo_epochs: int, truth: str,
+                     final: str | None = None) -> list[tuple]:
     """(name, embedder folder, extra figures) of two pseudo-label rounds from ``full`` and of an
-    embedder trained on every fold with ``full``'s choices."""
+    embedder trained on every fold: a copy of ``final`` (the demo's, already trained) where given,
+    else one trained from scratch with ``full``'s choices."""
+    import shutil
+
     from pipeline.pseudo import PseudoConfig, run_rounds
     from stage2_embed.training import TrainConfig, train
 
@@ -90,6 +96,9 @@ def trained_variants(full: str, crops: str, root: str, pseudo_epochs: int, truth
                                  epochs=pseudo_epochs, truth=truth), progress=False)
     out = [(f"pseudo{r['round']}", r["embedder"], {"added": r["added"], "added_precision": r["added_precision"]})
            for r in pl["rounds"]]
+    if final:  # a copy: through_pipeline writes its evaluation and submission into the folder
+        shutil.copytree(final, os.path.join(root, "all_folds"), dirs_exist_ok=True)
+        return [*out, ("all_folds", os.path.join(root, "all_folds"), {})]
     base = json.loads(open(os.path.join(full, "train_config.json")).read())
     cfg = TrainConfig(**{**{k: v for k, v in base.items() if k in TrainConfig.__dataclass_fields__},
                          "records": crops, "out": os.path.join(root, "all_folds"), "all_folds": full, "init": None})
@@ -135,7 +144,10 @@ def main(argv: list[str] | None = None) -> int:
                      "single_photo_top1": single_photo_top1(sub, truth, train)})
         print(rows[-1], flush=True)
     if not a.no_training:
-        for name, folder, more in trained_variants(os.path.join(root, "full"), crops, root, a.pseudo_epochs, truth):
+        final = os.path.join(w, "embedder_final")
+        for name, folder, more in trained_variants(os.path.join(root, "full"), crops, root, a.pseudo_epochs, truth,
+                                                   final if os.path.exists(os.path.join(final, "embedder.keras"))
+                                                   else None):
             sub = through_pipeline(folder, det, crops, records, rerank="sift", group_thresholds=True)
             rows.append({"variant": name, "test_map5": score(sub, truth),
                          "single_photo_top1": single_photo_top1(sub, truth, train), **more})
