@@ -55,9 +55,21 @@ class Catalog:
         return np.tile(np.array([0.0, 0.0, 1.0, 1.0], np.float32), (len(self), 1))
 
 
-def same_embedder(a: str, b: str) -> bool:
-    """Two embedder configs (JSON) describe the same model shape (the weights are not compared)."""
-    return not a or not b or json.loads(a) == json.loads(b)
+def embedder_mismatch(a: str, b: str) -> str | None:
+    """Why two embedder configs (JSON) are not the same model, or None: another shape, or the same
+    shape with other weights (their ``embedder.keras`` digests differ; a catalog written before the
+    digest was recorded is compared by shape alone)."""
+    from stage2_embed.embedder import WEIGHTS_KEY
+
+    if not a or not b:
+        return None
+    da, db = json.loads(a), json.loads(b)
+    wa, wb = da.pop(WEIGHTS_KEY, None), db.pop(WEIGHTS_KEY, None)
+    if da != db:
+        return "another embedder shape"
+    if wa and wb and wa != wb:
+        return "an embedder of the same shape with other weights (another run)"
+    return None
 
 
 def load_npz(path: str) -> Catalog:
@@ -173,9 +185,10 @@ def load(path: str, model, embedder_cfg: dict, local: bool = False) -> Catalog:
             raise FileNotFoundError(f"{path} is a folder without manifest.json: give crop records or an .npz catalog")
         return from_records(model, embedder_cfg, path, local=local)[0]
     cat = load_npz(path)
-    if not same_embedder(cat.embedder, cfg_json):
-        raise ValueError(f"{path} was embedded by another embedder: re-export it with this one "
-                         "(stage2_embed/embed.py) or pass the embedder it came from")
+    why = embedder_mismatch(cat.embedder, cfg_json)
+    if why:
+        raise ValueError(f"{path} was embedded by {why}: re-embed it with this one "
+                         "(pipeline/enroll.py, or crop records as the catalog) or pass the embedder it came from")
     return cat
 
 

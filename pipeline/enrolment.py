@@ -75,8 +75,9 @@ def enroll(embedder: str, catalog: str, images: str, labels: str, detector: str 
     with atomic.folder_lock(folder):
         old = catalog_lib.load_npz(catalog) if exists(catalog) else catalog_lib.Catalog(
             np.zeros((0, 0), np.float32), *(np.zeros(0, str) for _ in range(3)), embedder=cfg_json)
-        if not catalog_lib.same_embedder(old.embedder, cfg_json):
-            raise ValueError(f"{catalog} was embedded by another embedder than {embedder}")
+        why = catalog_lib.embedder_mismatch(old.embedder, cfg_json)
+        if why:
+            raise ValueError(f"{catalog} was embedded by {why}, not by {embedder}")
         known = dict(zip(old.individual_ids, old.species, strict=True))
         clash = [(i, s) for i, s in zip(df["individual_id"], df["species"], strict=True) if known.get(i, s) != s]
         if clash:

@@ -13,6 +13,11 @@ import numpy as np
 from runtime.flags import option
 
 KEYS = ("embeddings", "filenames", "individual_ids", "species", "splits", "folds", "holdout")
+# The key ``load_embedder`` adds to a run's config: a digest of its ``embedder.keras``. Two runs of one
+# shape (the demo's cross-validated embedder and its final one fine-tuned from it) share a config,
+# so a catalog that recorded only the config could be searched with the other run's embeddings
+# without a word; with the digest, ``pipeline.catalog`` refuses it.
+WEIGHTS_KEY = "weights_sha256"
 
 
 @dataclass(frozen=True)
@@ -28,14 +33,18 @@ class EmbedConfig:
 
 
 def load_embedder(run_dir: str, runtime: str = "tf"):
-    """(``RUN_DIR/embedder.keras`` loaded with ``safe_mode=True``, its config dict); with
-    ``runtime="onnx"``, its export ``embedder.onnx`` as a ``runtime.onnx.Session`` instead."""
+    """(``RUN_DIR/embedder.keras`` loaded with ``safe_mode=True``, its config dict with the file's
+    digest under ``WEIGHTS_KEY``); with ``runtime="onnx"``, its export ``embedder.onnx`` as a
+    ``runtime.onnx.Session`` instead (the digest still the ``.keras`` file's: the same weights)."""
+    import hashlib
+
     from runtime.storage import exists, join, read_bytes
 
     path = join(run_dir, "embedder.keras")
     if not exists(path):
         raise FileNotFoundError(f"{path} not found: is {run_dir} a run folder of stage2_embed/train.py?")
     cfg = json.loads(read_bytes(join(run_dir, "embedder_config.json")))
+    cfg[WEIGHTS_KEY] = hashlib.sha256(read_bytes(path)).hexdigest()[:16]
     if runtime == "onnx":
         from runtime.onnx import Session
 

@@ -137,6 +137,34 @@ def test_enrolled_photos_are_found_by_the_next_search(trained, tiny_data, tmp_pa
                     "--labels", str(labels)])
     assert r.returncode == 2 and "newbie1 is bottlenose_dolphin in the catalog" in r.stderr
     assert len(r.stderr.strip().splitlines()[-1]) < 300
+    other = retrained_copy(emb, tmp_path / "other")  # same config, other weights: the catalog is not its
+    with pytest.raises(ValueError, match="same shape with other weights"):
+        run(InferConfig(detector="none", embedder=other, catalog=str(cat), images=str(photos), out=str(out.parent)),
+            progress=False)
+
+
+def retrained_copy(emb, out) -> str:
+    """A copy of the run folder ``emb`` whose embedder has other weights (as a second run of the same
+    config would): every weight nudged."""
+    from runtime.checkpoint import save_model
+    from stage2_embed.embedder import load_embedder
+
+    shutil.copytree(emb, out)
+    model, _ = load_embedder(str(out))
+    model.set_weights([w + 0.01 for w in model.get_weights()])
+    save_model(model, str(out / "embedder.keras"))
+    return str(out)
+
+
+def test_a_catalog_names_the_embedder_by_shape_and_weights_and_old_ones_by_shape():
+    from pipeline.catalog import embedder_mismatch
+
+    a = json.dumps({"image_size": 96, "weights_sha256": "aa"})
+    assert embedder_mismatch(a, a) is None
+    assert "other weights" in embedder_mismatch(a, json.dumps({"image_size": 96, "weights_sha256": "bb"}))
+    assert "shape" in embedder_mismatch(a, json.dumps({"image_size": 64, "weights_sha256": "aa"}))
+    assert embedder_mismatch(json.dumps({"image_size": 96}), a) is None  # a catalog from before the digest
+    assert "shape" in embedder_mismatch(json.dumps({"image_size": 64}), a)
 
 
 def untrained_detector(path) -> str:
