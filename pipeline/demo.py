@@ -227,7 +227,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = flags.parser(__doc__)
     p.add_argument("--workdir", default="work/demo", help="root of every output")
     p.add_argument("--size", choices=sorted(SIZES), default="default",
-                   help="small: 96 photos, ~5 minutes; default: 1550 photos, ~30-40 minutes on 2 CPU cores")
+                   help="small: 96 photos, ~5 minutes; default: 1550 photos, ~15-21 minutes on 2 CPU cores "
+                        "(RESULTS.md `demo`)")
     p.add_argument("--seed", type=int, help="seeds the synthetic world and both trainings (None: the size's)")
     cli.add_common_flags(p)
     return p.parse_args(argv)
