@@ -60,10 +60,13 @@ def run_demo(workdir: str, size: str, seed: int | None = None) -> dict:
     """The demo, its MLflow runs in ``WORKDIR/mlflow.db`` unless ``MLFLOW_TRACKING_URI`` is set. The
     variable is restored afterwards: a demo called in-process (tests) must not send later runs, or
     later subprocesses, to its store."""
+    from stage1_detect.cropping import remembered_boxes
+
     old = os.environ.get("MLFLOW_TRACKING_URI")
     os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{os.path.abspath(workdir)}/mlflow.db")
     try:
-        return _run_demo(workdir, size, seed)
+        with remembered_boxes():  # the pipeline and its baselines detect the test photos once
+            return _run_demo(workdir, size, seed)
     finally:
         if old is None:
             os.environ.pop("MLFLOW_TRACKING_URI", None)

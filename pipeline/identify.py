@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from runtime.flags import check, option
-from stage1_detect.views import ZOOM, ZOOM_HELP
+from stage1_detect.views import MIRROR, MIRROR_HELP, ZOOM, ZOOM_HELP
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,7 @@ class InferConfig:
     min_score: float = option(0.2, help="below this detector score the whole image is used (above 1: always)",
                               lo=0.0)
     zoom: int = option(ZOOM, help=ZOOM_HELP, lo=1, hi=8)
+    mirror: bool = option(MIRROR, help=MIRROR_HELP)
     max_side: int = option(1024, help="photos are scaled down to this longer side before detection", lo=32)
     chunk: int = option(512, help="images held in memory at once", lo=1)
 
@@ -60,7 +61,7 @@ def embed_chunk(encoded: list[bytes], detector, det_size: int, embedder, ecfg: d
     ``crop_margin`` and resized to its ``image_size``."""
     import tensorflow as tf
 
-    from stage1_detect.cropping import choose_boxes
+    from stage1_detect.cropping import boxes_of
     from stage2_embed.forward import forward_fn
     from tfrecords.layout import CROP_MARGIN
     from tfrecords.reader import crop_square, grow, slice_box
@@ -69,8 +70,8 @@ def embed_chunk(encoded: list[bytes], detector, det_size: int, embedder, ecfg: d
     if detector is None:
         boxes, scores = np.tile([[0.0, 0.0, 1.0, 1.0]], (len(encoded), 1)).astype(np.float32), -np.ones(len(encoded))
     else:
-        boxes, scores, sources = choose_boxes(parsed, detector, det_size, min_score=cfg.min_score,
-                                              batch_size=cfg.batch_size, zoom=cfg.zoom)
+        boxes, scores, sources = boxes_of(encoded, detector, det_size, min_score=cfg.min_score,
+                                          batch_size=cfg.batch_size, zoom=cfg.zoom, mirror=cfg.mirror)
         scores = np.where(np.array(sources) == "detector", scores, -1.0)
         margin = ecfg.get("crop_margin")
         boxes = grow(boxes, CROP_MARGIN if margin is None else margin).numpy()

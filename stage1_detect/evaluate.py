@@ -27,7 +27,7 @@ from stage1_detect.scoring import DetectorEvalConfig, evaluate
 
 def _main(a: argparse.Namespace) -> None:
     r = evaluate(a.detector, a.records, a.val_fold, a.out or os.path.join(a.detector, "eval"), a.batch_size,
-                 every=a.all, tile=a.tile, zoom=a.zoom)
+                 every=a.all, tile=a.tile, zoom=a.zoom, mirror=a.mirror)
     print(json.dumps(r))
     print(f"predictions drawn: {r.get('grid')}")
 

@@ -101,9 +101,16 @@ def load_config(run_dir: str) -> DetectorConfig:
     return DetectorConfig(**{**d, "classes": tuple(d["classes"])})
 
 
+# The Keras detector last loaded by this process, by (file, size, mtime): a process that identifies
+# several times with one detector (the demo beside its baselines) loads and traces it once, and
+# ``stage1_detect.cropping.boxes_of`` can remember its boxes. Inference only: nothing trains these.
+_LOADED: dict[tuple, object] = {}
+
+
 def load_detector(run_dir: str, runtime: str = "tf") -> tuple[keras.Model, DetectorConfig]:
     """``RUN_DIR/detector.keras`` (loaded with ``safe_mode=True``) and its config; with
-    ``runtime="onnx"``, its export ``detector.onnx`` (``top_box_fn``) as a ``runtime.onnx.Session``."""
+    ``runtime="onnx"``, its export ``detector.onnx`` (``top_box_fn``) as a ``runtime.onnx.Session``.
+    A local file already loaded by this process, unchanged since, is not loaded again."""
     cfg = load_config(run_dir)
     path = join(run_dir, "detector.keras")
     if not exists(path):
@@ -112,7 +119,17 @@ def load_detector(run_dir: str, runtime: str = "tf") -> tuple[keras.Model, Detec
         from runtime.onnx import Session
 
         return Session(join(run_dir, "detector.onnx"), source=path), cfg
-    return keras.saving.load_model(path, safe_mode=True), cfg
+    key = None
+    if os.path.exists(path):  # a local file (object storage is read anew each time)
+        st = os.stat(path)
+        key = (os.path.abspath(path), st.st_size, st.st_mtime_ns)
+        if key in _LOADED:
+            return _LOADED[key], cfg
+    model = keras.saving.load_model(path, safe_mode=True)
+    if key is not None:
+        _LOADED.clear()  # the last one only: a detector is tens of MB
+        _LOADED[key] = model
+    return model, cfg
 
 
 _DETECT: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> its traced call
@@ -170,15 +187,17 @@ def top_boxes(out: tuple, image_size: int) -> tuple[np.ndarray, np.ndarray, np.n
     return rel.astype(np.float32), np.where(found, conf, -1.0).astype(np.float32), np.where(found, cls, -1)
 
 
-def most_confident(detector, batches, image_size: int, zoom: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def most_confident(detector, batches, image_size: int, zoom: int = 1,
+                   mirror: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``top_boxes`` of every batch of [B, S, S, 3] float images, concatenated; with ``zoom`` > 1 the
-    more confident of the photo and its zoomed-out view (``stage1_detect.views``). ``detector`` is
+    more confident of the photo and its zoomed-out view, with ``mirror`` each view's box fused with
+    its mirror image's (``stage1_detect.views``). ``detector`` is
     the Keras model (run through ``top_box_fn``) or any function with its outputs (an ONNX
     ``runtime.onnx.Session``)."""
     from stage1_detect.views import top_views
 
     detect = top_box_fn(detector, image_size) if isinstance(detector, keras.Model) else detector
-    outs = [top_boxes(top_views(detect, x, zoom), image_size) for x in batches]
+    outs = [top_boxes(top_views(detect, x, zoom, mirror), image_size) for x in batches]
     if not outs:
         return np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64)
     return tuple(np.concatenate(parts) for parts in zip(*outs, strict=True))
