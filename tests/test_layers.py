@@ -124,10 +124,12 @@ def test_area_weights_are_tensorflows_area_resize_also_where_sides_do_not_divide
 
 
 def test_pixel_embedder_folder_loads_like_a_trained_one(tmp_path):
-    from stage2_embed.embedder import load_embedder
+    from stage2_embed.embedder import WEIGHTS_KEY, load_embedder
     from stage2_embed.pixel_embedder import write_pixel_embedder
 
     model, cfg = load_embedder(write_pixel_embedder(str(tmp_path / "px"), image_size=32, side=8))
+    digest = cfg.pop(WEIGHTS_KEY)  # of its embedder.keras: what a catalog records beside the config
+    assert len(digest) == 16 and int(digest, 16) >= 0
     assert cfg == {"kind": "pixels", "image_size": 32, "side": 8, "embedding_dim": 64}
     x = np.random.default_rng(3).uniform(0, 255, size=(3, 32, 32, 3)).astype("float32")
     sim = keras.ops.convert_to_numpy(model(x)) @ keras.ops.convert_to_numpy(model(x)).T
