@@ -130,13 +130,16 @@ def boxes_of(encoded: list[bytes], model, image_size: int, min_score: float = 0.
     import numpy as np
     import tensorflow as tf
 
-    memo = {} if _BOXES is None else _BOXES.setdefault(model, {})
+    settings = {"min_score": min_score, "batch_size": batch_size, "zoom": zoom, "mirror": mirror}
+    if _BOXES is None:  # nothing to remember: no digests to take
+        parsed = tf.data.Dataset.from_tensor_slices({"image/encoded": tf.constant(encoded, tf.string)})
+        return choose_boxes(parsed, model, image_size, **settings)
+    memo = _BOXES.setdefault(model, {})
     keys = [(image_size, min_score, zoom, mirror, hashlib.sha1(e).digest()) for e in encoded]
     todo = [i for i, k in enumerate(keys) if k not in memo]
     if todo:
         parsed = tf.data.Dataset.from_tensor_slices({"image/encoded": tf.constant([encoded[i] for i in todo])})
-        found = choose_boxes(parsed, model, image_size, min_score=min_score, batch_size=batch_size, zoom=zoom,
-                             mirror=mirror)
+        found = choose_boxes(parsed, model, image_size, **settings)
         for j, i in enumerate(todo):
             memo[keys[i]] = (found[0][j], found[1][j], found[2][j])
     rows = [memo[k] for k in keys]
