@@ -27,6 +27,12 @@ BOX_FORMAT = "xyxy"
 CONFIDENCE_FLOOR = 0.01  # boxes below it are not detections (the NMS decoder's floor)
 NMS_IOU = 0.5  # the NMS decoder's overlap threshold (also merges stage1_detect.views' two views)
 MAX_DETECTIONS = 20  # boxes the NMS decoder keeps a photo
+# A box with less of its area inside the photo is not a detection. Every training box lies inside
+# its photo, yet a detector can learn an anchor whose box regression saturates far past the frame
+# and fires on any photo: one demo detector (2026-12-01 12:09) put its most confident box at the
+# same off-frame place (x 0.65-1.05, y -0.95-0.95 of the photo) on 16 % of validation photos
+# (docs/history.md, "Boxes that leave the photo")
+MIN_INSIDE = 0.5
 
 # YOLOv8 n / s / m scaling (keras-cv's yolo_v8_{xs,s,m}_backbone presets, without their weights)
 BACKBONES: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {
@@ -132,19 +138,38 @@ def load_detector(run_dir: str, runtime: str = "tf") -> tuple[keras.Model, Detec
     return model, cfg
 
 
+def anchor_boxes(pred: dict, image_size: int) -> tuple:
+    """The detector's raw outputs -> every anchor's box (xyxy px) and class scores, the scores of
+    boxes with less than ``MIN_INSIDE`` of their area inside the photo set to 0 (the decoding of
+    keras-cv's ``decode_predictions``, before its non-max suppression)."""
+    import tensorflow as tf
+    from keras_cv.src.models.object_detection.yolo_v8 import yolo_v8_detector as yolo
+
+    anchors, strides = yolo.get_anchors(image_shape=(image_size, image_size, 3))
+    boxes = yolo.dist2bbox(yolo.decode_regression_to_boxes(pred["boxes"]), anchors) * strides[:, None]
+    inside = tf.reduce_prod(tf.clip_by_value(tf.minimum(boxes[..., 2:], float(image_size))
+                                             - tf.maximum(boxes[..., :2], 0.0), 0.0, float(image_size)), axis=-1)
+    area = tf.reduce_prod(tf.maximum(boxes[..., 2:] - boxes[..., :2], 0.0), axis=-1)
+    kept = tf.cast(inside >= MIN_INSIDE * area, pred["classes"].dtype)
+    return boxes, pred["classes"] * kept[..., None]
+
+
 _DETECT: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> its traced call
 
 
 def detect_fn(model):
-    """``model``'s forward pass and box decoding (non-max suppression) as one ``tf.function``, traced
-    once per model: what ``predict`` does per batch, without its per-call setup, for callers that
-    hold one image at a time."""
+    """``model``'s forward pass and box decoding (``anchor_boxes``, non-max suppression) as one
+    ``tf.function``, traced once per model: what ``predict`` does per batch, without its per-call
+    setup, for callers that hold one image at a time."""
     import tensorflow as tf
 
     fn = _DETECT.get(model)
     if fn is None:
-        fn = _DETECT[model] = tf.function(lambda x: model.decode_predictions(model(x, training=False), x),
-                                          reduce_retracing=True)
+        @tf.function(reduce_retracing=True)
+        def detect(x):
+            return model.prediction_decoder(*anchor_boxes(model(x, training=False), int(x.shape[1])))
+
+        fn = _DETECT[model] = detect
     return fn
 
 
@@ -154,23 +179,19 @@ _TOP: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> its tr
 def top_box_fn(model, image_size: int):
     """Each image's most confident box as one ``tf.function`` of a [B, S, S, 3] float batch ->
     (boxes [B, 4] xyxy px, confidence [B], class [B]): the forward pass and the box decoding of
-    ``decode_predictions`` without its non-max suppression, which never removes the most
-    confident box. The function that identification calls and that ``pipeline/export.py`` writes
-    to ONNX (NMS's padded loops are not exportable)."""
+    ``decode_predictions`` (``anchor_boxes``) without its non-max suppression, which never removes
+    the most confident box. The function that identification calls and that ``pipeline/export.py``
+    writes to ONNX (NMS's padded loops are not exportable)."""
     import tensorflow as tf
-    from keras_cv.src.models.object_detection.yolo_v8 import yolo_v8_detector as yolo
 
     fn = _TOP.get(model)
     if fn is None:
-        anchors, strides = yolo.get_anchors(image_shape=(image_size, image_size, 3))
-
         @tf.function(input_signature=[tf.TensorSpec((None, image_size, image_size, 3), tf.float32)])
         def top(x):
-            pred = model(x, training=False)
-            boxes = yolo.dist2bbox(yolo.decode_regression_to_boxes(pred["boxes"]), anchors) * strides[:, None]
-            conf = tf.reduce_max(pred["classes"], axis=-1)  # [B, A]: sigmoid scores of the best class
+            boxes, scores = anchor_boxes(model(x, training=False), image_size)
+            conf = tf.reduce_max(scores, axis=-1)  # [B, A]: sigmoid scores of the best class
             best = tf.argmax(conf, axis=-1, output_type=tf.int32)
-            cls = tf.argmax(tf.gather(pred["classes"], best, batch_dims=1), -1, output_type=tf.int32)  # its class
+            cls = tf.argmax(tf.gather(scores, best, batch_dims=1), -1, output_type=tf.int32)  # its class
             return tf.gather(boxes, best, batch_dims=1), tf.gather(conf, best, batch_dims=1), cls
 
         fn = _TOP[model] = top

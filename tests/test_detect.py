@@ -185,9 +185,11 @@ def test_detector_crops_fall_back_to_the_full_image(tiny_run, tiny_records, tmp_
     assert c["crop/source"].numpy() == b"full"
 
 
-def test_the_traced_detector_call_gives_what_predict_gives():
+def test_the_traced_detector_call_gives_what_predict_gives(monkeypatch):
+    import stage1_detect.model as detector_model
     from stage1_detect.model import DetectorConfig, build_detector, detect_fn, top_box_fn
 
+    monkeypatch.setattr(detector_model, "MIN_INSIDE", 0.0)  # predict keeps boxes off the photo; see the next test
     model = build_detector(DetectorConfig(image_size=64))
     x = tf.random.stateless_uniform((2, 64, 64, 3), (1, 2), maxval=255.0)
     want, got = model.predict(x, verbose=0), detect_fn(model)(x)
@@ -202,6 +204,41 @@ def test_the_traced_detector_call_gives_what_predict_gives():
         j = int(np.argmax(want["confidence"][i]))
         np.testing.assert_allclose(box[i], want["boxes"][i, j], atol=1e-3)
         assert conf[i] == pytest.approx(want["confidence"][i, j], abs=1e-5) and cls[i] == want["classes"][i, j]
+
+
+def regression(distances: list[float]) -> np.ndarray:
+    """YOLOv8 box-regression logits [64] whose decoded distances (left, top, right, bottom, in
+    strides) are ``distances``: each side's 16 bins peaked on a whole number."""
+    logits = np.full((4, 16), -30.0, np.float32)
+    logits[np.arange(4), np.asarray(distances, int)] = 30.0
+    return logits.reshape(-1)
+
+
+def test_a_box_mostly_off_the_photo_is_not_a_detection():
+    """The 12:09 demo detector's failure, by hand: the most confident anchor's box runs far past the
+    frame (less than ``MIN_INSIDE`` of it inside), a weaker one sits on the animal. The off-frame box
+    gets score 0 and the crops take the other; a box half inside and half out is kept."""
+    from keras_cv.src.models.object_detection.yolo_v8.yolo_v8_detector import get_anchors
+
+    from stage1_detect.model import anchor_boxes
+
+    size = 64
+    anchors, strides = (np.asarray(a) for a in get_anchors(image_shape=(size, size, 3)))
+    px = anchors * strides[:, None]  # anchor centres in pixels (get_anchors gives them in strides)
+    edge = int(np.flatnonzero((strides == 32) & (px[:, 0] == 48) & (px[:, 1] == 16))[0])  # coarse, upper right
+    centre = int(np.flatnonzero((strides == 8) & (px[:, 0] == 28) & (px[:, 1] == 36))[0])  # fine, mid-photo
+    border = int(np.flatnonzero((strides == 16) & (px[:, 0] == 56) & (px[:, 1] == 40))[0])  # mid-size, right
+    boxes = np.tile(regression([1, 1, 1, 1]), (len(anchors), 1))
+    boxes[edge] = regression([1, 15, 6, 15])  # x 16-240, y -464-496: a twentieth of it on the photo
+    boxes[border] = regression([1, 1, 1, 1])  # x 40-72, y 24-56: three quarters on the photo
+    classes = np.full((len(anchors), 3), 1e-3, np.float32)
+    classes[edge, 1], classes[centre, 0], classes[border, 2] = 0.99, 0.6, 0.3
+    pred = {"boxes": tf.constant(boxes[None]), "classes": tf.constant(classes[None])}
+    b, scores = (np.asarray(t)[0] for t in anchor_boxes(pred, size))
+    assert b[edge, 2] > 2 * size  # the saturated box really leaves the photo
+    assert scores[edge].max() == 0.0 and scores[centre, 0] == pytest.approx(0.6)
+    assert scores[border, 2] == pytest.approx(0.3)  # three quarters inside: a fin at the frame's edge
+    assert int(np.argmax(scores.max(axis=1))) == centre
 
 
 def test_a_detector_trains_from_a_locally_saved_pretrained_preset(tiny_records, tmp_path):
