@@ -117,6 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     import pandas as pd
 
     from pipeline.baselines import score, through_pipeline
+    from pipeline.final import cv_run, identifying_embedder
     from stage2_embed.fusion import fuse
 
     w = a.workdir
@@ -144,10 +145,9 @@ def main(argv: list[str] | None = None) -> int:
                      "single_photo_top1": single_photo_top1(sub, truth, train)})
         print(rows[-1], flush=True)
     if not a.no_training:
-        final = os.path.join(w, "embedder_final")
+        final = identifying_embedder(w)
         for name, folder, more in trained_variants(os.path.join(root, "full"), crops, root, a.pseudo_epochs, truth,
-                                                   final if os.path.exists(os.path.join(final, "embedder.keras"))
-                                                   else None):
+                                                   final if cv_run(final) else None):
             sub = through_pipeline(folder, det, crops, records, rerank="sift", group_thresholds=True)
             rows.append({"variant": name, "test_map5": score(sub, truth),
                          "single_photo_top1": single_photo_top1(sub, truth, train), **more})

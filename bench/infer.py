@@ -47,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     import tensorflow as tf
 
     from pipeline import local, rerank
+    from pipeline.final import identifying_embedder
     from pipeline.identify import InferConfig, embed_chunk, identify, load, run
     from pipeline.search import search
     from runtime import atomic
@@ -135,9 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         loop = a.images / (time.perf_counter() - t)
         if a.demo:
             demo = Path(a.demo)
-            final = demo / "embedder_final"  # the model the demo's catalog.npz was embedded with
-            cfg = InferConfig(detector=str(demo / "detector"),
-                              embedder=str(final if final.is_dir() else demo / "embedder"),
+            cfg = InferConfig(detector=str(demo / "detector"), embedder=identifying_embedder(str(demo)),
                               catalog=str(demo / "catalog.npz"), images=str(demo / "data" / "test_images"),
                               out=os.path.join(tmp, "demo"))
         onnx = compare_runtimes(cfg)

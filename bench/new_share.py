@@ -51,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     import pandas as pd
 
     from pipeline import threshold as thr
+    from pipeline.final import identifying_embedder
     from pipeline.identify import InferConfig, identify, load
     from pipeline.photos import inputs
     from pipeline.search import NEW, Candidates, map_at_5, predict
@@ -59,8 +60,7 @@ def main(argv: list[str] | None = None) -> int:
 
     w = a.workdir
     cv, crops, records = (os.path.join(w, d) for d in ("embedder", "crops", "records"))
-    # the model the demo identifies with (its catalog.npz is that model's): the final one where it exists
-    emb = os.path.join(w, "embedder_final") if os.path.isdir(os.path.join(w, "embedder_final")) else cv
+    emb = identifying_embedder(w)
     os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{os.path.abspath(w)}/mlflow.db")
     if os.environ.get("REEVALUATE", "1") == "1":  # the curves of this code's evaluate (the final model: carried over)
         for e in dict.fromkeys([cv, emb]):

@@ -42,3 +42,14 @@ def carry_over(cfg, cv: str) -> dict:
     print(f"{cfg.embedder} was trained on every fold: threshold, re-ranking and blend carried over from {cv}",
           flush=True)
     return result
+
+
+def identifying_embedder(workdir: str) -> str:
+    """The embedder a demo work folder identifies with, and so the one its ``catalog.npz`` was
+    embedded with: ``embedder_final`` (trained on every fold) where it was trained, else the
+    cross-validated ``embedder``. For benchmarks that reuse a demo's models (a catalog searched with
+    other weights is refused: ``pipeline.catalog.embedder_mismatch``)."""
+    import os
+
+    final = os.path.join(workdir, "embedder_final")
+    return final if os.path.exists(os.path.join(final, "embedder.keras")) else os.path.join(workdir, "embedder")

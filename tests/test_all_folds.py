@@ -56,3 +56,18 @@ def test_all_folds_names_a_missing_cross_validation_run_before_training(tiny_cro
     with pytest.raises(FileNotFoundError, match="--all-folds .*embedder_config.json not found"):
         train(smoke(str(tiny_crops), str(tmp_path / "final"), epochs=1, all_folds=str(tmp_path / "nope")),
               progress=False)
+
+
+def test_a_demo_folder_identifies_with_its_final_embedder_once_it_is_trained(tmp_path):
+    """Benchmarks reusing a demo's models search its catalog with the model that embedded it: the
+    final embedder once its ``embedder.keras`` is written (an interrupted fine-tune leaves only a
+    folder), else the cross-validated one."""
+    from pipeline.final import identifying_embedder
+
+    (tmp_path / "embedder").mkdir()
+    (tmp_path / "embedder" / "embedder.keras").write_bytes(b"cv")
+    assert identifying_embedder(str(tmp_path)) == str(tmp_path / "embedder")
+    (tmp_path / "embedder_final" / "ckpt").mkdir(parents=True)  # training, not finished
+    assert identifying_embedder(str(tmp_path)) == str(tmp_path / "embedder")
+    (tmp_path / "embedder_final" / "embedder.keras").write_bytes(b"final")
+    assert identifying_embedder(str(tmp_path)) == str(tmp_path / "embedder_final")
