@@ -77,24 +77,11 @@ def _run_demo(workdir: str, size: str, seed: int | None) -> dict:
     from pipeline.baselines import true_new_share
     from stage1_detect.cropping import CropConfig, crop_records
     from stage1_detect.scoring import evaluate as evaluate_detector
-    from tfrecords.builder import build
-    from tfrecords.eda_report import report
-    from tfrecords.plan import BuildConfig
-    from tfrecords.synthetic.world import synthesize
 
     data, records, eda, det, crops, emb, final, sub = (os.path.join(workdir, d) for d in (
         "data", "records", "eda", "detector", "crops", "embedder", "embedder_final", "submission"))
     total, started = 11, time.perf_counter()
-    t = step(1, total, f"synthesize a {size} Happywhale-like dataset -> {data}")
-    if not os.path.exists(os.path.join(data, "train.csv")):  # train.csv is written last: present = whole
-        synthesize(SIZES[size] if seed is None else replace(SIZES[size], seed=seed), data)
-    done(t)
-    t = step(2, total, f"build validated TFRecords -> {records}")
-    m = build(BuildConfig(data=data, out=records, folds=5, holdout_individuals=0.1, max_side=512))
-    done(t, f"{m['counts']['train']} train / {m['counts']['test']} test records, {m['counts']['rejected']} rejected")
-    t = step(3, total, f"EDA report -> {os.path.join(eda, 'index.html')}")
-    summary = report(data, eda)
-    done(t)
+    summary = prepare_data(data, records, eda, size, seed, total)
     t = step(4, total, f"train the fin/fluke/body detector -> {det}")
     train_detector(records, det, size, seed or 0)
     done(t)
@@ -137,6 +124,27 @@ def _run_demo(workdir: str, size: str, seed: int | None) -> dict:
             "threshold": inf["threshold"], "test_map5": scores.pop("pipeline"), **share,
             **{f"baseline_{k}_map5": v for k, v in scores.items()},
             "minutes": (time.perf_counter() - started) / 60, **summary}
+
+
+def prepare_data(data: str, records: str, eda: str, size: str, seed: int | None, total: int) -> dict:
+    """Steps 1-3: the synthetic world, its validated records and the EDA report; returns the report's
+    summary."""
+    from tfrecords.builder import build
+    from tfrecords.eda_report import report
+    from tfrecords.plan import BuildConfig
+    from tfrecords.synthetic.world import synthesize
+
+    t = step(1, total, f"synthesize a {size} Happywhale-like dataset -> {data}")
+    if not os.path.exists(os.path.join(data, "train.csv")):  # train.csv is written last: present = whole
+        synthesize(SIZES[size] if seed is None else replace(SIZES[size], seed=seed), data)
+    done(t)
+    t = step(2, total, f"build validated TFRecords -> {records}")
+    m = build(BuildConfig(data=data, out=records, folds=5, holdout_individuals=0.1, max_side=512))
+    done(t, f"{m['counts']['train']} train / {m['counts']['test']} test records, {m['counts']['rejected']} rejected")
+    t = step(3, total, f"EDA report -> {os.path.join(eda, 'index.html')}")
+    summary = report(data, eda)
+    done(t)
+    return summary
 
 
 def print_next_steps(workdir: str, started: float) -> None:
