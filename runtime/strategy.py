@@ -7,7 +7,11 @@ the tests configure), else the default (one device).
 ``fit_epoch``: one epoch of ``model.fit``; under several workers, where Keras 3's ``fit`` fails
 (keras-team/keras#20585, "Attempt to convert a value (PerReplica ...)"), the same Keras
 ``train_step`` run by ``strategy.run`` over the distributed dataset, which reaches the weights one
-process reaches with the same global batch (tests/test_embed_distributed.py).
+process reaches with the same global batch (tests/test_embed_distributed.py). An epoch of a fixed
+number of steps over a repeated dataset, one compiled step a call, runs that same step over one
+iterator kept from epoch to epoch: ``fit`` builds an iterator per call and drops it as it returns,
+and dropping one with work in flight cost ~9.6 s at the end of a third of one world's embedder
+epochs (20.5-s epochs of 11 s; docs/history.md, "Seconds lost between epochs").
 
 Shared by both trainers (the lowest package they both import)."""
 
@@ -90,18 +94,25 @@ def prebuild(model, ds: tf.data.Dataset) -> None:
         model._happywhale_prebuilt = True
 
 
+_ITERATORS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # repeated dataset -> its iterator
+
+
 def fit_epoch(model, ds: tf.data.Dataset, steps: int | None, strategy: tf.distribute.Strategy,
               progress: bool = True, loop: bool = False) -> dict[str, float]:
     """One epoch of training (``steps`` batches, or the whole of ``ds`` when None): the metrics
     ``fit`` reports for it, averaged over the epoch and over the replicas. ``loop``: Keras' own
     ``train_step`` through ``strategy.run`` in a loop instead of ``fit`` (always so under several
-    workers, where ``fit`` fails)."""
-    if not multi_worker(strategy) and not loop:
+    workers, where ``fit`` fails, and for ``steps`` of a repeated dataset at one step a call,
+    whose iterator then lives on into the next epoch)."""
+    keep = steps is not None and getattr(model, "steps_per_execution", 1) == 1
+    if not multi_worker(strategy) and not loop and not keep:
         prebuild(model, ds)
         h = model.fit(ds, epochs=1, steps_per_epoch=steps, verbose=2 if progress else 0)
         return {k: float(v[-1]) for k, v in h.history.items()}
     from tqdm import tqdm
 
+    if not multi_worker(strategy):
+        prebuild(model, ds)  # else the first step's trace creates variables and traces again
     step = _STEP.get(model)
     if step is None:
         def run(batch):
@@ -111,7 +122,11 @@ def fit_epoch(model, ds: tf.data.Dataset, steps: int | None, strategy: tf.distri
         step = _STEP[model] = tf.function(run)
     model.reset_metrics()
     logs: dict = {}
-    it = iter(strategy.experimental_distribute_dataset(ds))
+    it = _ITERATORS.get(ds) if keep else None
+    if it is None:
+        it = iter(strategy.experimental_distribute_dataset(ds))
+        if keep:
+            _ITERATORS[ds] = it
     for _ in tqdm(range(steps) if steps else iter(int, 1), desc="train", unit="step",
                   disable=not (progress and is_chief())):
         batch = it.get_next_as_optional()
