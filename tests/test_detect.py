@@ -217,7 +217,7 @@ def regression(distances: list[float]) -> np.ndarray:
 def test_a_box_mostly_off_the_photo_is_not_a_detection():
     """The 12:09 demo detector's failure, by hand: the most confident anchor's box runs far past the
     frame (less than ``MIN_INSIDE`` of it inside), a weaker one sits on the animal. The off-frame box
-    gets score 0 and the crops take the other; a box half inside and half out is kept."""
+    gets score 0 and the crops take the other; a box three quarters inside (a fin at the edge) is kept."""
     from keras_cv.src.models.object_detection.yolo_v8.yolo_v8_detector import get_anchors
 
     from stage1_detect.model import anchor_boxes
