@@ -105,14 +105,13 @@ def fit_epoch(model, ds: tf.data.Dataset, steps: int | None, strategy: tf.distri
     workers, where ``fit`` fails, and for ``steps`` of a repeated dataset at one step a call,
     whose iterator then lives on into the next epoch)."""
     keep = steps is not None and getattr(model, "steps_per_execution", 1) == 1
+    if not multi_worker(strategy):
+        prebuild(model, ds)  # else the first step's trace creates variables and traces again
     if not multi_worker(strategy) and not loop and not keep:
-        prebuild(model, ds)
         h = model.fit(ds, epochs=1, steps_per_epoch=steps, verbose=2 if progress else 0)
         return {k: float(v[-1]) for k, v in h.history.items()}
     from tqdm import tqdm
 
-    if not multi_worker(strategy):
-        prebuild(model, ds)  # else the first step's trace creates variables and traces again
     step = _STEP.get(model)
     if step is None:
         def run(batch):
