@@ -155,40 +155,53 @@ def run_rounds(cfg: PseudoConfig, progress: bool = True) -> dict:
 def one_round(cfg: PseudoConfig, start: str, out: str, progress: bool) -> dict:
     """Label with ``start``, add, train into ``out/embedder``, evaluate; the round's figures (also in
     ``out/round.json``, written last: a rerun from the same start takes a finished round as it is)."""
-    import pandas as pd
-
-    from pipeline.identify import InferConfig, run
     from pipeline.validation import EvalConfig, evaluate
     from runtime import atomic
     from stage2_embed.training import TrainConfig, train
-    from tfrecords.reader import read_manifest
 
     done = os.path.join(out, "round.json")
     if os.path.exists(done) and json.loads(open(done).read()).get("start") == start:
         return json.loads(open(done).read())
-    saved = json.loads(open(os.path.join(start, "threshold.json")).read())
-    if not saved.get("pseudo"):
-        raise ValueError(f"{start}/threshold.json has no pseudo-label rule: run pipeline/evaluate.py on it again")
+    added = add_confident(start, cfg.records, out, cfg.truth, progress)
     base = json.loads(open(os.path.join(start, "train_config.json")).read())
-    run(InferConfig(detector="none", embedder=start, catalog=cfg.records, records=cfg.records,
-                    out=os.path.join(out, "identify")), progress=progress)
-    trainable = read_manifest(cfg.records)["fold_counts"]  # holdout individuals stay unseen (validation's new)
-    labels = {i: v for i, v in confident(pd.read_csv(os.path.join(out, "identify", "matches.csv"),
-                                                     dtype={"individual_id": str}), saved["pseudo"]).items()
-              if v in trainable}
-    pd.Series(labels, name="individual_id").rename_axis("image").to_csv(os.path.join(out, "labels.csv"))
-    write_records(cfg.records, os.path.join(out, "records"), labels, base["val_fold"])
     known = {f.name for f in fields(TrainConfig)}
-    tcfg = TrainConfig(**{**{k: v for k, v in base.items() if k in known}, "records": os.path.join(out, "records"),
+    tcfg = TrainConfig(**{**{k: v for k, v in base.items() if k in known}, "records": added["records"],
                           "out": os.path.join(out, "embedder"), "init": start if cfg.init else None,
                           "epochs": cfg.epochs or base["epochs"], "all_folds": None})
     history = train(tcfg, resume=os.path.exists(os.path.join(tcfg.out, "ckpt", "state.json")), progress=progress)
     ev = evaluate(EvalConfig(embedder=tcfg.out, records=tcfg.records), progress=False)
-    figures = {"start": start, "embedder": tcfg.out, "added": len(labels),
-               "added_precision": label_precision(labels, cfg.truth), "val_map5": history.get("val_map5", float("nan")),
+    figures = {"start": start, "embedder": tcfg.out, "added": added["added"],
+               "added_precision": added["added_precision"], "val_map5": history.get("val_map5", float("nan")),
                "eval_map5": ev["map5"], "threshold": ev["threshold"]}
     atomic.write_json(done, figures)
     return figures
+
+
+def add_confident(start: str, records: str, out: str, truth: str | None = None, progress: bool = True) -> dict:
+    """Identify the test crops of ``records`` with the evaluated embedder ``start`` (against the
+    records' training photos), keep the confident identifications (``start``'s ``threshold.json``
+    ``pseudo`` rule) and write a copy of ``records`` with them as training photos: ``out/records``,
+    the labels in ``out/labels.csv``. Returns ``records``, ``added`` and ``added_precision`` (NaN
+    without ``truth``). One pseudo-label round's labelling; the demo's final model trains on it too."""
+    import pandas as pd
+
+    from pipeline.identify import InferConfig, run
+    from tfrecords.reader import read_manifest
+
+    saved = json.loads(open(os.path.join(start, "threshold.json")).read())
+    if not saved.get("pseudo"):
+        raise ValueError(f"{start}/threshold.json has no pseudo-label rule: run pipeline/evaluate.py on it again")
+    val_fold = json.loads(open(os.path.join(start, "train_config.json")).read())["val_fold"]
+    run(InferConfig(detector="none", embedder=start, catalog=records, records=records,
+                    out=os.path.join(out, "identify")), progress=progress)
+    trainable = read_manifest(records)["fold_counts"]  # holdout individuals stay unseen (validation's new)
+    labels = {i: v for i, v in confident(pd.read_csv(os.path.join(out, "identify", "matches.csv"),
+                                                     dtype={"individual_id": str}), saved["pseudo"]).items()
+              if v in trainable}
+    pd.Series(labels, name="individual_id").rename_axis("image").to_csv(os.path.join(out, "labels.csv"))
+    write_records(records, os.path.join(out, "records"), labels, val_fold)
+    return {"records": os.path.join(out, "records"), "added": len(labels),
+            "added_precision": label_precision(labels, truth)}
 
 
 def label_precision(labels: dict[str, str], truth: str | None) -> float:

@@ -93,8 +93,11 @@ def _stage(cfg: TrainConfig, strategy):
         log_keras_model(model, "detector", cfg.image_size)
         return {}
 
-    # steps None: the whole split every epoch (a file-sharded dataset ends on its own)
-    return Stage("stage1-detect", f"yolov8-{cfg.backbone}-{cfg.image_size}", model, train_ds, None,
+    # A repeated dataset and a fixed number of steps, as the embedder's: the trainer then keeps one
+    # data iterator for the whole run. With one per epoch (fit's), each dropped iterator was freed
+    # by Python's garbage collector at some later moment, and freeing it blocked ~17-20 s in tf.data's
+    # thread pool: 3-4 such stalls per demo detector (docs/history.md, "Iterators freed late").
+    return Stage("stage1-detect", f"yolov8-{cfg.backbone}-{cfg.image_size}", model, train_ds.repeat(), steps,
                  configs={"detector_config.json": asdict(dcfg)},
                  validate=lambda epoch: validate(cfg, epoch, lambda: coco_map(model, val_ds)), finish=finish,
                  best="map50")

@@ -65,3 +65,37 @@ def test_the_loop_keeps_the_best_validated_epoch_not_the_last(tmp_path, monkeypa
     assert final["best_epoch"] == 1 and final["best_score"] == 0.9 and final["score"] == 0.3
     np.testing.assert_array_equal(final["kernel"], seen[1][0])  # what finish saw is epoch 2's model
     assert not np.array_equal(seen[1][0], seen[2][0])
+
+
+def test_an_epoch_of_fixed_steps_continues_the_last_epochs_data_iterator():
+    """Epochs of a fixed number of steps over a repeated dataset share one iterator: the second epoch
+    takes the batches after the first's (a new iterator per epoch would start again at batch 0, and
+    freeing each dropped one stalled the trainer for ~10-20 s: docs/history.md)."""
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    from runtime.strategy import _ITERATORS, fit_epoch
+
+    x = np.arange(40, dtype="float32").reshape(20, 2)
+    ds = tf.data.Dataset.from_tensor_slices((x, x[:, :1])).batch(2).repeat()
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile(optimizer="sgd", loss="mse")
+    strategy = tf.distribute.get_strategy()
+    for _ in range(2):
+        fit_epoch(model, ds, 3, strategy, progress=False)
+    batch_x, _ = next(_ITERATORS[ds])
+    np.testing.assert_array_equal(batch_x.numpy(), x[12:14])  # batch 6: after 2 epochs of 3 steps
+
+
+def test_the_detector_trains_over_a_repeated_dataset_in_fixed_steps(tiny_records, tmp_path):
+    """So that the trainer keeps its iterator (the test above): the whole training split each epoch."""
+    import tensorflow as tf
+
+    from stage1_detect.data import count_with_boxes
+    from stage1_detect.training import _stage, smoke
+
+    cfg = smoke(str(tiny_records), str(tmp_path))
+    stage = _stage(cfg, tf.distribute.get_strategy())
+    assert stage.steps == count_with_boxes(cfg.records, cfg.val_fold) // cfg.batch_size > 0
+    assert stage.data.cardinality() == tf.data.INFINITE_CARDINALITY
