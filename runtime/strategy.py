@@ -10,8 +10,9 @@ the tests configure), else the default (one device).
 process reaches with the same global batch (tests/test_embed_distributed.py). An epoch of a fixed
 number of steps over a repeated dataset, one compiled step a call, runs that same step over one
 iterator kept from epoch to epoch: ``fit`` builds an iterator per call and drops it as it returns,
-and dropping one with work in flight cost ~9.6 s at the end of a third of one world's embedder
-epochs (20.5-s epochs of 11 s; docs/history.md, "Seconds lost between epochs").
+and freeing a dropped one stalled the trainer: ~9.6 s at the end of a third of one world's
+embedder epochs, ~17-20 s in a few of a detector's garbage collections (docs/history.md, "Seconds
+lost between epochs", "Iterators freed late"). Both stages' epochs are of that kind.
 
 Shared by both trainers (the lowest package they both import)."""
 
