@@ -26,8 +26,8 @@ from runtime import cli, flags
 from tfrecords.synthetic.world import SMOKE, SynthConfig
 
 SIZES = {"small": SMOKE, "default": SynthConfig(seed=1)}
-# Budgeted for 20 minutes on 2 cores: 13-19 minutes from 08:49 on 2026-12-01 (the final model's
-# fine-tune ~3-4 of them), 28-37 in the hours before without it (RESULTS.md `demo`,
+# Budgeted for 20 minutes on 2 cores: 16.7-17.7 minutes at 18:10-18:52 on 2026-12-01 (the final
+# model's fine-tune ~3 of them), 13-22 earlier that day, 28-37 in the hours before it (RESULTS.md `demo`,
 # `demo_spread_default`; the host's speed per training step changed ~2x: docs/history.md). The
 # embedder keeps 30 epochs because 20 gave test MAP@5 0.70 where 30 gave 0.78 on the same crops. The
 # detector: 160 px for 12 epochs costs what 192 px for 8 did, and with the default mosaic it finds
@@ -238,7 +238,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = flags.parser(__doc__)
     p.add_argument("--workdir", default="work/demo", help="root of every output")
     p.add_argument("--size", choices=sorted(SIZES), default="default",
-                   help="small: 96 photos, ~5 minutes; default: 1550 photos, ~15-21 minutes on 2 CPU cores "
+                   help="small: 96 photos, ~5 minutes; default: 1550 photos, ~16-20 minutes on 2 CPU cores "
                         "(RESULTS.md `demo`)")
     p.add_argument("--seed", type=int, help="seeds the synthetic world and both trainings (None: the size's)")
     cli.add_common_flags(p)
