@@ -162,8 +162,8 @@ def one_round(cfg: PseudoConfig, start: str, out: str, progress: bool) -> dict:
     done = os.path.join(out, "round.json")
     if os.path.exists(done) and json.loads(open(done).read()).get("start") == start:
         return json.loads(open(done).read())
-    added = add_confident(start, cfg.records, out, cfg.truth, progress)
     base = json.loads(open(os.path.join(start, "train_config.json")).read())
+    added = add_confident(start, cfg.records, out, base["val_fold"], cfg.truth, progress)
     known = {f.name for f in fields(TrainConfig)}
     tcfg = TrainConfig(**{**{k: v for k, v in base.items() if k in known}, "records": added["records"],
                           "out": os.path.join(out, "embedder"), "init": start if cfg.init else None,
@@ -177,12 +177,13 @@ def one_round(cfg: PseudoConfig, start: str, out: str, progress: bool) -> dict:
     return figures
 
 
-def add_confident(start: str, records: str, out: str, truth: str | None = None, progress: bool = True) -> dict:
+def add_confident(start: str, records: str, out: str, val_fold: int, truth: str | None = None,
+                  progress: bool = True) -> dict:
     """Identify the test crops of ``records`` with the evaluated embedder ``start`` (against the
     records' training photos), keep the confident identifications (``start``'s ``threshold.json``
-    ``pseudo`` rule) and write a copy of ``records`` with them as training photos: ``out/records``,
-    the labels in ``out/labels.csv``. Returns ``records``, ``added`` and ``added_precision`` (NaN
-    without ``truth``). One pseudo-label round's labelling; the demo's final model trains on it too."""
+    ``pseudo`` rule) and write a copy of ``records`` with them as training photos of the folds
+    other than ``start``'s ``val_fold``: ``out/records``, the labels in ``out/labels.csv``. Returns
+    ``records``, ``added`` and ``added_precision`` (NaN without ``truth``): one round's labelling."""
     import pandas as pd
 
     from pipeline.identify import InferConfig, run
@@ -191,7 +192,6 @@ def add_confident(start: str, records: str, out: str, truth: str | None = None, 
     saved = json.loads(open(os.path.join(start, "threshold.json")).read())
     if not saved.get("pseudo"):
         raise ValueError(f"{start}/threshold.json has no pseudo-label rule: run pipeline/evaluate.py on it again")
-    val_fold = json.loads(open(os.path.join(start, "train_config.json")).read())["val_fold"]
     run(InferConfig(detector="none", embedder=start, catalog=records, records=records,
                     out=os.path.join(out, "identify")), progress=progress)
     trainable = read_manifest(records)["fold_counts"]  # holdout individuals stay unseen (validation's new)
