@@ -87,7 +87,8 @@ def main(argv: list[str] | None = None) -> int:
                          json.dumps({**ecfg.__dict__}, sort_keys=True)), os.path.join(tmp, "cat.npz"))
 
         cfg = InferConfig(detector=det, embedder=emb, catalog=os.path.join(tmp, "cat.npz"), records=rec,
-                          out=os.path.join(tmp, "sub"), threshold=0.5, zoom=1, mirror=False)  # one view, as the loop's
+                          out=os.path.join(tmp, "sub"), threshold=0.5, zoom=1, mirror=False,
+                          slices=1)  # one view, as the loop's
         run(cfg, progress=False)  # the whole command works; models are loaded once below, as the loop's are
         models = load(cfg)
         encoded = [e["image/encoded"].numpy() for e in parsed_records(rec, "test")]
@@ -101,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
 
         parsed = tf.data.Dataset.from_tensor_slices({"image/encoded": tf.constant(encoded)})
         t = time.perf_counter()
-        choose_boxes(parsed, detector, a.det_size, zoom=cfg.zoom, mirror=cfg.mirror)
+        choose_boxes(parsed, detector, a.det_size, zoom=cfg.zoom, mirror=cfg.mirror, slices=cfg.slices)
         t_detect = time.perf_counter() - t
         t = time.perf_counter()
         q, _, _ = embed_chunk(encoded, None, 0, embedder, {"image_size": a.emb_size}, cfg)

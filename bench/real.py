@@ -15,6 +15,8 @@ and prints one JSON line:
   ``frame_iou50_share``: how often the whole photo, no detector at all, would hit the fin as well;
   ``detector_map50_tile3``: mAP@0.5 on 3x3 grids of the same photos (``stage1_detect/evaluate.py
   --tile 3``): every animal at 1/9 of its area, nine to a frame, as photos taken at sea frame them;
+  ``detector_map50_tile6``: on 6x6 grids (fins at ~2 % of the frame), and ``_unsliced`` without the
+  photo's tiles (``--slices 1``), with ``tile6_slices_ratio`` of the two (``stage1_detect/slicing.py``);
 - ``known_map5``: MAP@5 of the test photos of known individuals, ranking the catalog's individuals
   only (closed set: what a researcher scrolling the candidates sees);
 - ``open_set_map5``: Kaggle's MAP@5 of ``submission.csv`` against ``test_truth.csv``;
@@ -68,9 +70,14 @@ def stage1(a, records: str, w: str) -> tuple[str, dict]:
         if os.path.exists(os.path.join(a.data, "boxes.csv")):
             # a given detector never saw these photos: all of them; one trained here: its validation fold
             r = evaluate(det, records, out=os.path.join(w, "detector_eval"), every=a.detector != "train")
-            small = evaluate(det, records, out=None, every=a.detector != "train", tile=3)
+            every = a.detector != "train"
+            small = {k: evaluate(det, records, out=None, every=every, tile=k)["map50"] for k in (3, 6)}
+            # fins at ~2 % of the frame, as at sea, with the photo's tiles and without (the reference)
+            whole = evaluate(det, records, out=None, every=every, tile=6, slices=1)["map50"]
             figures = {"detector_map50": r["map50"], "detector_iou50_share": r["iou50_share"],
-                       "frame_iou50_share": r["frame_iou50_share"], "detector_map50_tile3": small["map50"]}
+                       "frame_iou50_share": r["frame_iou50_share"], "detector_map50_tile3": small[3],
+                       "detector_map50_tile6": small[6], "detector_map50_tile6_unsliced": whole,
+                       "tile6_slices_ratio": round(small[6] / max(whole, 1e-9), 3)}
         crop_records(CropConfig(records=records, out=crops, detector=det), progress=False)
     else:
         crop_records(CropConfig(records=records, out=crops, source="boxes"), progress=False)

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from runtime.flags import check, option
+from stage1_detect.slicing import SLICES, SLICES_HELP
 from stage1_detect.views import MIRROR, MIRROR_HELP, ZOOM, ZOOM_HELP
 
 
@@ -45,6 +46,7 @@ class InferConfig:
                               lo=0.0)
     zoom: int = option(ZOOM, help=ZOOM_HELP, lo=1, hi=8)
     mirror: bool = option(MIRROR, help=MIRROR_HELP)
+    slices: int = option(SLICES, help=SLICES_HELP, lo=1, hi=4)
     max_side: int = option(1024, help="photos are scaled down to this longer side before detection", lo=32)
     chunk: int = option(512, help="images held in memory at once", lo=1)
 
@@ -71,7 +73,8 @@ def embed_chunk(encoded: list[bytes], detector, det_size: int, embedder, ecfg: d
         boxes, scores = np.tile([[0.0, 0.0, 1.0, 1.0]], (len(encoded), 1)).astype(np.float32), -np.ones(len(encoded))
     else:
         boxes, scores, sources = boxes_of(encoded, detector, det_size, min_score=cfg.min_score,
-                                          batch_size=cfg.batch_size, zoom=cfg.zoom, mirror=cfg.mirror)
+                                          batch_size=cfg.batch_size, zoom=cfg.zoom, mirror=cfg.mirror,
+                                          slices=cfg.slices)
         scores = np.where(np.array(sources) == "detector", scores, -1.0)
         margin = ecfg.get("crop_margin")
         boxes = grow(boxes, CROP_MARGIN if margin is None else margin).numpy()

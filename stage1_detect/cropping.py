@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 
 from runtime.flags import check, option
+from stage1_detect.slicing import SLICES, SLICES_HELP
 from stage1_detect.views import MIRROR, MIRROR_HELP, ZOOM, ZOOM_HELP
 from tfrecords.layout import CROP_MARGIN
 
@@ -34,6 +35,7 @@ class CropConfig:
     batch_size: int = option(16, help="images per detector batch", lo=1)
     zoom: int = option(ZOOM, help=ZOOM_HELP, lo=1, hi=8)
     mirror: bool = option(MIRROR, help=MIRROR_HELP)
+    slices: int = option(SLICES, help=SLICES_HELP, lo=1, hi=4)
 
     def __post_init__(self) -> None:
         check(self)
@@ -72,13 +74,14 @@ def boxes_in_crop(boxes, crop_box) -> list:
 
 
 def choose_boxes(parsed, model=None, image_size: int = 0, source: str = "detector", min_score: float = 0.2,
-                 batch_size: int = 16, zoom: int = ZOOM, mirror: bool = MIRROR) -> tuple:
+                 batch_size: int = 16, zoom: int = ZOOM, mirror: bool = MIRROR, slices: int = SLICES) -> tuple:
     """Per image of ``parsed`` (parsed records): (rel-yxyx box before the margin, score, source).
     The identified animal's box is the detector's most confident one (``top_box_fn``): Kaggle's
     photos are framed on the animal the id belongs to, so the most confident box is the subject;
     with ``source="boxes"`` it is the union of the record's own boxes. ``zoom`` > 1: the more confident
     box of the photo and of its zoomed-out view; ``mirror``: each view's box fused with its mirror
-    image's (``stage1_detect.views``). ``model`` is the Keras
+    image's (``stage1_detect.views``); ``slices``: the tiles' box where more confident, unless a close-up
+    (``stage1_detect.slicing``). ``model`` is the Keras
     detector, or any function with ``top_box_fn``'s outputs (an ONNX ``runtime.onnx.Session``)."""
     import numpy as np
     import tensorflow as tf
@@ -95,9 +98,9 @@ def choose_boxes(parsed, model=None, image_size: int = 0, source: str = "detecto
             boxes.append(box_union(ex).numpy())
             sources.append("boxes" if has else "full")
         return np.array(boxes).reshape(-1, 4), np.where(np.array(sources) == "boxes", 1.0, -1.0), sources
-    ds = parsed.map(lambda e: decode_image(e["image/encoded"], image_size, antialias=False),
+    ds = parsed.map(lambda e: decode_image(e["image/encoded"], image_size * slices, antialias=False),
                     num_parallel_calls=tf.data.AUTOTUNE).batch(batch_size).prefetch(tf.data.AUTOTUNE)
-    boxes, scores, _ = most_confident(model, ds, image_size, zoom, mirror)
+    boxes, scores, _ = most_confident(model, ds, image_size, zoom, mirror, slices)
     ok = scores >= min_score
     boxes[~ok] = (0.0, 0.0, 1.0, 1.0)
     return boxes, scores, ["detector" if k else "full" for k in ok]
@@ -122,7 +125,7 @@ def remembered_boxes():
 
 
 def boxes_of(encoded: list[bytes], model, image_size: int, min_score: float = 0.2, batch_size: int = 16,
-             zoom: int = ZOOM, mirror: bool = MIRROR) -> tuple:
+             zoom: int = ZOOM, mirror: bool = MIRROR, slices: int = SLICES) -> tuple:
     """``choose_boxes`` of encoded photos; inside ``remembered_boxes()``, photos this detector object
     already saw with these settings (told apart by a digest of their bytes) are not detected again."""
     import hashlib
@@ -130,12 +133,12 @@ def boxes_of(encoded: list[bytes], model, image_size: int, min_score: float = 0.
     import numpy as np
     import tensorflow as tf
 
-    settings = {"min_score": min_score, "batch_size": batch_size, "zoom": zoom, "mirror": mirror}
+    settings = {"min_score": min_score, "batch_size": batch_size, "zoom": zoom, "mirror": mirror, "slices": slices}
     if _BOXES is None:  # nothing to remember: no digests to take
         parsed = tf.data.Dataset.from_tensor_slices({"image/encoded": tf.constant(encoded, tf.string)})
         return choose_boxes(parsed, model, image_size, **settings)
     memo = _BOXES.setdefault(model, {})
-    keys = [(image_size, min_score, zoom, mirror, hashlib.sha1(e).digest()) for e in encoded]
+    keys = [(image_size, min_score, zoom, mirror, slices, hashlib.sha1(e).digest()) for e in encoded]
     todo = [i for i, k in enumerate(keys) if k not in memo]
     if todo:
         parsed = tf.data.Dataset.from_tensor_slices({"image/encoded": tf.constant([encoded[i] for i in todo])})
@@ -158,7 +161,7 @@ def _crop_shard(cfg: CropConfig, model, image_size: int, src: str, final: str) -
 
     parsed = tf.data.TFRecordDataset(src).map(parse_example)
     boxes, scores, sources = choose_boxes(parsed, model, image_size, cfg.source, cfg.min_score, cfg.batch_size,
-                                          cfg.zoom, cfg.mirror)
+                                          cfg.zoom, cfg.mirror, cfg.slices)
     grown = grow(boxes, cfg.margin).numpy() if len(boxes) else boxes
     tmp = atomic.tmp_name(final)
     cuts = tf.data.Dataset.zip(parsed, tf.data.Dataset.from_tensor_slices(np.reshape(grown, (-1, 4))))

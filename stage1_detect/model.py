@@ -208,8 +208,8 @@ def top_boxes(out: tuple, image_size: int) -> tuple[np.ndarray, np.ndarray, np.n
     return rel.astype(np.float32), np.where(found, conf, -1.0).astype(np.float32), np.where(found, cls, -1)
 
 
-def most_confident(detector, batches, image_size: int, zoom: int = 1,
-                   mirror: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def most_confident(detector, batches, image_size: int, zoom: int = 1, mirror: bool = False,
+                   slices: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``top_boxes`` of every batch of [B, S, S, 3] float images, concatenated; with ``zoom`` > 1 the
     more confident of the photo and its zoomed-out view, with ``mirror`` each view's box fused with
     its mirror image's (``stage1_detect.views``). ``detector`` is
@@ -218,7 +218,7 @@ def most_confident(detector, batches, image_size: int, zoom: int = 1,
     from stage1_detect.views import top_views
 
     detect = top_box_fn(detector, image_size) if isinstance(detector, keras.Model) else detector
-    outs = [top_boxes(top_views(detect, x, zoom, mirror), image_size) for x in batches]
+    outs = [top_boxes(top_views(detect, x, zoom, mirror, slices), image_size * slices) for x in batches]
     if not outs:
         return np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64)
     return tuple(np.concatenate(parts) for parts in zip(*outs, strict=True))

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from runtime.flags import option
+from stage1_detect.slicing import SLICES, SLICES_HELP
 from stage1_detect.views import MIRROR, MIRROR_HELP, ZOOM, ZOOM_HELP
 
 
@@ -30,6 +31,7 @@ class DetectorEvalConfig:
                                "COCO mAP only", lo=1, hi=8)
     zoom: int = option(ZOOM, help=ZOOM_HELP, lo=1, hi=8)
     mirror: bool = option(MIRROR, help=MIRROR_HELP)
+    slices: int = option(SLICES, help=SLICES_HELP, lo=1, hi=4)
 
 
 def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -41,10 +43,11 @@ def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return inter / np.maximum(area(a) + area(b) - inter, 1e-12)
 
 
-def coco_map(model, ds, zoom: int = 1, mirror: bool = False) -> dict[str, float]:
+def coco_map(model, ds, zoom: int = 1, mirror: bool = False, slices: int = 1) -> dict[str, float]:
     """COCO mAP@0.5 and mAP@0.5:0.95 of ``model`` on ``ds`` (images, dense boxes); ``zoom`` > 1: of
     the photos' and their zoomed-out views' boxes together; ``mirror``: each view's boxes fused with
-    its mirror image's (``stage1_detect.views``)."""
+    its mirror image's (``stage1_detect.views``); ``slices`` k > 1: ``ds`` holds photos decoded at k
+    times the model's input, and their tiles' boxes join (``stage1_detect.slicing``)."""
     import keras_cv
 
     from stage1_detect.model import BOX_FORMAT, detect_fn
@@ -55,14 +58,14 @@ def coco_map(model, ds, zoom: int = 1, mirror: bool = False) -> dict[str, float]
     # several workers must enter together, and only the chief evaluates
     detect = detect_fn(model)
     for x, y in ds:
-        metric.update_state(y, detect_views(detect, x, zoom, mirror))
+        metric.update_state(y, detect_views(detect, x, zoom, mirror, slices))
     r = metric.result(force=True)
     return {"map50": float(r["MaP@[IoU=50]"]), "map": float(r["MaP"])}
 
 
 def evaluate(run_dir: str, records: str, val_fold: int | None = None, out: str | None = None,
              batch_size: int = 16, grid: int = 16, every: bool = False, tile: int = 1, zoom: int = ZOOM,
-             mirror: bool = MIRROR) -> dict:
+             mirror: bool = MIRROR, slices: int = SLICES) -> dict:
     """COCO mAP of ``run_dir``'s detector on the validation fold (``every``: on every record with
     boxes, both splits), and how often the box the crops take hits an animal: the chosen (best)
     box's IoU with the nearest true box >= 0.5 (``iou50_share``), beside how often the whole photo
@@ -77,16 +80,18 @@ def evaluate(run_dir: str, records: str, val_fold: int | None = None, out: str |
         val_fold = json.loads(open(train_cfg).read())["val_fold"] if os.path.exists(train_cfg) else 0
     fold = None if every else val_fold
     s = cfg.image_size
-    ds = eval_dataset(records, s, batch_size, fold, class_map_for(records, cfg.classes), tile)
+    ds = eval_dataset(records, s * slices, batch_size, fold, class_map_for(records, cfg.classes), tile)
     scored = "all" if every else val_fold
     if tile > 1:  # COCO mAP alone: one chosen box per grid of several animals would mean nothing
         grids = sum(1 for _ in boxed_records(records, fold)) // (tile * tile)  # parsed, not decoded
-        scores = coco_map(model, ds, zoom, mirror) if grids else {"map50": float("nan"), "map": float("nan")}
-        return {"val_fold": scored, **scores, "tile": tile, "grids": grids, "zoom": zoom, "mirror": mirror}
-    result = {"val_fold": scored, **coco_map(model, ds, zoom, mirror), "zoom": zoom, "mirror": mirror}
+        scores = coco_map(model, ds, zoom, mirror, slices) if grids else {"map50": float("nan"), "map": float("nan")}
+        return {"val_fold": scored, **scores, "tile": tile, "grids": grids, "zoom": zoom, "mirror": mirror,
+                "slices": slices}
+    result = {"val_fold": scored, **coco_map(model, ds, zoom, mirror, slices), "zoom": zoom, "mirror": mirror,
+              "slices": slices}
     val = boxed_records(records, fold)
-    images = val.map(lambda e: decode_image(e["image/encoded"], s, antialias=False)).batch(batch_size)
-    pred_boxes, scores, _ = most_confident(model, images, s, zoom, mirror)
+    images = val.map(lambda e: decode_image(e["image/encoded"], s * slices, antialias=False)).batch(batch_size)
+    pred_boxes, scores, _ = most_confident(model, images, s, zoom, mirror, slices)
     truths = [e["image/object/bbox"].numpy().reshape(-1, 4) for e in val]
     ious = np.array([iou(np.repeat(p[None], len(t), 0), t).max() for p, t in zip(pred_boxes, truths, strict=True)])
     # the reference a detector must beat: no detector, the crop is the whole photo (boxes are

@@ -152,16 +152,38 @@ def top_mirrored(top: Callable, images) -> tuple:
     return boxes.astype(np.float32), np.maximum(c1, c2).astype(np.float32), np.where(first, k1, k2)
 
 
-def detect_views(detect: Callable, images, zoom: int = ZOOM, mirror: bool = False) -> dict:
-    """``detect``'s decoded predictions (``decode_predictions``' dense dict, -1 padded) of the photos
-    and of their zoomed-out view, merged by class-agnostic non-max suppression; ``zoom`` 1: the
-    photos' alone. Merged as the detector's own decoder merges one view (``NMS_IOU``, ``MAX_DETECTIONS``).
-    ``mirror``: each view's boxes fused with its mirror image's first (``detect_mirrored``)."""
+def _merge(boxes, conf, classes) -> dict:
+    """Boxes of several views ([B, N, 4] xyxy px, -1 padded) merged by class-agnostic non-max
+    suppression as the detector's own decoder merges one view (``NMS_IOU``, ``MAX_DETECTIONS``)."""
     import tensorflow as tf
 
     from stage1_detect.model import MAX_DETECTIONS, NMS_IOU
 
+    yxyx = tf.gather(boxes, [1, 0, 3, 2], axis=-1)
+    keep, count = tf.image.non_max_suppression_padded(yxyx, conf, MAX_DETECTIONS, NMS_IOU, score_threshold=0.0,
+                                                      pad_to_max_output_size=True)
+    valid = tf.range(MAX_DETECTIONS)[None] < count[:, None]
+    pick = lambda t: tf.where(valid if t.shape.rank == 2 else valid[..., None],  # noqa: E731
+                              tf.gather(t, keep, batch_dims=1), -1.0)
+    return {"boxes": pick(boxes), "confidence": pick(conf), "classes": pick(classes),
+            "num_detections": tf.cast(count, tf.int32)}
+
+
+def detect_views(detect: Callable, images, zoom: int = ZOOM, mirror: bool = False, slices: int = 1) -> dict:
+    """``detect``'s decoded predictions (``decode_predictions``' dense dict, -1 padded) of the photos
+    and of their zoomed-out view, merged by class-agnostic non-max suppression; ``zoom`` 1: the
+    photos' alone. ``mirror``: each view's boxes fused with its mirror image's first
+    (``detect_mirrored``). ``slices`` k > 1: ``images`` are decoded at k times the model's input,
+    and the boxes of their k x k tiles join (``stage1_detect.slicing``); boxes in ``images``' pixels."""
+    import tensorflow as tf
+
+    from stage1_detect.slicing import with_slices
+
     look = (lambda x: detect_mirrored(detect, x)) if mirror else detect
+    if slices > 1:
+        s = int(images.shape[1]) // slices
+        whole = detect_views(detect, tf.image.resize(images, (s, s), antialias=True), zoom, mirror)
+        return _merge(*with_slices(whole, look, images, s, slices))
     first = look(images)
     if zoom <= 1:
         return first
@@ -173,23 +195,24 @@ def detect_views(detect: Callable, images, zoom: int = ZOOM, mirror: bool = Fals
     boxes = tf.concat([tf.cast(first["boxes"], tf.float32), moved], axis=1)
     conf = tf.concat([tf.cast(first["confidence"], tf.float32), tf.cast(second["confidence"], tf.float32)], axis=1)
     classes = tf.concat([tf.cast(first["classes"], tf.float32), tf.cast(second["classes"], tf.float32)], axis=1)
-    yxyx = tf.gather(boxes, [1, 0, 3, 2], axis=-1)
-    keep, count = tf.image.non_max_suppression_padded(yxyx, conf, MAX_DETECTIONS, NMS_IOU, score_threshold=0.0,
-                                                      pad_to_max_output_size=True)
-    valid = tf.range(MAX_DETECTIONS)[None] < count[:, None]
-    pick = lambda t: tf.where(valid if t.shape.rank == 2 else valid[..., None],  # noqa: E731
-                              tf.gather(t, keep, batch_dims=1), -1.0)
-    return {"boxes": pick(boxes), "confidence": pick(conf), "classes": pick(classes),
-            "num_detections": tf.cast(count, tf.int32)}
+    return _merge(boxes, conf, classes)
 
 
-def top_views(top: Callable, images, zoom: int = ZOOM, mirror: bool = False) -> tuple:
+def top_views(top: Callable, images, zoom: int = ZOOM, mirror: bool = False, slices: int = 1) -> tuple:
     """``top_box_fn``'s outputs (boxes [B, 4] xyxy px, confidence [B], class [B]) of the more
     confident of the two views, each photo on its own; ``zoom`` 1: the photos' alone. ``top`` may
     be an ONNX session: its outputs are taken as arrays. ``mirror``: each view's box fused with its
-    mirror image's first (``top_mirrored``)."""
+    mirror image's first (``top_mirrored``). ``slices`` k > 1: ``images`` are decoded at k times
+    the model's input, and the tiles' best uncut box is taken where it is more confident, unless the
+    photo is a close-up (``stage1_detect.slicing``); boxes in ``images``' pixels."""
     import tensorflow as tf
 
+    from stage1_detect.slicing import top_with_slices
+
+    if slices > 1:
+        s = int(images.shape[1]) // slices
+        whole = top_views(top, tf.image.resize(images, (s, s), antialias=True), zoom, mirror)
+        return top_with_slices(whole, (lambda x: top_mirrored(top, x)) if mirror else top, images, s, slices)
     look = (lambda x: top_mirrored(top, x)) if mirror else top
     boxes, conf, cls = (tf.convert_to_tensor(o) for o in look(images))
     if zoom <= 1:

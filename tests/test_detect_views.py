@@ -126,10 +126,10 @@ def test_the_demo_detects_a_photo_once_however_often_it_identifies_it():
 
     top.seen = 0
     with remembered_boxes():
-        first = boxes_of(photos[:1], top, 32, zoom=1, mirror=False)
-        again = boxes_of(photos, top, 32, zoom=1, mirror=False)  # only the second photo is new
+        first = boxes_of(photos[:1], top, 32, zoom=1, mirror=False, slices=1)
+        again = boxes_of(photos, top, 32, zoom=1, mirror=False, slices=1)  # only the second photo is new
         assert top.seen == 2 and np.allclose(again[0][0], first[0][0]) and again[2] == ["detector"] * 2
-        boxes_of(photos, top, 32, zoom=1, mirror=True)  # other settings: detected again (twice: the mirror)
+        boxes_of(photos, top, 32, zoom=1, mirror=True, slices=1)  # other settings: detected again (twice: the mirror)
         assert top.seen == 6
-    boxes_of(photos, top, 32, zoom=1, mirror=False)  # outside the demo nothing is remembered
+    boxes_of(photos, top, 32, zoom=1, mirror=False, slices=1)  # outside the demo nothing is remembered
     assert top.seen == 8 and np.allclose(again[0], [[0.25, 0.25, 0.75, 0.75]] * 2)

@@ -97,4 +97,5 @@ def test_bench_real_scores_a_given_detector_against_the_whole_frame(tmp_path):
         pytest.skip("needs the demo's detector: make demo")
     out = _bench_real(tmp_path, str(det))
     assert out["frame_iou50_share"] == pytest.approx(90 / 111, abs=1e-6)
-    assert {"detector_map50", "detector_iou50_share", "detector_map50_tile3"} <= set(out)
+    assert {"detector_map50", "detector_iou50_share", "detector_map50_tile3", "detector_map50_tile6",
+            "detector_map50_tile6_unsliced", "tile6_slices_ratio"} <= set(out)
