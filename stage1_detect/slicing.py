@@ -3,9 +3,9 @@ times its input size, so that animals a few per cent of the frame reach it as la
 it was trained on (slicing-aided inference, SAHI: Akyon et al. 2022).
 
 Why: photos at sea show fins at 1-5 % of the frame; at the demo detector's 160 px such a fin is a
-blob of ~20 px. On 4 x 4 grids of the committed real fins (each fin ~4 % of the frame), two demo
-detectors scored COCO mAP@0.5 0.25 and 0.23 without slices and 0.38 and 0.29 with 2 x 2 of them
-(docs/history.md, "Slices").
+blob of ~20 px. On 6 x 6 grids of the committed real fins (each fin ~2 % of the frame), five
+demo-recipe detectors scored COCO mAP@0.5 0.08 on average without slices and 0.21 with 2 x 2 of them,
+every one gaining; on the close-ups themselves they lost 0.007-0.018 (docs/history.md, "Slices").
 
 Two rules keep the tiles' boxes from costing the photos where the animal is large:
 - a box that touches a tile's edge inside the photo is cut by the slice, and is left to the views

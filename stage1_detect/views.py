@@ -19,7 +19,8 @@ it against 0.49, 0.57 and 0.60 without, and 0.41, 0.40 and 0.45 against 0.35, 0.
 (non-max suppression) is what helped: with suppression the same detectors went up and down. It
 costs a second forward pass per view.
 
-Boxes are ``BOX_FORMAT`` (xyxy in pixels of the square model input) throughout.
+Boxes are ``BOX_FORMAT`` (xyxy in pixels of the square model input) throughout; with ``slices`` (the
+photo's tiles, ``stage1_detect.slicing``), in pixels of the photo as decoded, k times the input.
 """
 
 from __future__ import annotations
