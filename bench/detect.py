@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         model.save(os.path.join(run, "detector.keras"))
         save_config(cfg, run)
 
-        one_view = {"zoom": 1, "mirror": False}  # the photo alone, as the loop below looks at it
+        one_view = {"zoom": 1, "mirror": False, "slices": 1}  # the photo alone, as the loop below looks at it
         crop_cfg = CropConfig(records=rec, out=os.path.join(tmp, "warm"), detector=run, min_score=0.0, **one_view)
         crop_records(crop_cfg, progress=False)  # warm-up: graph tracing, file cache
         t = time.perf_counter()

@@ -27,8 +27,10 @@ from tfrecords.synthetic.world import SMOKE, SynthConfig
 
 SIZES = {"small": SMOKE, "default": SynthConfig(seed=1)}
 # Budgeted for 20 minutes on 2 cores: 16.7-17.7 minutes at 18:10-18:52 on 2026-12-01 (the final
-# model's fine-tune ~3 of them), 13-22 earlier that day, 28-37 in the hours before it (RESULTS.md `demo`,
-# `demo_spread_default`; the host's speed per training step changed ~2x: docs/history.md). The
+# model's fine-tune ~3 of them), 19.4-20.2 at 20:58-21:42 with the detector's tiles on a host ~15 %
+# slower (the crops have no tiles since), 13-22 earlier that day, 28-37 in the hours before it
+# (RESULTS.md `demo`, `demo_spread_default`; the host's speed per training step changed ~2x:
+# docs/history.md). The
 # embedder keeps 30 epochs because 20 gave test MAP@5 0.70 where 30 gave 0.78 on the same crops. The
 # detector: 160 px for 12 epochs costs what 192 px for 8 did, and with the default mosaic it finds
 # small real fins that it missed at 192 px (docs/history.md, "Mosaic")
@@ -90,7 +92,9 @@ def _run_demo(workdir: str, size: str, seed: int | None) -> dict:
     done(t, f"mAP@0.5 {det_eval['map50']:.3f}, mAP {det_eval['map']:.3f}, crops with IoU >= 0.5: "
             f"{det_eval['iou50_share']:.1%}; grid: {det_eval['grid']}")
     t = step(6, total, f"crop every image for stage 2 -> {crops}")
-    m = crop_records(CropConfig(records=records, out=crops, detector=det, crop_size=256), progress=False)
+    # without the photo's tiles (stage1_detect/slicing.py): the synthetic world frames its animals at
+    # 7-90 % of the photo, where the tiles moved 9 of 1,550 crops and cost 29 s of the budget
+    m = crop_records(CropConfig(records=records, out=crops, detector=det, crop_size=256, slices=1), progress=False)
     done(t, f"by source: {m['sources']}")
     t = step(7, total, f"train the sub-center ArcFace embedder -> {emb}")
     history = train_embedder(crops, emb, size, seed or 0)
