@@ -242,7 +242,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = flags.parser(__doc__)
     p.add_argument("--workdir", default="work/demo", help="root of every output")
     p.add_argument("--size", choices=sorted(SIZES), default="default",
-                   help="small: 96 photos, ~5 minutes; default: 1550 photos, ~16-20 minutes on 2 CPU cores "
+                   help="small: 96 photos, ~5 minutes; default: 1550 photos, ~17-21 minutes on 2 CPU cores "
                         "(RESULTS.md `demo`)")
     p.add_argument("--seed", type=int, help="seeds the synthetic world and both trainings (None: the size's)")
     cli.add_common_flags(p)
