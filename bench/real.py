@@ -69,8 +69,8 @@ def stage1(a, records: str, w: str) -> tuple[str, dict]:
 
         if os.path.exists(os.path.join(a.data, "boxes.csv")):
             # a given detector never saw these photos: all of them; one trained here: its validation fold
-            r = evaluate(det, records, out=os.path.join(w, "detector_eval"), every=a.detector != "train")
             every = a.detector != "train"
+            r = evaluate(det, records, out=os.path.join(w, "detector_eval"), every=every)
             small = {k: evaluate(det, records, out=None, every=every, tile=k)["map50"] for k in (3, 6)}
             # fins at ~2 % of the frame, as at sea, with the photo's tiles and without (the reference)
             whole = evaluate(det, records, out=None, every=every, tile=6, slices=1)["map50"]
