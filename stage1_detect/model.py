@@ -212,7 +212,8 @@ def most_confident(detector, batches, image_size: int, zoom: int = 1, mirror: bo
                    slices: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``top_boxes`` of every batch of [B, S, S, 3] float images, concatenated; with ``zoom`` > 1 the
     more confident of the photo and its zoomed-out view, with ``mirror`` each view's box fused with
-    its mirror image's (``stage1_detect.views``). ``detector`` is
+    its mirror image's (``stage1_detect.views``); ``slices`` k > 1: the images are decoded at k times
+    ``image_size`` and their tiles join (``stage1_detect.slicing``). ``detector`` is
     the Keras model (run through ``top_box_fn``) or any function with its outputs (an ONNX
     ``runtime.onnx.Session``)."""
     from stage1_detect.views import top_views
