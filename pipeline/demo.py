@@ -33,7 +33,9 @@ SIZES = {"small": SMOKE, "default": SynthConfig(seed=1)}
 # docs/history.md). The
 # embedder keeps 30 epochs because 20 gave test MAP@5 0.70 where 30 gave 0.78 on the same crops. The
 # detector: 160 px for 12 epochs costs what 192 px for 8 did, and with the default mosaic it finds
-# small real fins that it missed at 192 px (docs/history.md, "Mosaic")
+# small real fins that it missed at 192 px (docs/history.md, "Mosaic"); the default close-ups took five
+# such detectors to 0.55-0.69 on the real close-ups, where eight without scored 0.44-0.61
+# (docs/history.md, "Close-ups to train on")
 DETECTOR = {"image_size": 160, "epochs": 12}
 # V2-B0 rather than the default B0: on this world it trains ~1.2x faster per epoch and scored higher
 # (test MAP@5 0.80 vs 0.75 on the same crops); on real shark fins B0 did better (0.17 vs 0.12), so
@@ -88,12 +90,14 @@ def _run_demo(workdir: str, size: str, seed: int | None) -> dict:
     train_detector(records, det, size, seed or 0)
     done(t)
     t = step(5, total, "evaluate the detector on the validation fold")
-    det_eval = evaluate_detector(det, records, out=os.path.join(det, "eval"))
+    # without the photo's tiles, as the crops below are cut: on this world they cost ~25 s here
+    det_eval = evaluate_detector(det, records, out=os.path.join(det, "eval"), slices=1)
     done(t, f"mAP@0.5 {det_eval['map50']:.3f}, mAP {det_eval['map']:.3f}, crops with IoU >= 0.5: "
             f"{det_eval['iou50_share']:.1%}; grid: {det_eval['grid']}")
     t = step(6, total, f"crop every image for stage 2 -> {crops}")
     # without the photo's tiles (stage1_detect/slicing.py): the synthetic world frames its animals at
-    # 7-90 % of the photo, where the tiles moved 9 of 1,550 crops and cost 29 s of the budget
+    # 7-90 % of the photo, where the tiles moved 9 of 1,550 crops and cost 29 s of the budget (the
+    # test photos' identification keeps them: it is the pipeline as users run it)
     m = crop_records(CropConfig(records=records, out=crops, detector=det, crop_size=256, slices=1), progress=False)
     done(t, f"by source: {m['sources']}")
     t = step(7, total, f"train the sub-center ArcFace embedder -> {emb}")

@@ -3,7 +3,8 @@
 ``to_detection`` decodes a record and resizes it to the square model input with its boxes in
 ``BOX_FORMAT`` (pixels of that input); ``augmenter`` is keras-cv's box-aware flip, jittered resize
 and colour jitter, applied to ragged batches inside the pipeline, after ``mosaic`` (some photos
-replaced by 2x2 grids of four, at a quarter of their area); ``to_model_inputs`` pads the boxes
+replaced by 2x2 grids of four, at a quarter of their area) and ``close_ups`` (some photos cut close
+around their animal, as photo-ID close-ups are framed); ``to_model_inputs`` pads the boxes
 densely for ``YOLOV8Detector.fit``. ``tiles`` turns k*k photos into one k x k grid: small, many
 animals per frame, the framing of photos taken at sea, made from any boxed folder for scoring.
 """
@@ -20,6 +21,10 @@ from tfrecords.reader import decode_image, parsed_records
 
 AUTOTUNE = tf.data.AUTOTUNE
 MAX_BOXES = 8
+# ``close_ups``: the first box's longer side fills this share of the window's side (past 1: the frame cuts
+# it); a box cut to less than CLOSE_UP_KEEP of its area is left out rather than taught as a whole animal
+CLOSE_UP_FILL = (0.55, 1.1)
+CLOSE_UP_KEEP = 0.3
 
 
 def to_detection(ex: dict[str, tf.Tensor], image_size: int, class_map: tuple[int, ...] | None = None
@@ -96,6 +101,40 @@ def mosaic(rate: float, seed: int = 0) -> Callable[[dict], dict]:
     return apply
 
 
+def close_ups(rate: float, image_size: int, seed: int = 0) -> Callable[[dict], dict]:
+    """Close-ups: a share ``rate`` of photos (``to_detection``'s, at any size) cut to a square window
+    around their first box (the identified animal's), whose longer side fills ``CLOSE_UP_FILL`` of the
+    window's, the window shifted at random and kept in the photo; every photo then resized to
+    ``image_size``. The synthetic world's boxes cover a median 18 % of the photo (nine in ten under
+    46 %); photo-ID close-ups, such as the committed real shark fins, 69 % (often cut by the frame),
+    and a detector that never saw such boxes drew them around the lower part of the fin. Photos are
+    decoded at twice ``image_size`` for this (``train_dataset``): a window is then cut from pixels,
+    not blown up."""
+
+    def apply(d: dict) -> dict:
+        img, boxes = d["images"], d["bounding_boxes"]["boxes"]
+        size = tf.cast(tf.shape(img)[0], tf.float32)
+        u = tf.random.uniform([4], seed=seed)
+        x0, y0, x1, y1 = tf.unstack(tf.concat([boxes, [[0.0, 0.0, size, size]]], 0)[0])  # none: the whole photo
+        fill = CLOSE_UP_FILL[0] + (CLOSE_UP_FILL[1] - CLOSE_UP_FILL[0]) * u[1]
+        side = tf.minimum(tf.maximum(x1 - x0, y1 - y0) / fill, size)
+        lo = tf.stack([tf.minimum(x1 - side, x0), tf.minimum(y1 - side, y0)])
+        hi = tf.stack([tf.maximum(x1 - side, x0), tf.maximum(y1 - side, y0)])
+        corner = tf.clip_by_value(lo + (hi - lo) * u[2:], 0.0, size - side)
+        corner, side = (corner, side) if rate >= 1 else (tf.where(u[0] < rate, corner, 0.0),
+                                                         tf.where(u[0] < rate, side, size))
+        window = tf.concat([corner[::-1], corner[::-1] + side], 0) / size  # rel yxyx
+        out = tf.image.crop_and_resize(img[None], window[None], [0], (image_size, image_size))[0]
+        moved = (boxes - tf.tile(corner, [2])) * (image_size / side)
+        cut = tf.clip_by_value(moved, 0.0, float(image_size))
+        area = lambda b: (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])  # noqa: E731
+        keep = area(cut) >= CLOSE_UP_KEEP * tf.maximum(area(moved), 1e-6)
+        classes = tf.boolean_mask(d["bounding_boxes"]["classes"], keep)
+        return {**d, "images": out, "bounding_boxes": {"boxes": tf.boolean_mask(cut, keep), "classes": classes}}
+
+    return apply
+
+
 def tiles(k: int) -> Callable[[dict], dict]:
     """A ragged batch of k*k photos -> their k x k grid (one example, unbatched) for scoring."""
 
@@ -139,10 +178,14 @@ def count_with_boxes(records: str, val_fold: int) -> int:
 
 
 def train_dataset(records: str, image_size: int, batch_size: int, val_fold: int, seed: int = 0,
-                  augment: bool = True, photometric: str = "mild", mosaic_rate: float = 0.0) -> tf.data.Dataset:
+                  augment: bool = True, photometric: str = "mild", mosaic_rate: float = 0.0,
+                  close_up_rate: float = 0.0) -> tf.data.Dataset:
     ds = parsed_records(records, "train", exclude_folds=[val_fold])
     ds = ds.filter(lambda e: tf.size(e["image/object/class/label"]) > 0)  # images without boxes teach nothing here
-    ds = ds.map(lambda e: to_detection(e, image_size), num_parallel_calls=AUTOTUNE)
+    close = augment and close_up_rate > 0
+    ds = ds.map(lambda e: to_detection(e, image_size * (2 if close else 1)), num_parallel_calls=AUTOTUNE)
+    if close:
+        ds = ds.map(close_ups(close_up_rate, image_size, seed), num_parallel_calls=AUTOTUNE)
     ds = ds.shuffle(1024, seed=seed).ragged_batch(batch_size, drop_remainder=True)
     mixed = augment and mosaic_rate > 0
     if mixed:

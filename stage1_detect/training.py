@@ -35,15 +35,19 @@ class TrainConfig:
     mosaic: float = option(0.5, help="share of training photos replaced by 2x2 grids of four with --augment "
                                      "(animals at a quarter of their area, four to a frame: the framing of "
                                      "photos at sea; 0: off)", lo=0.0, hi=1.0)
+    close_ups: float = option(0.3, help="share of training photos cut close around their animal with --augment (its "
+                                        "box filling 0.55-1.1 of the side: the framing of photo-ID close-ups, which "
+                                        "the synthetic world rarely has; 0: off)", lo=0.0, hi=1.0)
 
     def __post_init__(self) -> None:
         check(self)
 
 
 def smoke(records: str, out: str) -> TrainConfig:
-    """A tiny run for tests and the small demo (no mosaic: at 96 px a quarter photo is too small to teach)."""
+    """A tiny run for tests and the small demo (no mosaic: at 96 px a quarter photo is too small to teach;
+    no close-ups: they decode each photo at twice the size, and these runs are for speed)."""
     return TrainConfig(records=records, out=out, image_size=96, epochs=2, batch_size=4, warmup_epochs=0.5,
-                       mosaic=0.0)
+                       mosaic=0.0, close_ups=0.0)
 
 
 def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict:
@@ -73,7 +77,7 @@ def _stage(cfg: TrainConfig, strategy):
     keras.utils.set_random_seed(cfg.seed)
     global_batch = cfg.batch_size * strategy.num_replicas_in_sync
     train_ds = train_dataset(cfg.records, cfg.image_size, global_batch, cfg.val_fold, cfg.seed, cfg.augment,
-                             cfg.photometric, cfg.mosaic)
+                             cfg.photometric, cfg.mosaic, cfg.close_ups)
     train_ds = shard_by_file(train_ds, len(list_shards(cfg.records, "train")), strategy)
     val_ds = eval_dataset(cfg.records, cfg.image_size, cfg.batch_size, cfg.val_fold).cache()
     steps = count_with_boxes(cfg.records, cfg.val_fold) // global_batch

@@ -113,3 +113,31 @@ def test_mosaic_replaces_its_share_of_photos_by_grids_of_four_different_ones():
     half = mosaic(0.5, seed=1)({**photos, "images": tf.tile(photos["images"], [8, 1, 1, 1]), "bounding_boxes": boxes})
     grids = int((half["bounding_boxes"]["boxes"].row_lengths() >= 4).numpy().sum())  # a photo has 1 or 2 boxes
     assert 8 <= grids <= 24  # half of 32, give or take 2.8 sd
+
+
+def _boxed_photo() -> dict:
+    """A 320 px photo: a bright 80x100 px animal (box first) and a small one in the far corner."""
+    img = np.zeros((320, 320, 3), np.float32)
+    img[100:200, 40:120] = 255.0
+    return {"images": tf.constant(img), "filename": tf.constant("a.jpg"),
+            "bounding_boxes": {"boxes": tf.constant([[40.0, 100.0, 120.0, 200.0], [280.0, 0.0, 318.0, 30.0]]),
+                               "classes": tf.constant([0.0, 1.0])}}
+
+
+def test_close_ups_frame_the_first_animal_as_a_close_up_and_keeps_its_pixels_boxed():
+    from stage1_detect.data import CLOSE_UP_FILL, close_ups
+
+    photo = _boxed_photo()
+    whole = close_ups(0.0, 160)(photo)  # off: the photo resized, every box with it
+    np.testing.assert_allclose(whole["bounding_boxes"]["boxes"].numpy(), [[20, 50, 60, 100], [140, 0, 159, 15]])
+    ds = tf.data.Dataset.from_tensors(photo).repeat(12).map(close_ups(1.0, 160, seed=4))
+    for out in [close_ups(1.0, 160, seed=2)(photo), *ds]:
+        boxes, img = out["bounding_boxes"]["boxes"].numpy(), out["images"].numpy()
+        assert img.shape == (160, 160, 3) and out["filename"] == b"a.jpg"
+        # the far animal is outside every window around the first; the first fills 0.55-1.1 of the side
+        np.testing.assert_array_equal(out["bounding_boxes"]["classes"].numpy(), [0.0])
+        (x0, y0, x1, y1), = boxes
+        assert CLOSE_UP_FILL[0] * 160 - 1 <= max(x1 - x0, y1 - y0) <= 160
+        inside = img[int(y0) + 2:int(y1) - 2, int(x0) + 2:int(x1) - 2, 0]
+        assert inside.min() > 200  # the box holds the animal's pixels ...
+        assert img[..., 0].mean() < 255 * (x1 - x0 + 4) * (y1 - y0 + 4) / 160**2  # ... and little else is bright
