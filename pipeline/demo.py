@@ -27,15 +27,15 @@ from tfrecords.synthetic.world import SMOKE, SynthConfig
 
 SIZES = {"small": SMOKE, "default": SynthConfig(seed=1)}
 # Budgeted for 20 minutes on 2 cores: 16.7-17.7 minutes at 18:10-18:52 on 2026-12-01 (the final
-# model's fine-tune ~3 of them), 19.4-20.2 at 20:58-21:42 with the detector's tiles on a host ~15 %
-# slower (the crops have no tiles since), 13-22 earlier that day, 28-37 in the hours before it
-# (RESULTS.md `demo`, `demo_spread_default`; the host's speed per training step changed ~2x:
-# docs/history.md). The
-# embedder keeps 30 epochs because 20 gave test MAP@5 0.70 where 30 gave 0.78 on the same crops. The
-# detector: 160 px for 12 epochs costs what 192 px for 8 did, and with the default mosaic it finds
-# small real fins that it missed at 192 px (docs/history.md, "Mosaic"); the default close-ups took five
-# such detectors to 0.55-0.69 on the real close-ups, where eight without scored 0.44-0.61
-# (docs/history.md, "Close-ups to train on")
+# model's fine-tune ~3 of them), 19.4-20.6 at 20:58-22:03 with the detector's tiles, 22.2-25.3 at
+# 23:25-00:47 with its close-ups on a host whose epochs of the unchanged embedder took 17-35 %
+# longer (RESULTS.md `demo`, `demo_spread_default`; docs/history.md, "The demo with close-ups":
+# a training step fills ~1.25 of the 2 cores, so the next minutes are in a larger batch or two
+# trainings side by side). The embedder keeps 30 epochs because 20 gave test MAP@5 0.70 where 30
+# gave 0.78 on the same crops. The detector: 160 px for 12 epochs costs what 192 px for 8 did, and
+# with the default mosaic it finds small real fins that it missed at 192 px (docs/history.md,
+# "Mosaic"); the default close-ups took five such detectors to 0.55-0.69 on the real close-ups,
+# where eight without scored 0.44-0.61 (docs/history.md, "Close-ups to train on")
 DETECTOR = {"image_size": 160, "epochs": 12}
 # V2-B0 rather than the default B0: on this world it trains ~1.2x faster per epoch and scored higher
 # (test MAP@5 0.80 vs 0.75 on the same crops); on real shark fins B0 did better (0.17 vs 0.12), so
@@ -246,8 +246,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = flags.parser(__doc__)
     p.add_argument("--workdir", default="work/demo", help="root of every output")
     p.add_argument("--size", choices=sorted(SIZES), default="default",
-                   help="small: 96 photos, ~5 minutes; default: 1550 photos, ~17-21 minutes on 2 CPU cores "
-                        "(RESULTS.md `demo`)")
+                   help="small: 96 photos, ~5 minutes; default: 1550 photos, ~17-25 minutes on 2 CPU cores, "
+                        "as fast as the host is (RESULTS.md `demo`)")
     p.add_argument("--seed", type=int, help="seeds the synthetic world and both trainings (None: the size's)")
     cli.add_common_flags(p)
     return p.parse_args(argv)

@@ -270,3 +270,17 @@ def test_a_detector_trains_from_a_locally_saved_pretrained_preset(tiny_records, 
     assert not np.array_equal(model.backbone.weights[0].numpy(), pretrained.weights[0].numpy())  # it trained
     with pytest.raises(FileNotFoundError, match="config.json"):
         build_backbone(DetectorConfig(image_size=64, weights=str(tmp_path)))
+
+
+def test_training_photos_with_close_ups_come_at_the_input_size_with_their_animal_filling_the_frame(tiny_records):
+    from stage1_detect.data import CLOSE_UP_FILL, train_dataset
+
+    sides = {}
+    for rate in (0.0, 1.0):
+        for images, boxes in train_dataset(str(tiny_records), 64, 4, val_fold=0, close_up_rate=rate).take(12):
+            assert images.shape == (4, 64, 64, 3)
+            b = boxes["boxes"].numpy()[boxes["classes"].numpy() >= 0]  # padding has class -1
+            sides[rate] = [*sides.get(rate, []), *(np.maximum(b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]) / 64)]
+    # cut close, the animals fill most of the frame (before the jittered resize's 0.7-1.3); whole (the
+    # tiny world frames them large already), clearly less
+    assert np.median(sides[1.0]) >= max(CLOSE_UP_FILL[0], np.median(sides[0.0]) + 0.1)
