@@ -121,8 +121,8 @@ def close_ups(rate: float, image_size: int, seed: int = 0) -> Callable[[dict], d
         lo = tf.stack([tf.minimum(x1 - side, x0), tf.minimum(y1 - side, y0)])
         hi = tf.stack([tf.maximum(x1 - side, x0), tf.maximum(y1 - side, y0)])
         corner = tf.clip_by_value(lo + (hi - lo) * u[2:], 0.0, size - side)
-        corner, side = (corner, side) if rate >= 1 else (tf.where(u[0] < rate, corner, 0.0),
-                                                         tf.where(u[0] < rate, side, size))
+        close = u[0] < rate
+        corner, side = tf.where(close, corner, 0.0), tf.where(close, side, size)
         window = tf.concat([corner[::-1], corner[::-1] + side], 0) / size  # rel yxyx
         out = tf.image.crop_and_resize(img[None], window[None], [0], (image_size, image_size))[0]
         moved = (boxes - tf.tile(corner, [2])) * (image_size / side)
