@@ -3,10 +3,11 @@
     python pipeline/demo.py [--workdir work/demo] [--size small|default]
 
 Synthesize a Happywhale-like dataset -> validated, sharded TFRecords -> an EDA report -> train the
-stage-1 detector -> evaluate it -> crop records -> train the sub-center ArcFace embedder -> open-set
-evaluation (threshold, HTML report) -> the final embedder, fine-tuned on every fold (threshold carried
-over) -> identify the test photos (submission.csv) -> score it against the synthetic truth beside the
-baselines. Every step prints its outputs; runs go to MLflow.
+stage-1 detector and evaluate it (in a second process) while the photos are cropped to their own boxes
+and the sub-center ArcFace embedder trains on them -> open-set evaluation (threshold, HTML report) ->
+the final embedder, fine-tuned on every fold (threshold carried over) -> identify the test photos with
+the detector and the final embedder (submission.csv) -> score it against the synthetic truth beside
+the baselines. Every step prints its outputs; runs go to MLflow.
 """
 
 from __future__ import annotations
@@ -29,11 +30,11 @@ SIZES = {"small": SMOKE, "default": SynthConfig(seed=1)}
 # Budgeted for 20 minutes on 2 cores: 16.7-17.7 minutes at 18:10-18:52 on 2026-12-01 (the final
 # model's fine-tune ~3 of them), 19.4-20.6 at 20:58-22:03 with the detector's tiles, 22.2-25.3 at
 # 23:25-00:47 with its close-ups on a host whose epochs of the unchanged embedder took 17-35 %
-# longer (RESULTS.md `demo`, `demo_spread_default`; docs/history.md, "The demo with close-ups":
-# a training step fills ~1.25 of the 2 cores, so the next minutes are in a larger batch or two
-# trainings side by side). The embedder keeps 30 epochs because 20 gave test MAP@5 0.70 where 30
-# gave 0.78 on the same crops. The detector: 160 px for 12 epochs costs what 192 px for 8 did, and
-# with the default mosaic it finds small real fins that it missed at 192 px (docs/history.md,
+# longer, 18.1-18.3 at 02:10-02:58 on 2026-12-02 with the detector trained beside the embedder
+# (RESULTS.md `demo`, `demo_spread_default`; docs/history.md, "Two trainings side by side"). The
+# embedder keeps 30 epochs because 20 gave test MAP@5 0.70 where 30 gave 0.78 on the same crops. The
+# detector: 160 px for 12 epochs costs what 192 px for 8 did, and with the default mosaic it finds
+# small real fins that it missed at 192 px (docs/history.md,
 # "Mosaic"); the default close-ups took five such detectors to 0.55-0.69 on the real close-ups,
 # where eight without scored 0.44-0.61 (docs/history.md, "Close-ups to train on")
 DETECTOR = {"image_size": 160, "epochs": 12}
@@ -48,10 +49,9 @@ EMBEDDER = {"epochs": 30, "backbone": "v2b0"}  # TrainConfig defaults otherwise 
 # demo's test MAP@5 from 0.734 to 0.798, 8 epochs at 1e-3 from 0.734 to 0.771 and from 0.794 to 0.819
 # (docs/history.md, "The final model on every fold")
 FINAL = {"epochs": 12, "lr": 2e-3, "warmup_epochs": 0.5}
-# The detector's evaluation and the Stage-2 crops look at the synthetic photos without their tiles
-# (stage1_detect/slicing.py): this world frames its animals at 7-90 % of the photo, where the tiles
-# moved 9 of 1,550 crops and cost ~25 s (evaluation) and 29 s (crops) of the budget. The test photos'
-# identification keeps them: it is the pipeline as users run it
+# The detector's evaluation looks at the synthetic photos without their tiles (stage1_detect/slicing.py):
+# this world frames its animals at 7-90 % of the photo, where the tiles moved 9 of 1,550 crops and cost
+# ~25 s of the budget. The test photos' identification keeps them: it is the pipeline as users run it
 SYNTHETIC_SLICES = 1
 # The small demo: the smoke settings, trained long enough to learn something (2 epochs gave a detector
 # of mAP 0 and an embedder below the untrained one); the first epoch's tracing dominates either way
@@ -84,27 +84,12 @@ def run_demo(workdir: str, size: str, seed: int | None = None) -> dict:
 def _run_demo(workdir: str, size: str, seed: int | None) -> dict:
     """``seed`` (default: the size's own) seeds the synthetic world and both trainings."""
     from pipeline.baselines import true_new_share
-    from stage1_detect.cropping import CropConfig, crop_records
-    from stage1_detect.scoring import evaluate as evaluate_detector
 
     data, records, eda, det, crops, emb, final, sub = (os.path.join(workdir, d) for d in (
         "data", "records", "eda", "detector", "crops", "embedder", "embedder_final", "submission"))
     total, started = 11, time.perf_counter()
     summary = prepare_data(data, records, eda, size, seed, total)
-    t = step(4, total, f"train the fin/fluke/body detector -> {det}")
-    train_detector(records, det, size, seed or 0)
-    done(t)
-    t = step(5, total, "evaluate the detector on the validation fold")
-    det_eval = evaluate_detector(det, records, out=os.path.join(det, "eval"), slices=SYNTHETIC_SLICES)
-    done(t, f"mAP@0.5 {det_eval['map50']:.3f}, mAP {det_eval['map']:.3f}, crops with IoU >= 0.5: "
-            f"{det_eval['iou50_share']:.1%}; grid: {det_eval['grid']}")
-    t = step(6, total, f"crop every image for stage 2 -> {crops}")
-    m = crop_records(CropConfig(records=records, out=crops, detector=det, crop_size=256, slices=SYNTHETIC_SLICES),
-                     progress=False)
-    done(t, f"by source: {m['sources']}")
-    t = step(7, total, f"train the sub-center ArcFace embedder -> {emb}")
-    history = train_embedder(crops, emb, size, seed or 0)
-    done(t, f"validation MAP@5 (known individuals) {history.get('val_map5', float('nan')):.3f}")
+    history, det_eval = train_both(records, det, crops, emb, size, seed or 0, total)
     t = step(8, total, f"open-set evaluation and the new_individual threshold -> {emb}/evaluation/report.html")
     ev = evaluate_embedder(emb, crops)
     done(t, f"MAP@5 {ev['map5']:.3f} at threshold {ev['threshold']:.3f}; new_individual found "
@@ -164,6 +149,48 @@ def print_next_steps(workdir: str, started: float) -> None:
     print(f"review the matches: python pipeline/review.py --matches {w}/submission/matches.csv --catalog "
           f"{w}/catalog.npz --images {w}/data/test_images --catalog-images {w}/data/train_images "
           f"--db {w}/review.sqlite")
+
+
+def train_both(records: str, det: str, crops: str, emb: str, size: str, seed: int, total: int) -> tuple:
+    """Steps 4-7: the detector and the embedder trained side by side, each in its own process with one
+    intra-op thread (``runtime.side_by_side``). The embedder does not wait for the detector's crops: it
+    trains on the photos cut to their own boxes, which the synthetic world draws (one per training
+    photo, the identified animal's); a Kaggle user, without boxes, cuts them with the detector
+    (stage1_detect/crop.py --detector). The test photos are cut by the detector (the crop folder's
+    test split, cut to the synthetic truth's boxes, is read by nothing). Returns the embedder's last
+    validation metrics and the detector's validation scores."""
+    from runtime import side_by_side, tracking
+    from stage1_detect.cropping import CropConfig, crop_records
+
+    tracking.create_store()  # before two processes use it at once
+    t = step(4, total, f"train the fin/fluke/body detector, then evaluate it -> {det} (its own process)")
+    detector = side_by_side.start(detector_job, (records, det, size, seed), "demo-detector")
+    t5 = step(5, total, f"crop every photo to its own box for stage 2 -> {crops}")
+    m = crop_records(CropConfig(records=records, out=crops, source="boxes", crop_size=256), progress=False)
+    done(t5, f"by source: {m['sources']}")
+    t6 = step(6, total, f"train the sub-center ArcFace embedder -> {emb} (its own process, beside the detector)")
+    embedder = side_by_side.start(train_embedder, (crops, emb, size, seed), "demo-embedder")
+    side_by_side.wait(embedder, f"the embedder's training ({emb})")
+    history = train_embedder(crops, emb, size, seed)  # finished: its history.json's last epoch
+    done(t6, f"validation MAP@5 (known individuals) {history.get('val_map5', float('nan')):.3f}")
+    step(7, total, "the detector's training and evaluation (step 4)")
+    side_by_side.wait(detector, f"the detector's training ({det})")
+    det_eval = json.loads(open(os.path.join(det, "eval", "scores.json")).read())
+    done(t, f"mAP@0.5 {det_eval['map50']:.3f}, mAP {det_eval['map']:.3f}, crops with IoU >= 0.5: "
+            f"{det_eval['iou50_share']:.1%}; grid: {det_eval['grid']}")
+    return history, det_eval
+
+
+def detector_job(records: str, out: str, size: str, seed: int) -> None:
+    """Train the detector, evaluate it on its validation fold, and leave the scores in
+    ``OUT/eval/scores.json`` for ``train_both``."""
+    from runtime import atomic
+    from stage1_detect.scoring import evaluate
+
+    train_detector(records, out, size, seed)
+    scores = evaluate(out, records, out=os.path.join(out, "eval"), slices=SYNTHETIC_SLICES)
+    atomic.write_json(os.path.join(out, "eval", "scores.json"),
+                      {k: scores[k] for k in ("map50", "map", "iou50_share", "grid")})
 
 
 def train_detector(records: str, out: str, size: str, seed: int = 0) -> None:
@@ -248,8 +275,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = flags.parser(__doc__)
     p.add_argument("--workdir", default="work/demo", help="root of every output")
     p.add_argument("--size", choices=sorted(SIZES), default="default",
-                   help="small: 96 photos, ~5 minutes; default: 1550 photos, ~17-25 minutes on 2 CPU cores, "
-                        "as fast as the host is (RESULTS.md `demo`)")
+                   help="small: 96 photos, ~3-5 minutes; default: 1550 photos, ~18 minutes on 2 CPU cores, "
+                        "more on a slower host (RESULTS.md `demo`)")
     p.add_argument("--seed", type=int, help="seeds the synthetic world and both trainings (None: the size's)")
     cli.add_common_flags(p)
     return p.parse_args(argv)

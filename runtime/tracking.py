@@ -33,6 +33,15 @@ def artifact_root() -> str | None:
     return "file://" + os.path.join(os.path.dirname(os.path.abspath(uri[len("sqlite:///"):])), "mlartifacts")
 
 
+def create_store() -> None:
+    """Create the tracking store's tables now. A sqlite store is created by its first use, and two
+    processes that start using a new one together race to create the same tables (the demo's two
+    trainings: "table latest_metrics already exists")."""
+    import mlflow
+
+    mlflow.MlflowClient(tracking_uri()).search_experiments(max_results=1)
+
+
 def use_experiment(name: str) -> None:
     """``mlflow.set_experiment``, creating the experiment with ``artifact_root`` first."""
     import mlflow

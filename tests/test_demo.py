@@ -15,7 +15,10 @@ def test_small_demo_runs_end_to_end(small_demo):
     assert (tmp_path / "eda" / "index.html").exists()
     assert (tmp_path / "detector" / "detector.keras").exists() and 0.0 <= out["detector_map50"] <= 1.0
     crops = json.loads((tmp_path / "crops" / "manifest.json").read_text())
-    assert crops["counts"] == {"train": 72, "test": 24} and sum(crops["sources"].values()) == 96
+    # the embedder trained on the photos' own boxes while the detector trained in its own process
+    assert crops["counts"] == {"train": 72, "test": 24} and crops["sources"] == {"boxes": 96}
+    scores = json.loads((tmp_path / "detector" / "eval" / "scores.json").read_text())
+    assert scores["map50"] == out["detector_map50"] and f"mAP@0.5 {scores['map50']:.3f}" in stdout
     assert (tmp_path / "mlflow.db").exists() and (tmp_path / "mlartifacts").is_dir()  # the runs stay in --workdir
     import mlflow
 
@@ -55,7 +58,37 @@ def test_small_demo_beats_knowing_nothing_and_stays_near_its_baselines(small_dem
         assert pipeline >= out[f"baseline_{name}_map5"] - 2 / 24, name
 
 
-@pytest.mark.slow  # the default demo: ~25 minutes on 2 cores
+def test_a_failed_training_process_stops_the_demo_in_one_line():
+    from runtime import side_by_side
+
+    p = side_by_side.start(os.path.join, (None,), "fails")  # os.path.join(None) raises in the child
+    with pytest.raises(SystemExit, match=r"^the detector's training failed \(exit code 1; its output is above\)$"):
+        side_by_side.wait(p, "the detector's training")
+
+
+def test_a_training_process_stops_when_its_parent_is_killed(tmp_path):
+    """A parent that dies without its clean-up (SIGKILL; ``os._exit`` here) leaves no training behind."""
+    import subprocess
+    import sys
+    import time
+
+    code = ("import os, sys, time; sys.path.insert(0, os.getcwd()); from runtime import side_by_side; "
+            "p = side_by_side.start(time.sleep, (300,), 'sleeper'); print(p.pid, flush=True); time.sleep(1); "
+            "os._exit(0)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         cwd=Path(__file__).resolve().parents[1])
+    child = int(out.stdout.split()[0])
+    for _ in range(60):
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.5)
+    os.kill(child, 9)
+    raise AssertionError("the orphaned training process was still running 30 s after its parent died")
+
+
+@pytest.mark.slow  # the default demo: ~18-25 minutes on 2 cores
 def test_default_demo_beats_every_baseline_by_a_margin(tmp_path):
     from conftest import run_script
 
