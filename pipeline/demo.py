@@ -155,10 +155,10 @@ def train_both(records: str, det: str, crops: str, emb: str, size: str, seed: in
     """Steps 4-7: the detector and the embedder trained side by side, each in its own process with one
     intra-op thread (``runtime.side_by_side``). The embedder does not wait for the detector's crops: it
     trains on the photos cut to their own boxes, which the synthetic world draws (one per training
-    photo, the identified animal's); a Kaggle user, without boxes, cuts them with the detector
-    (stage1_detect/crop.py --detector). The test photos are cut by the detector (the crop folder's
-    test split, cut to the synthetic truth's boxes, is read by nothing). Returns the embedder's last
-    validation metrics and the detector's validation scores."""
+    photo, the identified animal's); photos without boxes are cut by the detector
+    (stage1_detect/crop.py --detector; on Kaggle, public boxes: README, "Kaggle use"). The test photos
+    are cut by the detector (the crop folder's test split, cut to the synthetic truth's boxes, is read
+    by nothing). Returns the embedder's last validation metrics and the detector's validation scores."""
     from runtime import side_by_side, tracking
     from stage1_detect.cropping import CropConfig, crop_records
 
