@@ -170,11 +170,11 @@ def train_both(records: str, det: str, crops: str, emb: str, size: str, seed: in
     done(t5, f"by source: {m['sources']}")
     t6 = step(6, total, f"train the sub-center ArcFace embedder -> {emb} (its own process, beside the detector)")
     embedder = side_by_side.start(train_embedder, (crops, emb, size, seed), "demo-embedder")
-    side_by_side.wait(embedder, f"the embedder's training ({emb})")
+    side_by_side.wait_all((embedder, f"the embedder's training ({emb})"),
+                          (detector, f"the detector's training ({det})"))
     history = train_embedder(crops, emb, size, seed)  # finished: its history.json's last epoch
     done(t6, f"validation MAP@5 (known individuals) {history.get('val_map5', float('nan')):.3f}")
     step(7, total, "the detector's training and evaluation (step 4)")
-    side_by_side.wait(detector, f"the detector's training ({det})")
     det_eval = json.loads(open(os.path.join(det, "eval", "scores.json")).read())
     done(t, f"mAP@0.5 {det_eval['map50']:.3f}, mAP {det_eval['map']:.3f}, crops with IoU >= 0.5: "
             f"{det_eval['iou50_share']:.1%}; grid: {det_eval['grid']}")

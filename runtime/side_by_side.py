@@ -8,8 +8,10 @@ trainings side by side"). Spawned, not forked: TensorFlow is not fork-safe, and 
 takes its thread settings before the runtime starts.
 
     p = start(train_detector, (records, out, "default", 0), "detector")
+    q = start(train_embedder, (crops, out2, "default", 0), "embedder")
     ...                                    # the parent's own work
-    wait(p, "the detector's training")    # SystemExit with one line if it failed
+    wait_all((p, "the detector's training"), (q, "the embedder's training"))  # SystemExit, one line,
+                                                                              # at the first failure
 """
 
 from __future__ import annotations
@@ -54,3 +56,14 @@ def wait(p, what: str) -> None:
     p.join()
     if p.exitcode != 0:
         raise SystemExit(f"{what} failed (exit code {p.exitcode}; its output is above)")
+
+
+def wait_all(*jobs: tuple) -> None:
+    """Wait for every ``(process, what)`` of ``start``, in the order they end: the first that fails
+    raises at once (``wait``), not after the others have trained on for minutes."""
+    from multiprocessing.connection import wait as ended
+
+    left = {p.sentinel: (p, what) for p, what in jobs}
+    while left:
+        for sentinel in ended(list(left)):
+            wait(*left.pop(sentinel))

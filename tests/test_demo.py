@@ -59,11 +59,21 @@ def test_small_demo_beats_knowing_nothing_and_stays_near_its_baselines(small_dem
 
 
 def test_a_failed_training_process_stops_the_demo_in_one_line():
+    import time
+
     from runtime import side_by_side
 
     p = side_by_side.start(os.path.join, (None,), "fails")  # os.path.join(None) raises in the child
     with pytest.raises(SystemExit, match=r"^the detector's training failed \(exit code 1; its output is above\)$"):
         side_by_side.wait(p, "the detector's training")
+    # beside a long one, the failure is reported when it happens, not when the long one ends
+    long = side_by_side.start(time.sleep, (300,), "sleeper")
+    failing = side_by_side.start(os.path.join, (None,), "fails")
+    started = time.monotonic()
+    with pytest.raises(SystemExit, match=r"^the detector's training failed"):
+        side_by_side.wait_all((long, "the embedder's training"), (failing, "the detector's training"))
+    assert time.monotonic() - started < 120
+    long.kill()
 
 
 def test_a_training_process_stops_when_its_parent_is_killed(tmp_path):
