@@ -284,3 +284,20 @@ def test_training_photos_with_close_ups_come_at_the_input_size_with_their_animal
     # cut close, the animals fill most of the frame (before the jittered resize's 0.7-1.3); whole (the
     # tiny world frames them large already), clearly less
     assert np.median(sides[1.0]) >= max(CLOSE_UP_FILL[0], np.median(sides[0.0]) + 0.1)
+
+
+def test_the_evaluate_cli_passes_every_option_on(monkeypatch, tmp_path):
+    """Each of ``DetectorEvalConfig``'s options reaches ``scoring.evaluate`` (``--slices`` once did not:
+    the CLI scored with the default tiles whatever it was told)."""
+    import dataclasses
+
+    from stage1_detect import evaluate as cli
+    from stage1_detect.scoring import DetectorEvalConfig
+
+    seen = {}
+    monkeypatch.setattr(cli, "evaluate", lambda *a, **k: seen.update(args=a, kwargs=k) or {"map50": 0.0})
+    cli.main(["--detector", "D", "--records", "R", "--val-fold", "2", "--batch-size", "3", "--all", "--tile", "4",
+              "--zoom", "5", "--no-mirror", "--slices", "1", "--out", str(tmp_path)])
+    assert seen["args"] == ("D", "R", 2, str(tmp_path), 3)
+    assert seen["kwargs"] == {"every": True, "tile": 4, "zoom": 5, "mirror": False, "slices": 1}
+    assert len(seen["args"]) + len(seen["kwargs"]) == len(dataclasses.fields(DetectorEvalConfig))
