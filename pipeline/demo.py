@@ -30,8 +30,9 @@ SIZES = {"small": SMOKE, "default": SynthConfig(seed=1)}
 # Budgeted for 20 minutes on 2 cores: 16.7-17.7 minutes at 18:10-18:52 on 2026-12-01 (the final
 # model's fine-tune ~3 of them), 19.4-20.6 at 20:58-22:03 with the detector's tiles, 22.2-25.3 at
 # 23:25-00:47 with its close-ups on a host whose epochs of the unchanged embedder took 17-35 %
-# longer, 18.1-18.3 at 02:10-02:58 on 2026-12-02 with the detector trained beside the embedder
-# (RESULTS.md `demo`, `demo_spread_default`; docs/history.md, "Two trainings side by side"). The
+# longer, 18.1-18.3 at 02:10-02:58 on 2026-12-02 with the detector trained beside the embedder and
+# 14.8-16.0 at 04:13-06:51 (RESULTS.md `demo`, `demo_spread_default`; docs/history.md, "Two
+# trainings side by side"). The
 # embedder keeps 30 epochs because 20 gave test MAP@5 0.70 where 30 gave 0.78 on the same crops. The
 # detector: 160 px for 12 epochs costs what 192 px for 8 did, and with the default mosaic it finds
 # small real fins that it missed at 192 px (docs/history.md,
@@ -275,7 +276,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = flags.parser(__doc__)
     p.add_argument("--workdir", default="work/demo", help="root of every output")
     p.add_argument("--size", choices=sorted(SIZES), default="default",
-                   help="small: 96 photos, ~3-5 minutes; default: 1550 photos, ~18 minutes on 2 CPU cores, "
+                   help="small: 96 photos, ~2-5 minutes; default: 1550 photos, ~18 minutes on 2 CPU cores, "
                         "more on a slower host (RESULTS.md `demo`)")
     p.add_argument("--seed", type=int, help="seeds the synthetic world and both trainings (None: the size's)")
     cli.add_common_flags(p)
