@@ -128,18 +128,18 @@ def main(argv: list[str] | None = None) -> int:
     plain = plain_embedder(emb)
     fused, metrics = fuse(plain, crops, cfg["image_size"], val_fold)
     root = os.path.join(w, "ablation")
-    weight = metrics["pixel_weight"]
-    variants = {"baseline": (plain, 0.0, "none", False, False), "blend": (plain, 0.0, "none", False, True),
-                "fusion": (fused, weight, "none", False, False), "rerank": (plain, 0.0, "sift", False, False),
-                "both": (fused, weight, "sift", False, False), "full": (fused, weight, "sift", True, False),
-                "full_blend": (fused, weight, "sift", True, True)}
+    none, mix = {"pixel_weight": 0.0, "hog_weight": 0.0}, {k: metrics[k] for k in ("pixel_weight", "hog_weight")}
+    variants = {"baseline": (plain, none, "none", False, False), "blend": (plain, none, "none", False, True),
+                "fusion": (fused, mix, "none", False, False), "rerank": (plain, none, "sift", False, False),
+                "both": (fused, mix, "sift", False, False), "full": (fused, mix, "sift", True, False),
+                "full_blend": (fused, mix, "sift", True, True)}
     truth, train = os.path.join(w, "data", "test_truth.csv"), os.path.join(w, "data", "train.csv")
     rows = []
-    for name, (model, weight, rerank, by_group, blend) in variants.items():
-        folder = write_variant(os.path.join(root, name), model, {**cfg, "pixel_weight": weight},
+    for name, (model, weights, rerank, by_group, blend) in variants.items():
+        folder = write_variant(os.path.join(root, name), model, {**cfg, **weights},
                                head_from=emb)  # every variant can be a pseudo-label or all-folds start
         sub = through_pipeline(folder, det, crops, records, rerank=rerank, group_thresholds=by_group, blend=blend)
-        rows.append({"variant": name, "pixel_weight": weight, "rerank": rerank, "group_thresholds": by_group,
+        rows.append({"variant": name, **weights, "rerank": rerank, "group_thresholds": by_group,
                      "blend_weight": json.loads(open(os.path.join(folder, "threshold.json")).read())["blend"]["weight"],
                      "test_map5": score(sub, truth),
                      "single_photo_top1": single_photo_top1(sub, truth, train)})

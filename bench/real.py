@@ -145,6 +145,7 @@ def identification(a, det: str, emb: str, crops: str, records: str, w: str, refe
             out["pixels_known_map5"] = closed(os.path.join(ref, "none"))
             out["pixels_sift_known_map5"] = closed(os.path.join(ref, "sift"))
     return {**out, "embedder_kind": inf["embedder_kind"], "pixel_weight": inf["pixel_weight"],
+            "hog_weight": inf["hog_weight"],
             "reranked": inf["reranked"], "test_images": inf["images"]}
 
 

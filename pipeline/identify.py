@@ -233,6 +233,7 @@ def run(cfg: InferConfig, progress: bool = True) -> dict:
               # a pixel embedder folder: identification with no trained model at all
               "embedder_kind": m.embedder_cfg.get("kind", "trained"),
               "pixel_weight": m.embedder_cfg.get("pixel_weight", 0.0),
+              "hog_weight": m.embedder_cfg.get("hog_weight", 0.0),
               "new_individual_first": float(np.mean([p[0] == NEW for p in preds]))
               if preds else 0.0}
     return {**result, "mlflow_run_id": track(cfg, result, sub)}

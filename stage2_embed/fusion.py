@@ -1,89 +1,108 @@
-"""The learned embedding fused with the 16 x 16 pixel descriptor, weighted on validation.
+"""The learned embedding fused with two training-free descriptors, weighted on validation.
 
 On a few thousand real photos of hundreds of individuals, an EfficientNet trained from scratch
 found fewer individuals than nearest neighbours on 16 x 16 grey thumbnails (known-individual MAP@5
-0.011 against 0.184): training can destroy what the pixels hold. So after training, validation
-scores both and every mix of them: with unit-norm parts, the concatenation
-``[sqrt(w) * embedding, sqrt(1 - w) * pixels]`` is unit-norm and its cosine is exactly
-``w * cos_embedding + (1 - w) * cos_pixels``, so one nearest-neighbour search (catalog, FAISS,
-threshold, review) serves any mix unchanged. The weight with the best validation MAP@5 is kept
-(``w = 1``: the embedder alone; ``w = 0``: pixels alone, with a warning). The saved embedder is
-never worse than the pixels on validation.
+0.011 against 0.184): training can destroy what the pixels hold. And a histogram of oriented
+gradients (``HOGDescriptor``) finds more than the thumbnails on real fins and on the demo's
+crops, and adds to a trained embedder (docs/history.md, "Edges as a training-free descriptor").
+So after training, validation scores every mix of the three parts' cosines, weights ``(w_e, w_p,
+w_h)`` summing to 1 in steps of 0.1: with unit-norm parts, the concatenation ``[sqrt(w_e) *
+embedding, sqrt(w_p) * pixels, sqrt(w_h) * hog]`` is unit-norm and its cosine is exactly the
+weighted mix, so one nearest-neighbour search (catalog, FAISS, threshold, review) serves any mix
+unchanged. The mix with the best validation MAP@5 is kept; the saved embedder is never worse than
+the pixels, or the edges, on validation.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 
 import numpy as np
 
-WEIGHTS = tuple(float(w) for w in np.round(np.linspace(0.0, 1.0, 11), 2))  # the embedder's weight
+PARTS = ("embedder", "pixels", "hog")
+STEPS = 10  # weights in steps of 1 / STEPS
+# (embedder, pixels, hog) weights summing to 1
+MIXES = tuple((round(1 - (p + h) / STEPS, 2), round(p / STEPS, 2), round(h / STEPS, 2))
+              for p, h in itertools.product(range(STEPS + 1), repeat=2) if p + h <= STEPS)
+
+
+def descriptors(image):
+    """The training-free parts' layers applied to ``image``: {part: unit-norm output}."""
+    from stage2_embed.layers import HOGDescriptor, PixelDescriptor
+    from stage2_embed.pixel_embedder import SIDE
+
+    return {"pixels": PixelDescriptor(SIDE, name="pixels")(image), "hog": HOGDescriptor(name="hog")(image)}
 
 
 def split_embeddings(embed_model, records: str, image_size: int, crop: bool = False):
-    """Embeddings, pixel descriptors, ids, folds, holdout of every training-split record, in one pass."""
+    """({part: descriptors}, ids, folds, holdout) of every training-split record, in one pass."""
     import keras
 
     from stage2_embed.data import image_dataset
     from stage2_embed.forward import embed_all
-    from stage2_embed.layers import PixelDescriptor
-    from stage2_embed.pixel_embedder import SIDE
 
     image = embed_model.input
-    both = keras.Model(image, keras.layers.Concatenate()([embed_model(image), PixelDescriptor(SIDE)(image)]))
+    outs = {"embedder": embed_model(image), **descriptors(image)}
+    both = keras.Model(image, keras.layers.Concatenate()(list(outs.values())))
     out, ids, _, _, folds, holdout = embed_all(both, image_dataset(records, "train", image_size, 64, crop=crop))
-    dim = embed_model.output_shape[-1]
-    return out[:, :dim], out[:, dim:], ids, folds, holdout
+    ends = np.cumsum([int(v.shape[-1]) for v in outs.values()])
+    return dict(zip(outs, np.split(out, ends[:-1], axis=1), strict=True)), ids, folds, holdout
 
 
-def weight_curve(emb: np.ndarray, pix: np.ndarray, ids: np.ndarray, folds: np.ndarray, holdout: np.ndarray,
-                 val_fold: int) -> dict[float, float]:
-    """Known-individual validation MAP@5 (the validation fold against the training folds) at each
-    embedder weight of ``WEIGHTS``."""
+def weight_curve(parts: dict[str, np.ndarray], ids: np.ndarray, folds: np.ndarray, holdout: np.ndarray,
+                 val_fold: int) -> dict[tuple[float, float, float], float]:
+    """Known-individual validation MAP@5 (the validation fold against the training folds) of each
+    ``MIXES`` weighting of the ``PARTS`` (a part absent from ``parts`` only at weight 0)."""
     from stage2_embed.retrieval import known_individual_map5_from_sim
 
     q = folds == val_fold
     g = (folds != val_fold) & (holdout == 0)
-    sim_e, sim_p = emb[q] @ emb[g].T, pix[q] @ pix[g].T
-    return {w: known_individual_map5_from_sim(w * sim_e + (1 - w) * sim_p, ids[q].tolist(), ids[g].tolist())
-            for w in WEIGHTS}
+    sims = {k: parts[k][q] @ parts[k][g].T for k in PARTS if k in parts}
+    curve = {}
+    for mix in MIXES:
+        if any(w > 0 and k not in sims for k, w in zip(PARTS, mix, strict=True)):
+            continue
+        sim = sum(w * sims[k] for k, w in zip(PARTS, mix, strict=True) if w > 0)
+        curve[mix] = known_individual_map5_from_sim(sim, ids[q].tolist(), ids[g].tolist())
+    return curve
 
 
-def choose_weight(curve: dict[float, float]) -> float:
-    """The weight with the best MAP@5; among equals the largest (the learned embedding)."""
+def choose_weight(curve: dict[tuple[float, float, float], float]) -> tuple[float, float, float]:
+    """The mix with the best MAP@5; among equals the one weighing the learned embedding most, then
+    the edges."""
     best = max(curve.values())
-    return max(w for w, m in curve.items() if m >= best - 1e-9)
+    return max((mix for mix, m in curve.items() if m >= best - 1e-9), key=lambda mix: (mix[0], mix[2]))
 
 
-def fused_model(embed_model, weight: float):
-    """image -> ``[sqrt(w) * embedding, sqrt(1 - w) * pixels]`` (unit norm); ``w = 1``: the embedder
-    itself; ``w = 0``: the pixel descriptor alone (the backbone is not run at all)."""
+def fused_model(embed_model, pixel_weight: float = 0.0, hog_weight: float = 0.0):
+    """image -> ``[sqrt(w_e) * embedding, sqrt(w_p) * pixels, sqrt(w_h) * hog]`` (unit norm, parts
+    of weight 0 left out, ``w_e = 1 - w_p - w_h``); no descriptor weighed: the embedder itself; the
+    embedder weighed 0: its backbone is not run at all."""
     import keras
 
-    from stage2_embed.layers import PixelDescriptor
-    from stage2_embed.pixel_embedder import SIDE
-
-    if weight >= 1.0:
+    weights = {"embedder": round(1.0 - pixel_weight - hog_weight, 6), "pixels": pixel_weight, "hog": hog_weight}
+    if weights["embedder"] >= 1.0:
         return embed_model
     image = keras.Input(embed_model.input_shape[1:], name="image")
-    pix = PixelDescriptor(SIDE, name="pixels")(image)
-    if weight <= 0.0:
-        return keras.Model(image, pix, name="embedder_pixels")
-    parts = [keras.layers.Rescaling(math.sqrt(weight), name="embedding_part")(embed_model(image)),
-             keras.layers.Rescaling(math.sqrt(1.0 - weight), name="pixel_part")(pix)]
-    return keras.Model(image, keras.layers.Concatenate(name="fused")(parts), name="embedder_fused")
+    fixed = descriptors(image)
+    parts = [keras.layers.Rescaling(math.sqrt(w), name=f"{k}_part")(embed_model(image) if k == "embedder" else fixed[k])
+             for k, w in weights.items() if w > 0]
+    out = parts[0] if len(parts) == 1 else keras.layers.Concatenate(name="fused")(parts)
+    return keras.Model(image, out, name="embedder_fused")
 
 
 def fuse(embed_model, records: str, image_size: int, val_fold: int, crop: bool = False):
     """(the model to save as ``embedder.keras``, metrics): the validation MAP@5 of the embedder, of
-    the pixels and of the chosen mix, and the pixels' weight in it."""
-    emb, pix, ids, folds, holdout = split_embeddings(embed_model, records, image_size, crop)
-    curve = weight_curve(emb, pix, ids, folds, holdout, val_fold)
-    w = choose_weight(curve)
-    metrics = {"val_map5_embedder": curve[1.0], "val_map5_pixels": curve[0.0], "val_map5_fused": curve[w],
-               "pixel_weight": round(1.0 - w, 2)}
-    return fused_model(embed_model, w), metrics
+    the pixels, of the edges and of the chosen mix, and the descriptors' weights in it."""
+    parts, ids, folds, holdout = split_embeddings(embed_model, records, image_size, crop)
+    curve = weight_curve(parts, ids, folds, holdout, val_fold)
+    mix = choose_weight(curve)
+    metrics = {"val_map5_embedder": curve[(1.0, 0.0, 0.0)], "val_map5_pixels": curve[(0.0, 1.0, 0.0)],
+               "val_map5_hog": curve[(0.0, 0.0, 1.0)], "val_map5_fused": curve[mix],
+               "pixel_weight": mix[1], "hog_weight": mix[2]}
+    return fused_model(embed_model, mix[1], mix[2]), metrics
 
 
 def warning(metrics: dict) -> str | None:
@@ -91,9 +110,11 @@ def warning(metrics: dict) -> str | None:
     figures: a final model trained on every fold whose cross-validation run recorded none)."""
     if "val_map5_embedder" not in metrics or metrics["val_map5_embedder"] > metrics["val_map5_pixels"]:
         return None
+    learned = 1.0 - metrics["pixel_weight"] - metrics.get("hog_weight", 0.0)
     return (f"warning: the embedder (validation MAP@5 {metrics['val_map5_embedder']:.3f}) does not beat 16x16 "
             f"pixel nearest neighbours ({metrics['val_map5_pixels']:.3f}); the saved embedding is "
-            f"{metrics['pixel_weight']:.0%} pixels. Try --weights imagenet, a lower --image-size, more --epochs")
+            f"{metrics['pixel_weight']:.0%} pixels, {metrics.get('hog_weight', 0.0):.0%} edges (HOG) and "
+            f"{max(learned, 0.0):.0%} learned. Try --weights imagenet, a lower --image-size, more --epochs")
 
 
 def warn_if_weak(run_dir: str) -> None:

@@ -44,6 +44,7 @@ class EmbedderConfig:
     # the 16x16 pixel descriptor's weight in the saved embedding (stage2_embed.fusion; 0: none);
     # a record of what the trainer saved, not read by build_models
     pixel_weight: float = 0.0
+    hog_weight: float = 0.0  # the HOG edge descriptor's (stage2_embed.fusion), a record likewise
     # the margin the training crops were grown by (crop records' manifest, or --crop's): inference
     # grows its detector boxes by the same (None: unknown, infer uses 0.1); a record, not read here
     crop_margin: float | None = None

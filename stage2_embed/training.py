@@ -58,8 +58,8 @@ class TrainConfig:
     flip: bool = option(False, help="random horizontal flips (moves a fin's marks)")
     crop: bool = option(False, help="the records are image records: cut them to their boxes first")
     mixed_precision: bool = option(False, help="mixed_bfloat16 on TPU and CPU, mixed_float16 on GPU")
-    pixel_fusion: bool = option(True, help="mix the 16x16 pixel descriptor into the saved embedding at the "
-                                           "weight validation prefers (never worse than the pixels there)")
+    pixel_fusion: bool = option(True, help="mix the 16x16 pixel and HOG edge descriptors into the saved embedding "
+                                           "at the weights validation prefers (never worse than either there)")
     steps_per_execution: int = option(1, help="steps per compiled call (TPU: 32 or more, so the host keeps up)",
                                       lo=1)
     seed: int = option(0, help="random seed for weights, shuffling and augmentation")
@@ -208,8 +208,8 @@ def _finish(cfg: TrainConfig, ecfg, train_model, embed_model) -> dict:
 
 
 def finish_embedding(embed_model, cfg: TrainConfig, ecfg) -> tuple:
-    """(the embedding model to save, its metrics): with ``pixel_fusion``, mixed with the pixel
-    descriptor at the weight validation prefers (``stage2_embed.fusion``), recorded in
+    """(the embedding model to save, its metrics): with ``pixel_fusion``, mixed with the pixel and
+    edge (HOG) descriptors at the weights validation prefers (``stage2_embed.fusion``), recorded in
     ``embedder_config.json`` and MLflow; a one-line warning when the embedder alone loses."""
     import mlflow
 
@@ -224,11 +224,12 @@ def finish_embedding(embed_model, cfg: TrainConfig, ecfg) -> tuple:
 
         cv_fusion = join(cfg.all_folds, "fusion.json")
         metrics = json.loads(read_bytes(cv_fusion)) if exists(cv_fusion) else {}
-        metrics["pixel_weight"] = float(cv_config(cfg.all_folds).get("pixel_weight", 0.0))
-        fused = fused_model(embed_model, 1.0 - metrics["pixel_weight"])
+        cv = cv_config(cfg.all_folds)
+        metrics.update({k: float(cv.get(k, 0.0)) for k in ("pixel_weight", "hog_weight")})
+        fused = fused_model(embed_model, metrics["pixel_weight"], metrics["hog_weight"])
     else:
         fused, metrics = fuse(embed_model, cfg.records, cfg.image_size, cfg.val_fold, cfg.crop)
-    saved = replace(ecfg, pixel_weight=metrics["pixel_weight"])
+    saved = replace(ecfg, pixel_weight=metrics["pixel_weight"], hog_weight=metrics["hog_weight"])
     atomic.write_json(join(cfg.out, "embedder_config.json"), asdict(saved))
     atomic.write_json(join(cfg.out, "fusion.json"), metrics)  # evaluate and infer repeat the warning
     mlflow.log_metrics(metrics)

@@ -71,7 +71,7 @@ def test_saved_embedder_reloads_with_identical_embeddings(embed_run, tiny_record
     fresh_train.load_weights(out / "best.weights.h5")  # the saved model is the best validated epoch's
     batch = next(iter(image_dataset(str(tiny_records), "train", cfg["image_size"], 8, crop=True)))
     a = np.asarray(again(batch["image"], training=False))
-    fused = fused_model(fresh_embed, 1.0 - cfg["pixel_weight"])  # as the trainer chose on validation
+    fused = fused_model(fresh_embed, cfg["pixel_weight"], cfg["hog_weight"])  # as the trainer chose on validation
     b = np.asarray(fused(batch["image"], training=False))
     np.testing.assert_allclose(a, b, atol=1e-5)
     np.testing.assert_allclose(np.linalg.norm(a, axis=1), 1.0, atol=1e-5)
@@ -95,8 +95,11 @@ def test_embedding_export_covers_every_record_without_pickle(embed_run, tiny_rec
         assert set(z.files) == {"embeddings", "filenames", "individual_ids", "species", "splits", "folds", "holdout"}
         m = json.loads((tiny_records / "manifest.json").read_text())
         n = m["counts"]["train"] + m["counts"]["test"]
-        w = json.loads((out / "embedder_config.json").read_text())["pixel_weight"]  # 32-d + 256-d pixels
-        assert z["embeddings"].shape == (n, 32 if w == 0 else 256 if w == 1 else 288)
+        cfg = json.loads((out / "embedder_config.json").read_text())  # 32-d, 256-d pixels, 324-d edges
+        dims = {"embedding": 32, "pixel": 256, "hog": 324}
+        weighed = {"embedding": 1.0 - cfg["pixel_weight"] - cfg["hog_weight"], "pixel": cfg["pixel_weight"],
+                   "hog": cfg["hog_weight"]}
+        assert z["embeddings"].shape == (n, sum(dims[k] for k, w in weighed.items() if w > 1e-6))
         assert len(set(z["filenames"])) == n
         assert (z["splits"] == "test").sum() == m["counts"]["test"]
         np.testing.assert_allclose(np.linalg.norm(z["embeddings"], axis=1), 1.0, atol=1e-5)

@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 
-from stage2_embed.layers import ArcMarginLogits, GeMPooling2D, PixelDescriptor, dynamic_margins
+from stage2_embed.layers import ArcMarginLogits, GeMPooling2D, HOGDescriptor, PixelDescriptor, dynamic_margins
 
 
 def np_arcface(emb, w, labels, num_classes, k, s, m, easy=False):
@@ -77,7 +77,8 @@ def test_gem_with_p_1_is_average_pooling_and_large_p_nears_max():
 
 @pytest.mark.parametrize("layer", [GeMPooling2D(p=2.5, trainable_p=False, name="g"),
                                    ArcMarginLogits(7, k=2, scale=20.0, margin=0.25, easy_margin=True, name="a"),
-                                   PixelDescriptor(side=8, name="p")])
+                                   PixelDescriptor(side=8, name="p"),
+                                   HOGDescriptor(size=32, cell=8, bins=6, sharpness=2.0, name="h")])
 def test_config_round_trip(layer):
     clone = layer.__class__.from_config(layer.get_config())
     assert clone.get_config() == layer.get_config()
@@ -107,6 +108,64 @@ def test_pixel_descriptor_is_the_centred_grey_thumbnail_and_ignores_brightness()
     np.testing.assert_allclose(out, ref, atol=1e-5)
     brighter = keras.ops.convert_to_numpy(PixelDescriptor(16)(x + 40.0))
     np.testing.assert_allclose(brighter, out, atol=1e-5)
+
+
+def np_hog(x, size=64, cell=16, bins=9, sharpness=16.0):
+    """The reference, written the textbook way: the angle from an arctangent, each pixel's magnitude
+    voted to every bin by ``max(0, cos 2(angle - bin))**sharpness``, 2 x 2 blocks, L2-Hys."""
+    grey = x @ np.array([0.2989, 0.587, 0.114], np.float32)
+    n0 = x.shape[1] // size
+    img = grey.reshape(len(x), size, n0, size, n0).mean(axis=(2, 4))
+    gx, gy = np.zeros_like(img), np.zeros_like(img)
+    gx[:, :, 1:-1], gy[:, 1:-1, :] = img[:, :, 2:] - img[:, :, :-2], img[:, 2:, :] - img[:, :-2, :]
+    mag, angle = np.hypot(gx, gy), np.arctan2(gy, gx)
+    centres = np.arange(bins) * np.pi / bins
+    votes = mag[..., None] * np.maximum(np.cos(2 * (angle[..., None] - centres)), 0) ** sharpness
+    n = size // cell
+    h = votes.reshape(len(x), n, cell, n, cell, bins).sum(axis=(2, 4))
+    out = []
+    for b in range(len(x)):
+        blocks = []
+        for i in range(n - 1):
+            for j in range(n - 1):
+                v = np.concatenate([h[b, i, j], h[b, i, j + 1], h[b, i + 1, j], h[b, i + 1, j + 1]])
+                v = np.minimum(v / np.linalg.norm(v), 0.2)
+                blocks.append(v / np.linalg.norm(v))
+        v = np.stack(blocks).reshape(-1)  # [block, 4 * bins], block-major as the layer lays it out
+        out.append(v / np.linalg.norm(v))
+    return np.stack(out)
+
+
+def test_hog_descriptor_matches_the_textbook_histogram():
+    x = np.random.default_rng(4).uniform(0, 255, size=(2, 128, 128, 3)).astype("float32")
+    got = keras.ops.convert_to_numpy(HOGDescriptor(size=64, cell=16)(x))
+    want = np_hog(x)
+    # the layer orders a block's four cells along the last axis: [tl, tr, bl, br] x bins, as np_hog
+    np.testing.assert_allclose(got, want, atol=2e-4)
+
+
+def test_hog_descriptor_ignores_light_and_polarity_but_sees_an_edge_move():
+    x = np.zeros((1, 64, 64, 3), np.float32) + 60.0
+    x[:, 16:48, 20:40] = 180.0  # a bright block: four edges
+    hog = HOGDescriptor(size=64, cell=16)
+    base = keras.ops.convert_to_numpy(hog(x))
+    for same in (x * 0.5 + 30.0, 255.0 - x):  # dimmer, lower contrast; a dark block on bright water
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(hog(same)), base, atol=1e-4)
+    moved = x.copy()
+    moved[:, 16:48, 40:52] = 180.0  # the right edge moves 12 px
+    assert float((base * keras.ops.convert_to_numpy(hog(moved))).sum()) < 0.95
+    with pytest.raises(ValueError, match="multiple of cell"):
+        HOGDescriptor(size=60, cell=16)
+
+
+def test_hog_descriptor_round_trips_through_a_keras_file(tmp_path):
+    image = keras.Input((48, 48, 3))
+    model = keras.Model(image, HOGDescriptor(size=32, cell=8)(image))
+    model.save(tmp_path / "h.keras")
+    again = keras.saving.load_model(tmp_path / "h.keras", safe_mode=True)
+    x = np.random.default_rng(5).uniform(0, 255, size=(2, 48, 48, 3)).astype("float32")
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(again(x)), keras.ops.convert_to_numpy(model(x)), atol=1e-6)
+    assert again.output_shape == (None, 9 * 4 * 9)
 
 
 @pytest.mark.parametrize("h,w", [(64, 64), (100, 70), (37, 50)])

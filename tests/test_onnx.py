@@ -70,3 +70,21 @@ def test_a_stale_or_missing_export_is_a_one_line_error(exported, tiny_crops, tin
     (stale / "embedder.onnx").unlink()
     r = run_script([*args, "--embedder", str(stale)])
     assert r.returncode == 2 and "embedder.onnx not found: export the run first" in r.stderr.strip().splitlines()[-1]
+
+
+def test_the_fused_embedders_descriptors_export_to_onnx(tmp_path):
+    """The pixel and HOG parts of a fused embedder are plain ops (no arctangent, no area resize):
+    tf2onnx converts them and ONNX Runtime computes the same descriptors."""
+    import keras
+    import tensorflow as tf
+
+    from runtime.onnx import Session, export
+    from stage2_embed.forward import forward_fn
+    from stage2_embed.fusion import fused_model
+
+    image = keras.Input((48, 48, 3))
+    embed = keras.Model(image, keras.layers.UnitNormalization()(keras.layers.Dense(8)(keras.layers.Flatten()(image))))
+    model = fused_model(embed, 0.3, 0.4)
+    export(tf.function(forward_fn(model)), [tf.TensorSpec((None, 48, 48, 3), tf.float32)], str(tmp_path / "f.onnx"))
+    x = np.random.default_rng(6).uniform(0, 255, (3, 48, 48, 3)).astype("float32")
+    np.testing.assert_allclose(Session(str(tmp_path / "f.onnx"))(x), np.asarray(model(x)), atol=1e-4)
