@@ -1,12 +1,12 @@
 """Measure the whole pipeline on your own photos: any Kaggle-layout folder (``train.csv``,
 ``train_images/``, ``test_images/``, optional ``boxes.csv`` and ``test_truth.csv``).
 
-    python bench/real.py --data DIR [--detector RUN_DIR|train|none] [--embedder RUN_DIR|train|pixels]
+    python bench/real.py --data DIR [--detector RUN_DIR|train|none] [--embedder RUN_DIR|train|pixels|hog]
         [--workdir work/real] [--epochs 30] [--repeats N] [--init EMBEDDER_RUN]
 
 Builds the records, crops them with the given detector (``train``: trains one on the boxes first;
 ``none``: the records' own boxes, else whole photos), embeds with the given embedder (``train``:
-trains one with the defaults; ``pixels``: 16x16 grey pixels, no training), fits the threshold and
+trains one with the defaults; ``pixels``: 16x16 grey pixels, ``hog``: HOG edges, no training), fits the threshold and
 the SIFT re-ranking on a validation fold, identifies the test photos against the training photos
 and prints one JSON line:
 
@@ -23,7 +23,8 @@ and prints one JSON line:
 - ``embedder_known_map5``: the same without the SIFT re-ranking: the embedder alone;
 - ``pixels_known_map5``, ``pixels_sift_known_map5``: the same closed-set MAP@5 for 16x16
   grey-pixel nearest neighbours, alone and re-ranked by SIFT: the training-free references every
-  learned part must beat;
+  learned part must beat; ``hog_known_map5``, ``hog_sift_known_map5``: the same for HOG edges
+  (``stage2_embed.layers.HOGDescriptor``), the stronger training-free reference;
 - ``images_per_s``: identification throughput (detector, crop, embedding, search, re-ranking).
 """
 
@@ -85,10 +86,10 @@ def stage1(a, records: str, w: str) -> tuple[str, dict]:
 
 
 def stage2(a, crops: str, w: str, seed: int = 0) -> str:
-    from stage2_embed.pixel_embedder import write_pixel_embedder
+    from stage2_embed.pixel_embedder import DESCRIPTORS, write_pixel_embedder
 
-    if a.embedder == "pixels":
-        return write_pixel_embedder(os.path.join(w, "pixels"), 96)
+    if a.embedder in DESCRIPTORS:
+        return write_pixel_embedder(os.path.join(w, a.embedder), 96, descriptor=a.embedder)
     if a.embedder != "train":
         return a.embedder
     from stage2_embed.training import TrainConfig, train
@@ -118,12 +119,12 @@ def identify(det: str, emb: str, crops: str, records: str, out: str, reranks=("s
 
 def identification(a, det: str, emb: str, crops: str, records: str, w: str, references: bool = True) -> dict:
     """The pipeline's figures, and with ``test_truth.csv`` the closed-set MAP@5 of the pipeline,
-    of its embedder alone, and (``references``) of the training-free references: 16x16 pixels,
-    then + SIFT."""
+    of its embedder alone, and (``references``) of the training-free references: 16x16 pixels and
+    HOG edges, each alone and + SIFT."""
     import pandas as pd
 
     from pipeline.baselines import score
-    from stage2_embed.pixel_embedder import write_pixel_embedder
+    from stage2_embed.pixel_embedder import DESCRIPTORS, write_pixel_embedder
 
     runs = identify(det, emb, crops, records, os.path.join(w, "pipeline"))
     inf, speed = runs["sift"]
@@ -136,14 +137,14 @@ def identification(a, det: str, emb: str, crops: str, records: str, w: str, refe
         out["known_map5"] = closed(os.path.join(w, "pipeline", "sift"))
         out["open_set_map5"] = score(inf["submission"], truth_csv)
         out["embedder_known_map5"] = closed(os.path.join(w, "pipeline", "none"))
-        if references:
-            ref = os.path.join(w, "pipeline")  # --embedder pixels: the pipeline's runs are the references
-            if a.embedder != "pixels":
-                ref = os.path.join(w, "pixels_reference_run")
-                px = write_pixel_embedder(os.path.join(w, "pixels_reference"), 96)
+        for kind in DESCRIPTORS if references else ():
+            ref = os.path.join(w, "pipeline")  # --embedder pixels or hog: the pipeline's runs are that reference
+            if a.embedder != kind:
+                ref = os.path.join(w, f"{kind}_reference_run")
+                px = write_pixel_embedder(os.path.join(w, f"{kind}_reference"), 96, descriptor=kind)
                 identify(det, px, crops, records, ref)
-            out["pixels_known_map5"] = closed(os.path.join(ref, "none"))
-            out["pixels_sift_known_map5"] = closed(os.path.join(ref, "sift"))
+            out[f"{kind}_known_map5"] = closed(os.path.join(ref, "none"))
+            out[f"{kind}_sift_known_map5"] = closed(os.path.join(ref, "sift"))
     return {**out, "embedder_kind": inf["embedder_kind"], "pixel_weight": inf["pixel_weight"],
             "hog_weight": inf["hog_weight"],
             "reranked": inf["reranked"], "test_images": inf["images"]}
@@ -153,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     p = flags.parser(__doc__)
     p.add_argument("--data", required=True, help="Kaggle-layout folder")
     p.add_argument("--detector", default="none", help="run folder, train or none")
-    p.add_argument("--embedder", default="train", help="run folder, train or pixels")
+    p.add_argument("--embedder", default="train", help="run folder, train, pixels or hog (training-free)")
     p.add_argument("--workdir", default="work/real", help="outputs")
     p.add_argument("--epochs", type=int, default=30, help="epochs when training")
     p.add_argument("--repeats", type=int, default=1, help="with --embedder train: train this many embedders "
@@ -174,12 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     runs = []
     for seed in range(a.repeats if a.embedder == "train" else 1):
         emb = stage2(a, crops, w, seed)
-        pixels = a.embedder == "pixels"  # the pipeline is then its own training-free reference
-        runs.append(identification(a, det, emb, crops, records, os.path.join(w, f"seed{seed}"),
-                                   seed == 0 and not pixels))
-        if pixels and "known_map5" in runs[-1]:
-            runs[-1].update(pixels_known_map5=runs[-1]["embedder_known_map5"],
-                            pixels_sift_known_map5=runs[-1]["known_map5"])
+        runs.append(identification(a, det, emb, crops, records, os.path.join(w, f"seed{seed}"), seed == 0))
     out.update(runs[0])
     if len(runs) > 1:  # what training changes from seed to seed: mean, sample spread and every run
         import numpy as np

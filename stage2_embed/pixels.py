@@ -1,9 +1,9 @@
 """The pixel embedder: a run folder like a trained embedder's, whose model is a ``PixelDescriptor``
-(16 x 16 grey thumbnails, no weights). Everything that takes ``--embedder RUN_DIR`` (evaluation,
-the threshold, ``infer``, catalogs) runs on it unchanged: the honest baseline, and a proposer that
-works where no trained model exists.
+(16 x 16 grey thumbnails, no weights) or, with ``--descriptor hog``, a ``HOGDescriptor`` (edges).
+Everything that takes ``--embedder RUN_DIR`` (evaluation, the threshold, ``infer``, catalogs) runs
+on it unchanged: the honest baseline, and a proposer that works where no trained model exists.
 
-    python stage2_embed/pixels.py --out RUN_DIR [--image-size 96] [--side 16]
+    python stage2_embed/pixels.py --out RUN_DIR [--image-size 96] [--side 16] [--descriptor pixels|hog]
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from stage2_embed.pixel_embedder import PixelConfig, write_pixel_embedder
 
 
 def _main(a: argparse.Namespace) -> None:
-    print(json.dumps({"run_dir": write_pixel_embedder(a.out, a.image_size, a.side)}))
+    print(json.dumps({"run_dir": write_pixel_embedder(a.out, a.image_size, a.side, a.descriptor)}))
 
 
 def main(argv: list[str] | None = None) -> int:

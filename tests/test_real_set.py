@@ -82,10 +82,12 @@ def _bench_real(tmp_path, detector: str) -> dict:
 
 def test_bench_real_measures_the_real_set_in_one_json_line(tmp_path):
     """No training: the box crops, 16x16 pixels proposing, SIFT re-ranking. On real fins the local
-    features must add to the pixels (the training-free reference of the accuracy issue)."""
+    features must add to the pixels (the training-free reference of the accuracy issue), and the
+    HOG edges, which the trainer fuses into the embedding, must find more than the pixels."""
     out = _bench_real(tmp_path, "none")
     assert out["test_images"] == 38 and out["embedder_kind"] == "pixels"
     assert out["pixels_sift_known_map5"] == out["known_map5"] > out["pixels_known_map5"] > 0.05
+    assert out["hog_known_map5"] > out["pixels_known_map5"]
     assert out["open_set_map5"] > 0.05
 
 
