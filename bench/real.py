@@ -184,6 +184,8 @@ def main(argv: list[str] | None = None) -> int:
             v = [r[k] for r in runs if k in r]
             if v:
                 out.update({k: float(np.mean(v)), f"{k}_sd": float(np.std(v, ddof=1)), f"{k}_runs": v})
+        for k in ("pixel_weight", "hog_weight"):  # what each run's validation mixed into its embedding
+            out[f"{k}_runs"] = [r[k] for r in runs]
     out["repeats"] = len(runs)
     print(json.dumps(out))
     return 0
