@@ -44,6 +44,14 @@ def test_a_part_left_out_is_never_weighed():
     assert len(curve) == 11 and all(m[2] == 0.0 for m in curve)
 
 
+def test_an_embedder_that_validates_best_alone_keeps_at_least_half():
+    curve = {(1.0, 0.0, 0.0): 0.89, (0.0, 1.0, 0.0): 0.64, (0.0, 0.0, 1.0): 0.86, (0.5, 0.0, 0.5): 0.93,
+             (0.2, 0.0, 0.8): 0.95, (0.4, 0.1, 0.5): 0.94}
+    assert choose_weight(curve) == (0.5, 0.0, 0.5)
+    curve[(0.0, 0.0, 1.0)] = 0.90  # the edges alone beat it: the weights are free
+    assert choose_weight(curve) == (0.2, 0.0, 0.8)
+
+
 def test_ties_go_to_the_learned_embedding_then_the_edges():
     assert choose_weight({(0.0, 1.0, 0.0): 0.5, (0.5, 0.5, 0.0): 0.7, (1.0, 0.0, 0.0): 0.7}) == (1.0, 0.0, 0.0)
     assert choose_weight({(0.5, 0.5, 0.0): 0.7, (0.5, 0.0, 0.5): 0.7, (0.0, 0.0, 1.0): 0.6}) == (0.5, 0.0, 0.5)
