@@ -9,8 +9,9 @@ So after training, validation scores every mix of the three parts' cosines, weig
 w_h)`` summing to 1 in steps of 0.1: with unit-norm parts, the concatenation ``[sqrt(w_e) *
 embedding, sqrt(w_p) * pixels, sqrt(w_h) * hog]`` is unit-norm and its cosine is exactly the
 weighted mix, so one nearest-neighbour search (catalog, FAISS, threshold, review) serves any mix
-unchanged. The mix with the best validation MAP@5 is kept; the saved embedder is never worse than
-the pixels, or the edges, on validation.
+unchanged. The mix with the best validation MAP@5 is kept (on a large validation fold where the
+embedder alone validates best, among those giving it at least ``LEARNED_FLOOR``); the saved
+embedder is never worse than the pixels, or the edges, on validation.
 """
 
 from __future__ import annotations
@@ -64,14 +65,19 @@ def split_embeddings(embed_model, records: str, image_size: int, crop: bool = Fa
     return dict(zip(outs, np.split(out, ends[:-1], axis=1), strict=True)), ids, folds, holdout
 
 
+def split(folds: np.ndarray, holdout: np.ndarray, val_fold: int) -> tuple[np.ndarray, np.ndarray]:
+    """(validation queries, gallery) masks: the validation fold against the other folds' individuals
+    that are not held out."""
+    return folds == val_fold, (folds != val_fold) & (holdout == 0)
+
+
 def weight_curve(parts: dict[str, np.ndarray], ids: np.ndarray, folds: np.ndarray, holdout: np.ndarray,
                  val_fold: int) -> dict[tuple[float, float, float], float]:
     """Known-individual validation MAP@5 (the validation fold against the training folds) of each
     ``MIXES`` weighting of the ``PARTS`` (a part absent from ``parts`` only at weight 0)."""
     from stage2_embed.retrieval import known_individual_map5_from_sim
 
-    q = folds == val_fold
-    g = (folds != val_fold) & (holdout == 0)
+    q, g = split(folds, holdout, val_fold)
     sims = {k: parts[k][q] @ parts[k][g].T for k in PARTS if k in parts}
     curve = {}
     for mix in MIXES:
@@ -116,8 +122,8 @@ def fuse(embed_model, records: str, image_size: int, val_fold: int, crop: bool =
     the pixels, of the edges and of the chosen mix, and the descriptors' weights in it."""
     parts, ids, folds, holdout = split_embeddings(embed_model, records, image_size, crop)
     curve = weight_curve(parts, ids, folds, holdout, val_fold)
-    trained = set(ids[(folds != val_fold) & (holdout == 0)])
-    mix = choose_weight(curve, queries=sum(i in trained for i in ids[folds == val_fold]))
+    q, g = split(folds, holdout, val_fold)
+    mix = choose_weight(curve, queries=int(np.isin(ids[q], ids[g]).sum()))  # the known queries
     metrics = {"val_map5_embedder": curve[(1.0, 0.0, 0.0)], "val_map5_pixels": curve[(0.0, 1.0, 0.0)],
                "val_map5_hog": curve[(0.0, 0.0, 1.0)], "val_map5_fused": curve[mix],
                "pixel_weight": mix[1], "hog_weight": mix[2]}
