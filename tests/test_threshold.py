@@ -6,6 +6,7 @@ import json
 import numpy as np
 import pytest
 
+from pipeline import share
 from pipeline import threshold as thr
 from pipeline.search import NEW, Candidates, predict
 from pipeline.share import estimate_share
@@ -74,6 +75,21 @@ def test_known_individuals_with_one_catalog_photo_are_not_taken_for_new_ones():
     with_single = estimate_share(best, groups, model_of(known, new, {1: single(300)}))
     without = estimate_share(best, groups, model_of(known, new))
     assert with_single == pytest.approx(0.1, abs=0.03) and without > with_single + 0.1
+
+
+def test_single_photo_queries_scoring_below_their_validation_are_not_taken_for_new_ones(monkeypatch):
+    # validation's one-photo pairs are two photos of one encounter; a later photo of a one-photo
+    # individual matches less well (1 sd lower here): the single kind's density moves down with it
+    rng = np.random.default_rng(5)
+    single = lambda n, mean: np.clip(rng.normal(mean, 0.1, n), -1, 1)  # noqa: E731
+    known = {1: single(10, 0.55), 3: scores(rng, 300, False)}
+    new = {1: scores(rng, 60, True), 3: scores(rng, 240, True)}
+    groups = np.repeat([1, 3, 1, 3], [360, 360, 16, 64])
+    best = np.concatenate([single(360, 0.45), scores(rng, 360, False), scores(rng, 80, True)])
+    model = model_of(known, new, {1: single(300, 0.55)})
+    moved = estimate_share(best, groups, model)
+    monkeypatch.setattr(share, "SHIFTS", (0.0,))
+    assert moved == pytest.approx(0.1, abs=0.04) and estimate_share(best, groups, model) > moved + 0.03
 
 
 def test_scores_piled_near_zero_are_estimated_as_well_as_spread_ones():
