@@ -53,7 +53,10 @@ def test_an_embedder_that_validates_best_alone_keeps_at_least_half():
     assert choose_weight(curve, queries=200) == (0.2, 0.0, 0.8)
 
 
-def test_ties_go_to_the_learned_embedding_then_the_edges():
+def test_ties_go_to_the_mix_nearest_half_learned_half_edges_then_to_the_learned_embedding():
+    assert choose_weight(dict.fromkeys(MIXES, 1.0)) == (0.5, 0.0, 0.5)  # a tiny fold: every mix perfect
+    assert choose_weight({(1.0, 0.0, 0.0): 0.7, (0.3, 0.0, 0.7): 0.7, (0.0, 0.0, 1.0): 0.6}) == (0.3, 0.0, 0.7)
+    # equally far from (0.5, 0, 0.5): the more learned one
     assert choose_weight({(0.0, 1.0, 0.0): 0.5, (0.5, 0.5, 0.0): 0.7, (1.0, 0.0, 0.0): 0.7}) == (1.0, 0.0, 0.0)
     assert choose_weight({(0.5, 0.5, 0.0): 0.7, (0.5, 0.0, 0.5): 0.7, (0.0, 0.0, 1.0): 0.6}) == (0.5, 0.0, 0.5)
 
