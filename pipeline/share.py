@@ -62,10 +62,11 @@ def estimate_weights(best: np.ndarray, groups: np.ndarray, model: ThresholdModel
     if not {"known", "new"} <= set(kinds) or not len(best):
         return None
     z = gaussianize(np.concatenate([v for k in kinds for v in model.scores(k).values()]))
+    fixed = {k: joint_density(model.scores(k), model.count(k), z, best, groups) for k in kinds if k != "single"}
     fits = []
     for shift in SHIFTS if "single" in kinds else (0.0,):
-        dens = np.stack([joint_density(model.scores(k), model.count(k), z, best, groups,
-                                       shift if k == "single" else 0.0) for k in kinds])
+        dens = np.stack([fixed[k] if k in fixed else
+                         joint_density(model.scores(k), model.count(k), z, best, groups, shift) for k in kinds])
         weights = mixing_weights(dens, iters)
         fits.append((float(np.log(weights @ dens).sum()), weights))
     weights = max(fits, key=lambda f: f[0])[1]  # the first (least moved) among equals
