@@ -104,7 +104,7 @@ def choose_weight(curve: dict[tuple[float, float, float], float], queries: int =
     allowed = {mix: m for mix, m in curve.items() if not leads or mix[0] >= LEARNED_FLOOR - 1e-9}
     best = max(allowed.values())
     ties = [mix for mix, m in allowed.items() if m >= best - 1e-9]
-    return min(ties, key=lambda mix: (round(sum((a - b) ** 2 for a, b in zip(mix, PRIOR, strict=True)), 9), -mix[0]))
+    return min(ties, key=lambda mix: (round(math.dist(mix, PRIOR), 9), -mix[0]))
 
 
 def fused_model(embed_model, pixel_weight: float = 0.0, hog_weight: float = 0.0):
