@@ -43,6 +43,38 @@ def to_detection(ex: dict[str, tf.Tensor], image_size: int, class_map: tuple[int
             "filename": ex["image/filename"]}
 
 
+class SeededUniform(keras_cv.core.UniformFactorSampler):
+    """keras-cv's uniform factor drawn from a ``tf.random.Generator`` of its own. keras-cv's sampler
+    calls ``tf.random.uniform(seed=...)``, a stateful op whose sequence is shared by every op of that
+    seed in the process: two datasets built alike drew different jitter. See ``seeded``."""
+
+    def __init__(self, lower: float, upper: float, seed: int):
+        super().__init__(lower, upper, seed)
+        self._generator = tf.random.Generator.from_seed(seed)
+
+    def __call__(self, shape=(), dtype="float32"):
+        return self._generator.uniform(shape, self.lower, self.upper, dtype=dtype)
+
+
+def seeded(layer, seed: int):
+    """``layer`` (a keras-cv augmentation layer) with its generator and each of its uniform factors
+    (brightness, hue, blur sigma, resize scale, ...) keyed by ``seed``: its draws then depend on the
+    seed and the order of calls alone. (``JitteredResize`` does not pass its seed on: it drew its
+    offsets from TensorFlow's global generator.)"""
+    layer._random_generator = tf.random.Generator.from_seed(seed)
+    for i, (name, value) in enumerate(sorted(vars(layer).items())):
+        if type(value) is keras_cv.core.UniformFactorSampler:
+            setattr(layer, name, SeededUniform(value.lower, value.upper, seed * 31 + i))
+    return layer
+
+
+def layer_seeds(seed: int, n: int) -> list[int]:
+    """``n`` distinct, non-zero seeds for keras-cv layers from one run seed. One seed for all would
+    give every layer the same random stream (the flip and the brightness drawn together), and keras-cv
+    takes a seed of 0 for "none" (its global generator: another draw every run)."""
+    return [seed * 1009 + i + 1 for i in range(n)]
+
+
 def photometric_layers(kind: str, seed: int = 0) -> list:
     """Colour jitter on images alone (boxes do not move). ``mild``: saturation and brightness.
     ``wide``: domain randomisation for synthetic-to-real transfer (Tobin et al. 2017): any hue,
@@ -50,16 +82,18 @@ def photometric_layers(kind: str, seed: int = 0) -> list:
     part's crisp edges and bright marks are cues a real fin does not give) and some grey."""
     if kind not in ("mild", "wide"):
         raise ValueError(f"photometric {kind!r}: choose mild or wide")
-    layers = [keras_cv.layers.RandomColorDegeneration(0.3, seed=seed),
-              keras_cv.layers.RandomBrightness(0.15, seed=seed)]
+    s = layer_seeds(seed + 1, 9)  # seed + 1: apart from the geometric layers' (``augmenter``)
+    layers = [seeded(keras_cv.layers.RandomColorDegeneration(0.3, seed=s[0]), s[0]),
+              seeded(keras_cv.layers.RandomBrightness(0.15, seed=s[1]), s[1])]
     if kind == "mild":
         return layers
-    hue = keras_cv.layers.RandomHue(0.5, (0, 255), seed=seed)
-    saturation = keras_cv.layers.RandomSaturation((0.2, 0.8), seed=seed)
-    contrast = keras_cv.layers.RandomContrast((0, 255), 0.6, seed=seed)
-    blur = keras_cv.layers.RandomGaussianBlur(5, (0.3, 2.0), seed=seed)
-    return layers + [hue, saturation, contrast, keras_cv.layers.RandomApply(blur, rate=0.5, seed=seed),
-                     keras_cv.layers.RandomApply(keras_cv.layers.Grayscale(output_channels=3), rate=0.15, seed=seed)]
+    hue = seeded(keras_cv.layers.RandomHue(0.5, (0, 255), seed=s[2]), s[2])
+    saturation = seeded(keras_cv.layers.RandomSaturation((0.2, 0.8), seed=s[3]), s[3])
+    contrast = seeded(keras_cv.layers.RandomContrast((0, 255), 0.6, seed=s[4]), s[4])
+    blur = seeded(keras_cv.layers.RandomGaussianBlur(5, (0.3, 2.0), seed=s[5]), s[5])
+    grey = keras_cv.layers.Grayscale(output_channels=3)
+    return layers + [hue, saturation, contrast, keras_cv.layers.RandomApply(blur, rate=0.5, seed=s[6]),
+                     keras_cv.layers.RandomApply(grey, rate=0.15, seed=s[7])]
 
 
 def grids(d: dict, members: tf.Tensor, k: int) -> dict:
@@ -83,17 +117,30 @@ def grids(d: dict, members: tf.Tensor, k: int) -> dict:
             "bounding_boxes": {"boxes": tf.concat(placed, axis=1), "classes": tf.concat(classes, axis=1)}}
 
 
-def mosaic(rate: float, seed: int = 0) -> Callable[[dict], dict]:
+def keyed(seed: int) -> Callable[[tf.Tensor, dict], dict]:
+    """(i, d) -> d with ``d["seed"] = [seed, i]``, after ``Dataset.enumerate``: the key of the
+    stateless draws of ``close_ups`` and ``mosaic``, so that a seeded run draws the same photos and
+    windows whatever the order in which parallel ``map`` calls run."""
+
+    def apply(i: tf.Tensor, d: dict) -> dict:
+        return {**d, "seed": tf.stack([tf.constant(seed, tf.int64), tf.cast(i, tf.int64)])}
+
+    return apply
+
+
+def mosaic(rate: float) -> Callable[[dict], dict]:
     """Replace a share ``rate`` of a ragged batch's photos by 2x2 ``grids`` of four different photos
     of the batch (YOLOv4's mosaic, shrunk rather than cropped): animals at a quarter of their area,
-    four to a frame, with other photos' water beside them. The synthetic world frames one animal
-    covering 7-90 % of the photo; at sea real fins are often 1-5 %, several to a frame."""
+    four to a frame, with other photos' water beside them; drawn with the batch's ``seed`` key. The
+    synthetic world frames one animal covering 7-90 % of the photo; at sea real fins are often 1-5 %,
+    several to a frame."""
 
     def apply(d: dict) -> dict:
         n = tf.shape(d["images"])[0]
-        members = tf.argsort(tf.random.uniform([n, n], seed=seed), axis=1)[:, :4]  # four distinct photos
+        k1, k2 = tf.unstack(tf.random.experimental.stateless_split(d["seed"], 2))
+        members = tf.argsort(tf.random.stateless_uniform([n, n], k1), axis=1)[:, :4]  # four distinct photos
         g = grids(d, members, 2)
-        pick = tf.range(n) + n * tf.cast(tf.random.uniform([n], seed=seed + 1) < rate, tf.int32)
+        pick = tf.range(n) + n * tf.cast(tf.random.stateless_uniform([n], k2) < rate, tf.int32)
         both = lambda a, b: tf.gather(tf.concat([a, b], axis=0), pick)  # noqa: E731
         boxes = {k: both(d["bounding_boxes"][k], g["bounding_boxes"][k]) for k in ("boxes", "classes")}
         return {**d, "images": both(d["images"], g["images"]), "bounding_boxes": boxes}
@@ -101,7 +148,7 @@ def mosaic(rate: float, seed: int = 0) -> Callable[[dict], dict]:
     return apply
 
 
-def close_ups(rate: float, image_size: int, seed: int = 0) -> Callable[[dict], dict]:
+def close_ups(rate: float, image_size: int) -> Callable[[dict], dict]:
     """Close-ups: a share ``rate`` of photos (``to_detection``'s, at any size) cut to a square window
     around their first box (the identified animal's), whose longer side fills ``CLOSE_UP_FILL`` of the
     window's, the window shifted at random and kept in the photo; every photo then resized to
@@ -109,12 +156,12 @@ def close_ups(rate: float, image_size: int, seed: int = 0) -> Callable[[dict], d
     46 %); photo-ID close-ups, such as the committed real shark fins, 69 % (often cut by the frame),
     and a detector that never saw such boxes drew them around the lower part of the fin. Photos are
     decoded at twice ``image_size`` for this (``train_dataset``): a window is then cut from pixels,
-    not blown up."""
+    not blown up. Drawn with the photo's ``seed`` key (``keyed``)."""
 
     def apply(d: dict) -> dict:
         img, boxes = d["images"], d["bounding_boxes"]["boxes"]
         size = tf.cast(tf.shape(img)[0], tf.float32)
-        u = tf.random.uniform([4], seed=seed)
+        u = tf.random.stateless_uniform([4], d["seed"])
         x0, y0, x1, y1 = tf.unstack(tf.concat([boxes, [[0.0, 0.0, size, size]]], 0)[0])  # none: the whole photo
         fill = CLOSE_UP_FILL[0] + (CLOSE_UP_FILL[1] - CLOSE_UP_FILL[0]) * u[1]
         side = tf.minimum(tf.maximum(x1 - x0, y1 - y0) / fill, size)
@@ -147,10 +194,11 @@ def tiles(k: int) -> Callable[[dict], dict]:
 
 def augmenter(image_size: int, seed: int = 0, photometric: str = "mild") -> Callable[[dict], dict]:
     """Box-aware flip and jittered resize, then ``photometric_layers(photometric)`` on the images."""
+    flip_seed, resize_seed = layer_seeds(seed, 2)
     geometric = [
-        keras_cv.layers.RandomFlip(mode="horizontal", bounding_box_format=BOX_FORMAT, seed=seed),
-        keras_cv.layers.JitteredResize(target_size=(image_size, image_size), scale_factor=(0.7, 1.3),
-                                       bounding_box_format=BOX_FORMAT, seed=seed),
+        keras_cv.layers.RandomFlip(mode="horizontal", bounding_box_format=BOX_FORMAT, seed=flip_seed),
+        seeded(keras_cv.layers.JitteredResize(target_size=(image_size, image_size), scale_factor=(0.7, 1.3),
+                                              bounding_box_format=BOX_FORMAT, seed=resize_seed), resize_seed),
     ]
     colour = photometric_layers(photometric, seed)
 
@@ -185,13 +233,16 @@ def train_dataset(records: str, image_size: int, batch_size: int, val_fold: int,
     close = augment and close_up_rate > 0
     ds = ds.map(lambda e: to_detection(e, image_size * (2 if close else 1)), num_parallel_calls=AUTOTUNE)
     if close:
-        ds = ds.map(close_ups(close_up_rate, image_size, seed), num_parallel_calls=AUTOTUNE)
+        ds = ds.enumerate().map(keyed(2 * seed), num_parallel_calls=AUTOTUNE)
+        ds = ds.map(close_ups(close_up_rate, image_size), num_parallel_calls=AUTOTUNE)
+        ds = ds.map(lambda d: {k: v for k, v in d.items() if k != "seed"})  # the photos' keys: batches get theirs
     ds = ds.shuffle(1024, seed=seed).ragged_batch(batch_size, drop_remainder=True)
     mixed = augment and mosaic_rate > 0
     if mixed:
-        ds = ds.map(mosaic(mosaic_rate, seed), num_parallel_calls=AUTOTUNE)
-    if augment:
-        ds = ds.map(augmenter(image_size, seed, photometric), num_parallel_calls=AUTOTUNE)
+        ds = ds.enumerate().map(keyed(2 * seed + 1), num_parallel_calls=AUTOTUNE)
+        ds = ds.map(mosaic(mosaic_rate), num_parallel_calls=AUTOTUNE)
+    if augment:  # one call at a time: keras-cv's layers draw from stateful generators, in call order
+        ds = ds.map(augmenter(image_size, seed, photometric))
     boxes = MAX_BOXES * (4 if mixed else 1)  # a 2x2 grid holds four photos' boxes
     return ds.map(lambda d: to_model_inputs(d, boxes), num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)
 

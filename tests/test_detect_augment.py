@@ -95,12 +95,13 @@ def test_tiles_shrink_four_photos_into_one_grid_and_move_every_box_with_its_phot
 def test_mosaic_replaces_its_share_of_photos_by_grids_of_four_different_ones():
     from stage1_detect.data import mosaic
 
-    photos = _four_photos()
-    kept = mosaic(0.0, seed=3)(photos)
+    photos = {**_four_photos(), "seed": tf.constant([3, 0], tf.int64)}
+    kept = mosaic(0.0)(photos)
     np.testing.assert_array_equal(kept["images"].numpy(), photos["images"].numpy())
     np.testing.assert_array_equal(kept["bounding_boxes"]["boxes"].row_lengths().numpy(), [1, 1, 2, 1])
-    for out in (mosaic(1.0, seed=3)(photos),
-                next(iter(tf.data.Dataset.from_tensors(photos).map(mosaic(1.0, seed=5))))):
+    for out in (mosaic(1.0)(photos),
+                next(iter(tf.data.Dataset.from_tensors({**photos, "seed": tf.constant([5, 1], tf.int64)})
+                          .map(mosaic(1.0))))):
         # four distinct photos per grid: all five boxes, each quarter a different grey level
         np.testing.assert_array_equal(out["bounding_boxes"]["boxes"].row_lengths().numpy(), [5, 5, 5, 5])
         quarters = out["images"].numpy()[:, [8, 8, 40, 40], [8, 40, 8, 40], 0]
@@ -110,7 +111,7 @@ def test_mosaic_replaces_its_share_of_photos_by_grids_of_four_different_ones():
         areas = np.sort((b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]))
         np.testing.assert_allclose(areas, np.sort(np.repeat([256, 1024, 25, 150, 4], 4)))  # a quarter each
     boxes = {k: tf.concat([v] * 8, 0) for k, v in photos["bounding_boxes"].items()}
-    half = mosaic(0.5, seed=1)({**photos, "images": tf.tile(photos["images"], [8, 1, 1, 1]), "bounding_boxes": boxes})
+    half = mosaic(0.5)({**photos, "images": tf.tile(photos["images"], [8, 1, 1, 1]), "bounding_boxes": boxes})
     grids = int((half["bounding_boxes"]["boxes"].row_lengths() >= 4).numpy().sum())  # a photo has 1 or 2 boxes
     assert 8 <= grids <= 24  # half of 32, give or take 2.8 sd
 
@@ -125,13 +126,13 @@ def _boxed_photo() -> dict:
 
 
 def test_close_ups_frame_the_first_animal_as_a_close_up_and_keeps_its_pixels_boxed():
-    from stage1_detect.data import CLOSE_UP_FILL, close_ups
+    from stage1_detect.data import CLOSE_UP_FILL, close_ups, keyed
 
-    photo = _boxed_photo()
+    photo = {**_boxed_photo(), "seed": tf.constant([2, 0], tf.int64)}
     whole = close_ups(0.0, 160)(photo)  # off: the photo resized, every box with it
     np.testing.assert_allclose(whole["bounding_boxes"]["boxes"].numpy(), [[20, 50, 60, 100], [140, 0, 159, 15]])
-    ds = tf.data.Dataset.from_tensors(photo).repeat(12).map(close_ups(1.0, 160, seed=4))
-    for out in [close_ups(1.0, 160, seed=2)(photo), *ds]:
+    ds = tf.data.Dataset.from_tensors(photo).repeat(12).enumerate().map(keyed(4)).map(close_ups(1.0, 160))
+    for out in [close_ups(1.0, 160)(photo), *ds]:
         boxes, img = out["bounding_boxes"]["boxes"].numpy(), out["images"].numpy()
         assert img.shape == (160, 160, 3) and out["filename"] == b"a.jpg"
         # the far animal is outside every window around the first; the first fills 0.55-1.1 of the side
