@@ -100,14 +100,17 @@ def stage2(a, crops: str, w: str, seed: int = 0) -> str:
     return emb
 
 
-def identify(det: str, emb: str, crops: str, records: str, out: str, reranks=("sift", "none")) -> dict:
-    """Fit the threshold and the SIFT re-ranking on the validation fold, then identify the test
-    photos once per ``reranks`` entry (``out/<rerank>``): {rerank: (infer result, images/s)}."""
+def identify(det: str, emb: str, crops: str, records: str, out: str, rerank: str = "auto") -> dict:
+    """Fit the threshold and the SIFT re-ranking on the validation fold (``evaluate.py --rerank
+    RERANK``), then identify the test photos with what it chose and without re-ranking
+    (``out/<rerank>``, ``out/none``): {rerank: (infer result, images/s)}. The pipeline's ``auto``
+    re-ranks where validation says so; the training-free references always (``sift``)."""
     from pipeline.identify import InferConfig, run
     from pipeline.validation import EvalConfig, evaluate
 
-    evaluate(EvalConfig(embedder=emb, records=crops, out=os.path.join(out, "evaluation"), rerank="sift"),
+    evaluate(EvalConfig(embedder=emb, records=crops, out=os.path.join(out, "evaluation"), rerank=rerank),
              progress=False)
+    reranks = (rerank, "none")
     runs = {}
     for rerank in reranks:
         t = time.perf_counter()
@@ -127,22 +130,20 @@ def identification(a, det: str, emb: str, crops: str, records: str, w: str, refe
     from stage2_embed.pixel_embedder import DESCRIPTORS, write_pixel_embedder
 
     runs = identify(det, emb, crops, records, os.path.join(w, "pipeline"))
-    inf, speed = runs["sift"]
+    inf, speed = runs["auto"]
     out = {"images_per_s": round(speed, 2)}
     truth_csv = os.path.join(a.data, "test_truth.csv")
     if os.path.exists(truth_csv):
         truth = pd.read_csv(truth_csv, dtype=str).set_index("image")["individual_id"].to_dict()
         known = set(pd.read_csv(os.path.join(a.data, "train.csv"), dtype=str)["individual_id"])
         closed = lambda run_out: closed_set_map5(os.path.join(run_out, "matches.csv"), truth, known)  # noqa: E731
-        out["known_map5"] = closed(os.path.join(w, "pipeline", "sift"))
+        out["known_map5"] = closed(os.path.join(w, "pipeline", "auto"))
         out["open_set_map5"] = score(inf["submission"], truth_csv)
         out["embedder_known_map5"] = closed(os.path.join(w, "pipeline", "none"))
         for kind in DESCRIPTORS if references else ():
-            ref = os.path.join(w, "pipeline")  # --embedder pixels or hog: the pipeline's runs are that reference
-            if a.embedder != kind:
-                ref = os.path.join(w, f"{kind}_reference_run")
-                px = write_pixel_embedder(os.path.join(w, f"{kind}_reference"), 96, descriptor=kind)
-                identify(det, px, crops, records, ref)
+            ref = os.path.join(w, f"{kind}_reference_run")  # re-ranked always, as the reference was defined
+            px = write_pixel_embedder(os.path.join(w, f"{kind}_reference"), 96, descriptor=kind)
+            identify(det, px, crops, records, ref, rerank="sift")
             out[f"{kind}_known_map5"] = closed(os.path.join(ref, "none"))
             out[f"{kind}_sift_known_map5"] = closed(os.path.join(ref, "sift"))
     return {**out, "embedder_kind": inf["embedder_kind"], "pixel_weight": inf["pixel_weight"],

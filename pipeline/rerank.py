@@ -106,6 +106,30 @@ def apply(cands, inl: np.ndarray, fusion: Fusion):
     return replace(cands, ids=take(ids, order, 1), species=take(species, order, 1), scores=take(p, order, 1))
 
 
+def cross_fitted(cands, inl: np.ndarray, truths, folds: int = 5, seed: int = 0):
+    """``apply`` with each query re-ranked by a fusion fitted on the other queries alone (``folds``
+    groups, drawn with ``seed``): what the re-ranking does on pairs it was not fitted on. A fit on the
+    same pairs may rank worse than the global score and still be kept by its likelihood (19 shark-fin
+    validation queries: known MAP@5 0.329 before, 0.239 after)."""
+    truths = np.asarray(truths, dtype=object)
+    group = np.random.default_rng(seed).permutation(len(truths)) % folds
+    k = inl.shape[1]
+    ids, species = cands.ids[:, :k].copy(), cands.species[:, :k].copy()
+    scores = np.array(cands.scores[:, :k], dtype=float)
+    for g in range(folds):
+        part, rest = group == g, group != g
+        if not part.any():
+            continue
+        fused = apply(_rows(cands, part), inl[part], fit_fusion(_rows(cands, rest), inl[rest], truths[rest]))
+        ids[part], species[part], scores[part] = fused.ids, fused.species, fused.scores
+    return replace(cands, ids=ids, species=species, scores=scores)
+
+
+def _rows(cands, mask: np.ndarray):
+    return replace(cands, ids=cands.ids[mask], species=cands.species[mask], scores=cands.scores[mask],
+                   query_species=np.asarray(cands.query_species)[mask])
+
+
 def rerank(cands, query_emb, query_local, catalog, fusion: Fusion):
     """``apply`` with the inlier counts against ``catalog`` (a ``pipeline.catalog.Catalog`` with
     local features)."""

@@ -28,8 +28,8 @@ def evaluated(trained):
     from pipeline.validation import EvalConfig, evaluate
 
     root, crops, emb = trained
-    return evaluate(EvalConfig(embedder=str(emb), records=str(crops), out=str(root / "eval"), gallery=6),
-                    progress=False)
+    return evaluate(EvalConfig(embedder=str(emb), records=str(crops), out=str(root / "eval"), gallery=6,
+                               rerank="sift"), progress=False)  # a 2-epoch embedder: re-ranking kept to test it
 
 
 def test_split_queries_makes_unknown_individuals_new():

@@ -2,6 +2,8 @@
 transform and not other marks; the fusion moves a candidate with geometric evidence up, on
 hand-made score tables; catalogs keep the keypoints through save, load and add."""
 
+from dataclasses import replace
+
 import cv2
 import numpy as np
 
@@ -105,6 +107,47 @@ def test_the_fusion_never_weighs_a_feature_negatively_so_a_photo_finds_itself():
     me = Candidates(np.array([["me", "other"]], dtype=object), np.full((1, 2), "s", dtype=object),
                     np.array([[1.0, 0.6]]), np.full(1, "s", dtype=object))
     assert list(rerank.apply(me, np.array([[50, 50]]), fusion).ids[0]) == ["me", "other"]
+
+
+def _second_best_truth(n: int = 40) -> tuple[Candidates, np.ndarray]:
+    """``n`` validation queries whose truth ``t{i}`` the global score ranks second of three."""
+    ids = np.array([[f"w{i}", f"t{i}", f"v{i}"] for i in range(n)], dtype=object)
+    scores = np.tile([0.8, 0.7, 0.6], (n, 1))
+    return Candidates(ids, np.full((n, 3), "s", dtype=object), scores, np.full(n, "s", dtype=object)), ids[:, 1]
+
+
+def test_cross_fitted_re_ranking_moves_each_query_by_a_fusion_fitted_without_it():
+    cands, truths = _second_best_truth()
+    inl = np.where(cands.ids == truths[:, None], 30, 0)  # the truth's marks match, the others' do not
+    out = rerank.cross_fitted(cands, inl, truths)
+    assert (out.ids[:, 0] == truths).all()  # every fold's fusion learnt from the others: inliers mark the truth
+    assert (np.diff(out.scores, axis=1) <= 0).all()
+    # one query whose inliers alone mislead is left where its own fold's fit puts it, not rescued by itself
+    inl[0] = [30, 0, 0]
+    assert rerank.cross_fitted(cands, inl, truths).ids[0, 0] == "w0"
+
+
+def test_auto_re_ranks_only_when_queries_it_was_not_fitted_on_gain(monkeypatch):
+    from pipeline import validation
+    from pipeline.validation import EvalConfig, rerank_validation
+
+    second, truths = _second_best_truth()
+    first = replace(second, ids=second.ids[:, [1, 0, 2]])  # an embedder that ranks every truth first
+    informative = np.where(second.ids == truths[:, None], 30, 0)
+    noise = np.random.default_rng(0).integers(0, 40, second.ids.shape)
+    cfg = EvalConfig(embedder="e", records="r")
+    # inliers that mark the truth under an embedder that ranks it second: kept; noise under a perfect
+    # embedder: a fit on noise can only lose, left off and the global order kept
+    for cands, inl, kept, known_map5 in ((second, informative, True, 0.5), (first, noise, False, 1.0)):
+        monkeypatch.setattr(validation, "inliers", lambda *a, inl=inl: inl)
+        out, fusion, before, crossfit = rerank_validation(cfg, cands, {}, None, None, truths, {})
+        assert before == known_map5 and (crossfit > before) == kept and (fusion is not None) == kept
+        assert (out.ids[:, 0] == truths).all() and (out is cands) != kept
+        forced = rerank_validation(EvalConfig(embedder="e", records="r", rerank="sift"), cands, {}, None, None,
+                                   truths, {})
+        assert forced[1] is not None  # --rerank sift keeps it whatever validation says
+    assert rerank_validation(EvalConfig(embedder="e", records="r", rerank="none"), second, {}, None, None, truths,
+                             {}) == (second, None, None, None)
 
 
 def test_a_crop_folders_local_features_are_described_once_until_its_shards_change(tiny_crops, tmp_path, monkeypatch):
