@@ -131,8 +131,8 @@ def main(argv: list[str] | None = None) -> int:
     none, mix = {"pixel_weight": 0.0, "hog_weight": 0.0}, {k: metrics[k] for k in ("pixel_weight", "hog_weight")}
     variants = {"baseline": (plain, none, "none", False, False), "blend": (plain, none, "none", False, True),
                 "fusion": (fused, mix, "none", False, False), "rerank": (plain, none, "sift", False, False),
-                "both": (fused, mix, "sift", False, False), "full": (fused, mix, "auto", True, False),
-                "full_blend": (fused, mix, "auto", True, True)}  # full: the re-ranking as the pipeline decides
+                "both": (fused, mix, "sift", False, False), "full": (fused, mix, "sift", True, False),
+                "full_blend": (fused, mix, "sift", True, True)}
     truth, train = os.path.join(w, "data", "test_truth.csv"), os.path.join(w, "data", "train.csv")
     rows = []
     for name, (model, weights, rerank, by_group, blend) in variants.items():
@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
         final = identifying_embedder(w)
         for name, folder, more in trained_variants(os.path.join(root, "full"), crops, root, a.pseudo_epochs, truth,
                                                    final if cv_run(final) else None):
-            sub = through_pipeline(folder, det, crops, records, rerank="auto", group_thresholds=True)
+            sub = through_pipeline(folder, det, crops, records, rerank="sift", group_thresholds=True)
             rows.append({"variant": name, "test_map5": score(sub, truth),
                          "single_photo_top1": single_photo_top1(sub, truth, train), **more})
             print(rows[-1], flush=True)

@@ -100,14 +100,15 @@ def stage2(a, crops: str, w: str, seed: int = 0) -> str:
     return emb
 
 
-def identify(det: str, emb: str, crops: str, records: str, out: str, rerank: str = "auto") -> dict:
+def identify(det: str, emb: str, crops: str, records: str, out: str, rerank: str | None = None) -> dict:
     """Fit the threshold and the SIFT re-ranking on the validation fold (``evaluate.py --rerank
     RERANK``), then identify the test photos with what it chose and without re-ranking
-    (``out/<rerank>``, ``out/none``): {rerank: (infer result, images/s)}. The pipeline's ``auto``
-    re-ranks where validation says so; the training-free references always (``sift``)."""
+    (``out/<rerank>``, ``out/none``): {rerank: (infer result, images/s)}. ``None``: the pipeline's
+    default (``EvalConfig.rerank``); the training-free references re-rank always (``sift``)."""
     from pipeline.identify import InferConfig, run
     from pipeline.validation import EvalConfig, evaluate
 
+    rerank = rerank or EvalConfig.rerank
     evaluate(EvalConfig(embedder=emb, records=crops, out=os.path.join(out, "evaluation"), rerank=rerank),
              progress=False)
     reranks = (rerank, "none")
@@ -127,17 +128,18 @@ def identification(a, det: str, emb: str, crops: str, records: str, w: str, refe
     import pandas as pd
 
     from pipeline.baselines import score
+    from pipeline.validation import EvalConfig
     from stage2_embed.pixel_embedder import DESCRIPTORS, write_pixel_embedder
 
     runs = identify(det, emb, crops, records, os.path.join(w, "pipeline"))
-    inf, speed = runs["auto"]
+    inf, speed = runs[EvalConfig.rerank]
     out = {"images_per_s": round(speed, 2)}
     truth_csv = os.path.join(a.data, "test_truth.csv")
     if os.path.exists(truth_csv):
         truth = pd.read_csv(truth_csv, dtype=str).set_index("image")["individual_id"].to_dict()
         known = set(pd.read_csv(os.path.join(a.data, "train.csv"), dtype=str)["individual_id"])
         closed = lambda run_out: closed_set_map5(os.path.join(run_out, "matches.csv"), truth, known)  # noqa: E731
-        out["known_map5"] = closed(os.path.join(w, "pipeline", "auto"))
+        out["known_map5"] = closed(os.path.join(w, "pipeline", EvalConfig.rerank))
         out["open_set_map5"] = score(inf["submission"], truth_csv)
         out["embedder_known_map5"] = closed(os.path.join(w, "pipeline", "none"))
         for kind in DESCRIPTORS if references else ():

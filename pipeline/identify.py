@@ -158,7 +158,8 @@ def load_fusion(cfg: InferConfig):
     if saved.get("rerank"):
         return Fusion.from_json(saved["rerank"])
     if cfg.rerank == "sift":
-        raise ValueError(f"--rerank sift: {cfg.embedder}/threshold.json has no fitted re-ranking; run "
+        raise ValueError(f"--rerank sift: {cfg.embedder}/threshold.json has no fitted re-ranking (evaluate.py "
+                         "--rerank auto leaves it off where validation does not gain by it); run "
                          "pipeline/evaluate.py --rerank sift first")
     return None
 

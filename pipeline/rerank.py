@@ -8,7 +8,8 @@ inlier count is kept (``pipeline.local``). A logistic regression fitted on valid
 (query, candidate; is it the query's individual?) turns (global score, log inliers) into the
 probability that the candidate is right: that probability re-orders the candidates and replaces
 the score that the ``new_individual`` threshold is compared with, so the threshold is chosen on
-the fused scores too (``pipeline/evaluate.py --rerank sift``, read back by ``infer.py``). This is
+the fused scores too (``pipeline/evaluate.py --rerank auto|sift``, read back by ``infer.py``; ``auto``
+keeps it only where it gains on validation queries it was not fitted on, ``cross_fitted``). This is
 the WildFusion recipe (global + local, each calibrated, then fused), strongest where a catalog holds
 one photo of an individual.
 """

@@ -135,7 +135,7 @@ def test_auto_re_ranks_only_when_queries_it_was_not_fitted_on_gain(monkeypatch):
     first = replace(second, ids=second.ids[:, [1, 0, 2]])  # an embedder that ranks every truth first
     informative = np.where(second.ids == truths[:, None], 30, 0)
     noise = np.random.default_rng(0).integers(0, 40, second.ids.shape)
-    cfg = EvalConfig(embedder="e", records="r")
+    cfg = EvalConfig(embedder="e", records="r", rerank="auto")
     # inliers that mark the truth under an embedder that ranks it second: kept; noise under a perfect
     # embedder: a fit on noise can only lose, left off and the global order kept
     for cands, inl, kept, known_map5 in ((second, informative, True, 0.5), (first, noise, False, 1.0)):
