@@ -198,7 +198,7 @@ def rerank_validation(cfg: EvalConfig, cands, arr: dict, q_mask, cat_mask, truth
     crossfit = known_closed_map5(rerank.cross_fitted(cands, inl, truths), truths)
     if cfg.rerank == "auto" and not crossfit > before:  # nan (no known queries): nothing says it helps
         if np.isfinite(before):
-                print(f"SIFT re-ranking left off: on validation queries it was not fitted on, known MAP@5 "
+            print(f"SIFT re-ranking left off: on validation queries it was not fitted on, known MAP@5 "
                   f"{crossfit:.3f} with it against {before:.3f} without (--rerank sift keeps it)", file=sys.stderr)
         return cands, None, before, crossfit
     fusion = rerank.fit_fusion(cands, inl, truths)

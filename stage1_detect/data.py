@@ -82,7 +82,7 @@ def photometric_layers(kind: str, seed: int = 0) -> list:
     part's crisp edges and bright marks are cues a real fin does not give) and some grey."""
     if kind not in ("mild", "wide"):
         raise ValueError(f"photometric {kind!r}: choose mild or wide")
-    s = layer_seeds(seed + 1, 9)  # seed + 1: apart from the geometric layers' (``augmenter``)
+    s = layer_seeds(seed + 1, 8)  # seed + 1: apart from the geometric layers' (``augmenter``)
     layers = [seeded(keras_cv.layers.RandomColorDegeneration(0.3, seed=s[0]), s[0]),
               seeded(keras_cv.layers.RandomBrightness(0.15, seed=s[1]), s[1])]
     if kind == "mild":
