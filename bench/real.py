@@ -111,13 +111,12 @@ def identify(det: str, emb: str, crops: str, records: str, out: str, rerank: str
     rerank = rerank or EvalConfig.rerank
     evaluate(EvalConfig(embedder=emb, records=crops, out=os.path.join(out, "evaluation"), rerank=rerank),
              progress=False)
-    reranks = (rerank, "none")
     runs = {}
-    for rerank in reranks:
+    for way in (rerank, "none"):  # as validation chose, then the embedding alone
         t = time.perf_counter()
         r = run(InferConfig(detector=det, embedder=emb, catalog=crops, records=records,
-                            out=os.path.join(out, rerank), rerank=rerank), progress=False)
-        runs[rerank] = (r, r["images"] / (time.perf_counter() - t))
+                            out=os.path.join(out, way), rerank=way), progress=False)
+        runs[way] = (r, r["images"] / (time.perf_counter() - t))
     return runs
 
 
