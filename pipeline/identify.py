@@ -187,7 +187,8 @@ def identify(m: Models, chunks, cfg: InferConfig, progress: bool = False):
     emb = np.concatenate(embs) if embs else np.zeros((0, m.catalog.embeddings.shape[1]), np.float32)
     det = np.concatenate(det_scores) if det_scores else np.zeros(0)
     box = np.concatenate(boxes) if boxes else np.zeros((0, 4), np.float32)
-    cands = search(emb, m.catalog.embeddings, m.catalog.individual_ids, m.catalog.species, index=m.index)
+    k = m.fusion.k if m.fusion is not None else rerank.K  # as deep as validation re-ranked
+    cands = search(emb, m.catalog.embeddings, m.catalog.individual_ids, m.catalog.species, k=k, index=m.index)
     cands = blend.apply(cands, emb, m.head, m.blend_weight)
     if m.fusion is not None:
         q_local = local.from_list([f.of(i) for f in feats for i in range(len(f))])

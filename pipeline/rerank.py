@@ -9,7 +9,8 @@ inlier count is kept (``pipeline.local``). A logistic regression fitted on valid
 probability that the candidate is right: that probability re-orders the candidates and replaces
 the score that the ``new_individual`` threshold is compared with, so the threshold is chosen on
 the fused scores too (``pipeline/evaluate.py --rerank auto|sift``, read back by ``infer.py``; ``auto``
-keeps it only where it gains on validation queries it was not fitted on, ``cross_fitted``). This is
+keeps it only where it gains on validation queries it was not fitted on, ``cross_fitted``; the depth
+``K`` likewise: ``choose_depth``). This is
 the WildFusion recipe (global + local, each calibrated, then fused), strongest where a catalog holds
 one photo of an individual.
 """
@@ -20,28 +21,37 @@ from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
-K = 10  # candidates re-ranked per query
+K = 10  # candidates re-ranked per query, unless validation chose another depth (choose_depth)
+# Depths validation chooses among: a weak proposer (16x16 pixels, a few thousand real photos) leaves
+# the right individual below the 10th candidate often, where local features could still find it (the
+# issue's training-free reference re-ranked 30); where inliers are noise, depth only adds chances to
+# promote a wrong one. Demo crops, pixels proposing, cross-fitted known MAP@5 at 10/20/30: 0.774,
+# 0.809, 0.823; shark fins (inliers barely tell sharks apart): 0.225, 0.192, 0.186.
+DEPTHS = (10, 20, 30)
+DEPTH_QUERIES = 100  # known validation queries below this: too few to choose a depth on, K it is
 PHOTOS = 8  # catalog photos of a candidate matched, the most similar to the query first
 CAP = 50  # inlier counts above this add nothing
 
 
 @dataclass(frozen=True)
 class Fusion:
-    """``p = sigmoid(score_coef * score + inlier_coef * log1p(min(inliers, CAP)) + bias)``."""
+    """``p = sigmoid(score_coef * score + inlier_coef * log1p(min(inliers, CAP)) + bias)`` for each of
+    a query's ``k`` best candidates."""
     score_coef: float
     inlier_coef: float
     bias: float
+    k: int = K
 
     def prob(self, score: np.ndarray, inliers: np.ndarray) -> np.ndarray:
         z = self.score_coef * score + self.inlier_coef * np.log1p(np.minimum(inliers, CAP)) + self.bias
         return 1.0 / (1.0 + np.exp(-z))
 
     def to_json(self) -> dict:
-        return {"method": "sift", "k": K, "photos": PHOTOS, **asdict(self)}
+        return {"method": "sift", "photos": PHOTOS, **asdict(self)}
 
     @classmethod
     def from_json(cls, d: dict) -> Fusion:
-        return cls(float(d["score_coef"]), float(d["inlier_coef"]), float(d["bias"]))
+        return cls(float(d["score_coef"]), float(d["inlier_coef"]), float(d["bias"]), int(d.get("k", K)))
 
 
 def inlier_matrix(cands, query_emb: np.ndarray, query_local, cat_emb: np.ndarray, cat_ids: np.ndarray,
@@ -75,7 +85,7 @@ def fit_fusion(cands, inl: np.ndarray, truths) -> Fusion:
     candidates: is the candidate the query's individual? Monotone: a higher cosine or more inliers
     never lowers the probability. A feature that the fit weighs negatively (noise, with a weak
     embedder or few validation queries) is dropped and the other refitted alone; otherwise a photo
-    enrolled in the catalog could lose to another individual against itself."""
+    enrolled in the catalog could lose to another individual against itself. Its ``k``: ``inl``'s."""
     from sklearn.linear_model import LogisticRegression
 
     k = inl.shape[1]
@@ -83,7 +93,7 @@ def fit_fusion(cands, inl: np.ndarray, truths) -> Fusion:
     y = (cands.ids[:, :k] == np.asarray(truths, dtype=object)[:, None])[valid]
     x = np.stack([cands.scores[:, :k][valid], np.log1p(np.minimum(inl[valid], CAP))], axis=1)
     if y.all() or not y.any():  # nothing to learn from: keep the global order
-        return Fusion(1.0, 0.0, 0.0)
+        return Fusion(1.0, 0.0, 0.0, k)
     keep = [0, 1]
     while True:
         model = LogisticRegression(C=1.0).fit(x[:, keep], y)
@@ -92,8 +102,8 @@ def fit_fusion(cands, inl: np.ndarray, truths) -> Fusion:
             break
         keep.remove(min(coef, key=coef.get))
     if coef[keep[0]] < 0:  # neither feature says anything: the global order, unchanged
-        return Fusion(1.0, 0.0, 0.0)
-    return Fusion(float(coef.get(0, 0.0)), float(coef.get(1, 0.0)), float(model.intercept_[0]))
+        return Fusion(1.0, 0.0, 0.0, k)
+    return Fusion(float(coef.get(0, 0.0)), float(coef.get(1, 0.0)), float(model.intercept_[0]), k)
 
 
 def apply(cands, inl: np.ndarray, fusion: Fusion):
@@ -126,6 +136,29 @@ def cross_fitted(cands, inl: np.ndarray, truths, folds: int = 5, seed: int = 0):
     return replace(cands, ids=ids, species=species, scores=scores)
 
 
+def choose_depth(cands, inl: np.ndarray, truths, depths: tuple[int, ...] = DEPTHS) -> tuple[int, dict[int, float]]:
+    """(depth, {depth: known MAP@5}): each depth's known-individual MAP@5 when the first ``depth``
+    candidates are re-ranked by a fusion not fitted on the query (``cross_fitted``); the best depth,
+    a deeper one only where it ranks strictly better. With fewer than ``DEPTH_QUERIES`` known queries
+    the shallowest (``K`` where offered) is kept, its figure still reported."""
+    from pipeline.search import NEW, known_closed_map5
+
+    depths = tuple(d for d in depths if d <= inl.shape[1]) or (inl.shape[1],)
+    curve = {d: known_closed_map5(cross_fitted(shallow(cands, d), inl[:, :d], truths), truths) for d in depths}
+    if (np.asarray(truths, dtype=object) != NEW).sum() < DEPTH_QUERIES:
+        return (K if K in curve else depths[0]), curve
+    best = depths[0]
+    for d in depths[1:]:
+        if curve[d] > curve[best]:
+            best = d
+    return best, curve
+
+
+def shallow(cands, k: int):
+    """The first ``k`` candidates of each query."""
+    return replace(cands, ids=cands.ids[:, :k], species=cands.species[:, :k], scores=cands.scores[:, :k])
+
+
 def _rows(cands, mask: np.ndarray):
     return replace(cands, ids=cands.ids[mask], species=cands.species[mask], scores=cands.scores[mask],
                    query_species=np.asarray(cands.query_species)[mask])
@@ -134,5 +167,6 @@ def _rows(cands, mask: np.ndarray):
 def rerank(cands, query_emb, query_local, catalog, fusion: Fusion):
     """``apply`` with the inlier counts against ``catalog`` (a ``pipeline.catalog.Catalog`` with
     local features)."""
-    inl = inlier_matrix(cands, query_emb, query_local, catalog.embeddings, catalog.individual_ids, catalog.local)
+    inl = inlier_matrix(cands, query_emb, query_local, catalog.embeddings, catalog.individual_ids, catalog.local,
+                        k=fusion.k)
     return apply(cands, inl, fusion)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from stage2_embed.retrieval import map_at_5  # noqa: F401 - one MAP@5 for the project, re-exported
+from stage2_embed.retrieval import map_at_5  # one MAP@5 for the project, re-exported
 
 NEW = "new_individual"
 
@@ -86,13 +86,21 @@ def predict(cands: Candidates, threshold: float | np.ndarray, species_consistenc
     return out
 
 
+def known_closed_map5(cands: Candidates, truths: np.ndarray) -> float:
+    """MAP@5 of the known individuals' queries over the candidates alone (no new_individual)."""
+    truths = np.asarray(truths, dtype=object)
+    known = truths != NEW
+    return map_at_5([p for p, k in zip(predict(cands, -1.0), known, strict=True) if k], list(truths[known]))
+
+
 def search(query_emb: np.ndarray, catalog_emb: np.ndarray, catalog_ids: Sequence[str],
-           catalog_species: Sequence[str], neighbours: int = 50, k: int = 10, index=None) -> Candidates:
+           catalog_species: Sequence[str], neighbours: int | None = None, k: int = 10, index=None) -> Candidates:
     """Cosine nearest neighbours (embeddings are L2-normalised): exact with scikit-learn, or through
-    a FAISS ``index`` for large catalogs (``pipeline.index``); then the best score per individual."""
+    a FAISS ``index`` for large catalogs (``pipeline.index``); then the best score per individual,
+    ``k`` of them from ``neighbours`` photos (None: 5 per individual wanted)."""
     from pipeline.index import knn
 
-    n = min(neighbours, len(catalog_emb))
+    n = min(neighbours or 5 * k, len(catalog_emb))
     if n == 0 or len(query_emb) == 0:
         empty = np.full((len(query_emb), k), "", dtype=object)
         return Candidates(empty, empty.copy(), np.full((len(query_emb), k), -np.inf),

@@ -14,6 +14,7 @@ from runtime.flags import check, option
 from runtime.storage import join
 
 RERANK = ("auto", "sift", "none")
+RERANK_DEPTH = ("auto", "10", "20", "30")
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,10 @@ class EvalConfig:
                                       "(pipeline/rerank.py); auto: only where that raises known MAP@5 on "
                                       "validation queries the fusion was not fitted on (rerank.cross_fitted); "
                                       "infer.py follows what threshold.json says", choices=RERANK)
+    rerank_depth: str = option("auto", help="candidates re-ranked per query; auto: 10, 20 or 30, the depth that "
+                                            "ranks known validation queries best with a fusion not fitted on "
+                                            "them (10 below 100 such queries; rerank.choose_depth)",
+                               choices=RERANK_DEPTH)
     # Off by default: on the demo validation chose a weight of 0.25 for +0.008 known MAP@5, and the test
     # photos lost 0.04-0.08 (bench/ablation.py); a head centre fitted to a few photos does not transfer
     blend: bool = option(False, help="blend kNN scores with the ArcFace head's class cosines at the weight best on "
@@ -93,7 +98,7 @@ def evaluate(cfg: EvalConfig, progress: bool = True) -> dict:
     from pipeline import blend, final, pseudo
     from pipeline import threshold as thr
     from pipeline.catalog import from_records
-    from pipeline.search import NEW, map_at_5, predict, search
+    from pipeline.search import NEW, known_closed_map5, map_at_5, predict, search
     from runtime.storage import exists, read_bytes
     from stage2_embed.embedder import load_embedder
     from stage2_embed.fusion import warn_if_weak
@@ -111,13 +116,13 @@ def evaluate(cfg: EvalConfig, progress: bool = True) -> dict:
         raise ValueError(f"{cfg.records}: fold {fold} leaves no queries or no catalog; choose another --val-fold")
     warn_if_weak(cfg.embedder)  # after the inputs were found good: bad input stays one line
     cands = search(arr["embeddings"][q_mask], arr["embeddings"][cat_mask], arr["individual_ids"][cat_mask],
-                   arr["species"][cat_mask])
+                   arr["species"][cat_mask], k=max(depths(cfg)))
     head = blend.load_head(cfg.embedder) if cfg.blend else None
     weight, blend_curve = blend.choose(cands, arr["embeddings"][q_mask], head, truths)
     cands = blend.apply(cands, arr["embeddings"][q_mask], head, weight)
     new = truths == NEW
     pairs: dict = {}  # SIFT inliers per (query, catalog photo): the single-photo pass meets most again
-    cands, fusion, before, crossfit = rerank_validation(cfg, cands, arr, q_mask, cat_mask, truths, pairs)
+    cands, fusion, before, crossfit, by_depth = rerank_validation(cfg, cands, arr, q_mask, cat_mask, truths, pairs)
     single = single_photo_search(arr, q_mask, cat_mask, truths, fusion, pairs, (head, weight))
     model = thr.fit(cands, truths, arr["individual_ids"][cat_mask], cfg.species_consistency,
                     single=single and single[:3])
@@ -130,6 +135,7 @@ def evaluate(cfg: EvalConfig, progress: bool = True) -> dict:
         "fold": fold, "threshold": threshold, "map5": best_map5, "rerank": "sift" if fusion else "none",
         "rerank_asked": cfg.rerank, "blend_weight": weight, "map5_known_by_blend_weight": blend_curve,
         "map5_known_before_rerank": before, "map5_known_rerank_cross_fitted": crossfit,
+        "rerank_depth": fusion.k if fusion else None, "map5_known_by_rerank_depth": by_depth,
         "map5_unweighted": map_at_5(preds, list(truths)), "new_share_weighted_to": cfg.new_share,
         "map5_known": map_at_5([p for p, n in zip(preds, new, strict=True) if not n], list(truths[~new])),
         "map5_known_closed": known_closed_map5(cands, truths),
@@ -175,34 +181,38 @@ def _report(cfg: EvalConfig, result: dict, curve, cands, preds, truths, arr: dic
     return write_report(cfg, result, thr.THRESHOLDS, curve, cm, cands, preds, truths, arr, q_mask, cat_mask)
 
 
-def known_closed_map5(cands, truths: np.ndarray) -> float:
-    """MAP@5 of the known individuals' queries over the candidates alone (no new_individual)."""
-    from pipeline.search import NEW, map_at_5, predict
+def depths(cfg: EvalConfig) -> tuple[int, ...]:
+    """The re-ranking depths ``cfg`` lets validation choose among (``K`` alone without re-ranking)."""
+    from pipeline import rerank
 
-    known = truths != NEW
-    return map_at_5([p for p, k in zip(predict(cands, -1.0), known, strict=True) if k], list(truths[known]))
+    if cfg.rerank == "none":
+        return (rerank.K,)
+    return rerank.DEPTHS if cfg.rerank_depth == "auto" else (int(cfg.rerank_depth),)
 
 
 def rerank_validation(cfg: EvalConfig, cands, arr: dict, q_mask, cat_mask, truths, pairs: dict) -> tuple:
     """(candidates, the fusion fitted on these validation pairs or None, known-individual MAP@5 before
-    re-ranking, and after it cross-fitted): ``--rerank sift`` re-ranks; ``auto`` only when the
-    cross-fitted MAP@5 beats the one before (else one line says so); ``none`` never."""
+    re-ranking, and after it cross-fitted, and that by depth): ``--rerank sift`` re-ranks; ``auto`` only
+    when the cross-fitted MAP@5 beats the one before (else one line says so); ``none`` never. The
+    depth: ``--rerank-depth`` (``rerank.choose_depth`` among ``depths(cfg)``)."""
     import sys
 
     if cfg.rerank == "none":
-        return cands, None, None, None
+        return cands, None, None, None, {}
     from pipeline import rerank
+    from pipeline.search import known_closed_map5
 
     before = known_closed_map5(cands, truths)
     inl = inliers(cands, arr, q_mask, cat_mask, pairs)
-    crossfit = known_closed_map5(rerank.cross_fitted(cands, inl, truths), truths)
+    depth, by_depth = rerank.choose_depth(cands, inl, truths, depths(cfg))
+    crossfit = by_depth[depth]
     if cfg.rerank == "auto" and not crossfit > before:  # nan (no known queries): nothing says it helps
         if np.isfinite(before):
             print(f"SIFT re-ranking left off: on validation queries it was not fitted on, known MAP@5 "
                   f"{crossfit:.3f} with it against {before:.3f} without (--rerank sift keeps it)", file=sys.stderr)
-        return cands, None, before, crossfit
-    fusion = rerank.fit_fusion(cands, inl, truths)
-    return rerank.apply(cands, inl, fusion), fusion, before, crossfit
+        return cands, None, before, crossfit, by_depth
+    fusion = rerank.fit_fusion(rerank.shallow(cands, depth), inl[:, :depth], truths)
+    return rerank.apply(cands, inl[:, :depth], fusion), fusion, before, crossfit, by_depth
 
 
 def thin_catalog(cat_mask: np.ndarray, ids: np.ndarray, individuals, seed: int = 0) -> np.ndarray:
@@ -232,7 +242,8 @@ def inliers(cands, arr: dict, q_mask, cat_mask, pairs: dict) -> np.ndarray:
         return pairs[key]
 
     return rerank.inlier_matrix(cands, arr["embeddings"][q_mask], local.take(q_mask), arr["embeddings"][cat_mask],
-                                arr["individual_ids"][cat_mask], local.take(cat_mask), match=match)
+                                arr["individual_ids"][cat_mask], local.take(cat_mask), k=cands.ids.shape[1],
+                                match=match)
 
 
 PER_HOLDOUT = 5  # queries per holdout individual at most: a few individuals must not fill the kind
@@ -280,7 +291,8 @@ def single_photo_search(arr: dict, q_mask, cat_mask, truths: np.ndarray, fusion,
         return None
     from pipeline import blend
 
-    cands = blend.apply(search(emb[q], emb[cat], ids[cat], arr["species"][cat]), emb[q], *blended)
+    k = fusion.k if fusion is not None else rerank.K
+    cands = blend.apply(search(emb[q], emb[cat], ids[cat], arr["species"][cat], k=k), emb[q], *blended)
     if fusion is not None:
         cands = rerank.apply(cands, inliers(cands, arr, q, cat, pairs), fusion)
     return cands, ids[cat], ids[q], source

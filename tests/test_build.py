@@ -233,3 +233,17 @@ def test_folds_of_a_small_catalog_are_dealt_not_refused():
             == pd.DataFrame({"i": ids, "f": folds}).groupby("i")["f"].apply(sorted)).all()  # row order free
     with pytest.raises(ValueError, match="--folds 5: only 3 images"):
         assign_folds(ids[:3], 5, seed=0)
+
+
+def test_a_build_after_opencv_ran_its_threads_here_finishes(tiny_data, tmp_path):
+    # a process that ran SIFT or resizes before building (a notebook, bench/real.py, a test file): its
+    # OpenCV thread pool must not be forked into the image workers, where the first resize waited forever
+    code = ("import cv2, numpy as np, sys; cv2.SIFT_create().detectAndCompute(np.random.default_rng(0).integers("
+            "0, 255, (512, 512), dtype=np.uint8), None); cv2.resize(np.zeros((2000, 2000, 3), np.uint8), (999, 999))\n"
+            "from tfrecords.builder import build; from tfrecords.plan import BuildConfig\n"
+            f"m = build(BuildConfig(data={str(tiny_data)!r}, out={str(tmp_path / 'r')!r}, max_side=96, shards=2, "
+            "workers=2), progress=False); print(m['counts']['train'])")
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                       env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert int(r.stdout.split()[-1]) == len(pd.read_csv(tiny_data / "train.csv"))

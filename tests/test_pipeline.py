@@ -29,7 +29,8 @@ def evaluated(trained):
 
     root, crops, emb = trained
     return evaluate(EvalConfig(embedder=str(emb), records=str(crops), out=str(root / "eval"), gallery=6,
-                               rerank="sift"), progress=False)  # a 2-epoch embedder: re-ranking kept to test it
+                               rerank="sift", rerank_depth="20"),  # a 2-epoch embedder: re-ranking kept to test it,
+                    progress=False)  # and deeper than the default 10 (too few queries to choose a depth on)
 
 
 def test_split_queries_makes_unknown_individuals_new():
@@ -72,6 +73,8 @@ def test_infer_from_records_writes_a_valid_submission(trained, evaluated, tiny_r
     assert res["threshold"] == evaluated["threshold"]
     m = pd.read_csv(tmp_path / "sub" / "matches.csv")
     assert set(m["image"]) == set(truth["image"]) and (m.groupby("image")["score"].is_monotonic_decreasing).all()
+    # searched and re-ranked as deep as validation fitted the fusion: every catalog individual (16 > 10)
+    assert evaluated["rerank_depth"] == 20 and m.groupby("image")["rank"].max().min() > 10
     import mlflow  # the run is recorded: its settings, threshold and submission
 
     rec = mlflow.MlflowClient(os.environ["MLFLOW_TRACKING_URI"]).get_run(res["mlflow_run_id"])

@@ -6,6 +6,7 @@ from dataclasses import replace
 
 import cv2
 import numpy as np
+import pytest
 
 from pipeline import local, rerank
 from pipeline.catalog import Catalog, load_npz, save_npz
@@ -140,14 +141,48 @@ def test_auto_re_ranks_only_when_queries_it_was_not_fitted_on_gain(monkeypatch):
     # embedder: a fit on noise can only lose, left off and the global order kept
     for cands, inl, kept, known_map5 in ((second, informative, True, 0.5), (first, noise, False, 1.0)):
         monkeypatch.setattr(validation, "inliers", lambda *a, inl=inl: inl)
-        out, fusion, before, crossfit = rerank_validation(cfg, cands, {}, None, None, truths, {})
+        out, fusion, before, crossfit, _ = rerank_validation(cfg, cands, {}, None, None, truths, {})
         assert before == known_map5 and (crossfit > before) == kept and (fusion is not None) == kept
         assert (out.ids[:, 0] == truths).all() and (out is cands) != kept
         forced = rerank_validation(EvalConfig(embedder="e", records="r", rerank="sift"), cands, {}, None, None,
                                    truths, {})
         assert forced[1] is not None  # --rerank sift keeps it whatever validation says
     assert rerank_validation(EvalConfig(embedder="e", records="r", rerank="none"), second, {}, None, None, truths,
-                             {}) == (second, None, None, None)
+                             {}) == (second, None, None, None, {})
+
+
+def _truth_at(position: np.ndarray, width: int = 30) -> tuple[Candidates, np.ndarray]:
+    """Queries whose truth ``t{i}`` the global score ranks at ``position[i]`` of ``width``."""
+    n = len(position)
+    ids = np.array([[f"w{i}_{j}" for j in range(width)] for i in range(n)], dtype=object)
+    ids[np.arange(n), position] = [f"t{i}" for i in range(n)]
+    scores = np.tile(np.linspace(0.9, 0.3, width), (n, 1))
+    return Candidates(ids, np.full((n, width), "s", dtype=object), scores, np.full(n, "s", dtype=object)), \
+        np.array([f"t{i}" for i in range(n)], dtype=object)
+
+
+def test_validation_re_ranks_deeper_only_where_deeper_candidates_are_found_and_enough_queries_say_so():
+    # half the truths lie 15th (the proposer is weak), half 2nd; their marks match, the others' do not
+    cands, truths = _truth_at(np.where(np.arange(120) % 2 == 0, 15, 1))
+    marked = np.where(cands.ids == truths[:, None], 30, 0)
+    depth, curve = rerank.choose_depth(cands, marked, truths)
+    assert depth == 20 and curve[10] == pytest.approx(0.5) and curve[20] == curve[30] == 1.0  # 30 adds nothing
+    assert rerank.fit_fusion(rerank.shallow(cands, depth), marked[:, :depth], truths).k == 20
+    # inliers that say nothing, truths second: deeper only adds wrong candidates to promote
+    second, _ = _truth_at(np.ones(120, int))
+    noise = np.random.default_rng(0).integers(0, 40, marked.shape)
+    depth, curve = rerank.choose_depth(second, noise, truths)
+    assert depth == 10, curve
+    # below DEPTH_QUERIES known queries the default depth stays, whatever they say
+    few = rerank.DEPTH_QUERIES - 2
+    assert rerank.choose_depth(rerank.shallow(_rows_of(cands, few), 30), marked[:few], truths[:few])[0] == rerank.K
+    fitted = rerank.Fusion(2.0, 1.0, -3.0, 20)
+    assert rerank.Fusion.from_json(fitted.to_json()) == fitted
+    assert rerank.Fusion.from_json({"score_coef": 1, "inlier_coef": 0, "bias": 0}).k == rerank.K  # older files
+
+
+def _rows_of(cands: Candidates, n: int) -> Candidates:
+    return Candidates(cands.ids[:n], cands.species[:n], cands.scores[:n], cands.query_species[:n])
 
 
 def test_a_crop_folders_local_features_are_described_once_until_its_shards_change(tiny_crops, tmp_path, monkeypatch):

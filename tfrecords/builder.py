@@ -9,7 +9,6 @@ import json
 import multiprocessing as mp
 import re
 import shutil
-import sys
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -106,15 +105,13 @@ def _write_shard(plan: BuildPlan, shard: Shard, results, maps: dict[str, dict[st
 
 
 def _pool(workers: int) -> ProcessPoolExecutor:
-    """Image worker processes. Forked directly while this process has not loaded TensorFlow (the
-    command-line case: instant start); otherwise forked from a fresh server that preloads only
-    ``tfrecords.images``, so no TensorFlow state is ever forked. A worker that dies breaks the
-    build with an error rather than a hang (as ``mp.Pool`` would); rerunning resumes."""
-    if "tensorflow" not in sys.modules:
-        ctx = mp.get_context("fork")
-    else:
-        ctx = mp.get_context("forkserver")
-        ctx.set_forkserver_preload(["tfrecords.images"])
+    """Image worker processes, forked from a fresh server that preloads only ``tfrecords.images``,
+    so no thread of this process is ever forked: TensorFlow's, or OpenCV's pool once SIFT or a resize
+    has run here (a worker forked after that hung in its first ``cv2.resize``: ``tests/test_build.py``).
+    A worker that dies breaks the build with an error rather than a hang (as ``mp.Pool`` would);
+    rerunning resumes."""
+    ctx = mp.get_context("forkserver")
+    ctx.set_forkserver_preload(["tfrecords.images"])
     return ProcessPoolExecutor(workers, mp_context=ctx, initializer=worker_init)
 
 
