@@ -147,11 +147,7 @@ def choose_depth(cands, inl: np.ndarray, truths, depths: tuple[int, ...] = DEPTH
     curve = {d: known_closed_map5(cross_fitted(shallow(cands, d), inl[:, :d], truths), truths) for d in depths}
     if (np.asarray(truths, dtype=object) != NEW).sum() < DEPTH_QUERIES:
         return (K if K in curve else depths[0]), curve
-    best = depths[0]
-    for d in depths[1:]:
-        if curve[d] > curve[best]:
-            best = d
-    return best, curve
+    return max(depths, key=curve.get), curve  # the first best: deeper only where strictly better
 
 
 def shallow(cands, k: int):
