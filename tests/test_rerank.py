@@ -174,15 +174,11 @@ def test_validation_re_ranks_deeper_only_where_deeper_candidates_are_found_and_e
     depth, curve = rerank.choose_depth(second, noise, truths)
     assert depth == 10, curve
     # below DEPTH_QUERIES known queries the default depth stays, whatever they say
-    few = rerank.DEPTH_QUERIES - 2
-    assert rerank.choose_depth(rerank.shallow(_rows_of(cands, few), 30), marked[:few], truths[:few])[0] == rerank.K
+    few = np.arange(len(truths)) < rerank.DEPTH_QUERIES - 2
+    assert rerank.choose_depth(rerank._rows(cands, few), marked[few], truths[few])[0] == rerank.K
     fitted = rerank.Fusion(2.0, 1.0, -3.0, 20)
     assert rerank.Fusion.from_json(fitted.to_json()) == fitted
     assert rerank.Fusion.from_json({"score_coef": 1, "inlier_coef": 0, "bias": 0}).k == rerank.K  # older files
-
-
-def _rows_of(cands: Candidates, n: int) -> Candidates:
-    return Candidates(cands.ids[:n], cands.species[:n], cands.scores[:n], cands.query_species[:n])
 
 
 def test_a_crop_folders_local_features_are_described_once_until_its_shards_change(tiny_crops, tmp_path, monkeypatch):
