@@ -2,7 +2,7 @@
 ``train_images/``, ``test_images/``, optional ``boxes.csv`` and ``test_truth.csv``).
 
     python bench/real.py --data DIR [--detector RUN_DIR|train|none] [--embedder RUN_DIR|train|pixels|hog]
-        [--workdir work/real] [--epochs 30] [--repeats N] [--init EMBEDDER_RUN]
+        [--workdir work/real] [--epochs 30] [--budget-minutes M] [--repeats N] [--init EMBEDDER_RUN]
 
 Builds the records, crops them with the given detector (``train``: trains one on the boxes first;
 ``none``: the records' own boxes, else whole photos), embeds with the given embedder (``train``:
@@ -25,7 +25,9 @@ and prints one JSON line:
   grey-pixel nearest neighbours, alone and re-ranked by SIFT: the training-free references every
   learned part must beat; ``hog_known_map5``, ``hog_sift_known_map5``: the same for HOG edges
   (``stage2_embed.layers.HOGDescriptor``), the stronger training-free reference;
-- ``images_per_s``: identification throughput (detector, crop, embedding, search, re-ranking).
+- ``images_per_s``: identification throughput (detector, crop, embedding, search, re-ranking);
+- ``embedder_train_minutes``: how long training the embedder took here (``--budget-minutes`` caps
+  each training: ``runtime/trainer.py``).
 """
 
 from __future__ import annotations
@@ -40,18 +42,7 @@ if __package__ in (None, ""):
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 from runtime import flags
-
-
-def closed_set_map5(matches_csv: str, truth: dict[str, str], known: set[str]) -> float:
-    """MAP@5 of the test photos of known individuals from ``matches.csv``'s ranked candidates."""
-    import pandas as pd
-
-    from pipeline.search import map_at_5
-
-    m = pd.read_csv(matches_csv, dtype={"individual_id": str}).sort_values(["image", "rank"])
-    ranked = m.groupby("image")["individual_id"].apply(list).to_dict()
-    images = [i for i, t in truth.items() if t in known]
-    return map_at_5([ranked.get(i, [])[:5] for i in images], [truth[i] for i in images])
+from runtime.trainer import BUDGET_HELP
 
 
 def stage1(a, records: str, w: str) -> tuple[str, dict]:
@@ -64,7 +55,8 @@ def stage1(a, records: str, w: str) -> tuple[str, dict]:
 
         det = os.path.join(w, "detector")
         if not os.path.exists(os.path.join(det, "detector.keras")):
-            train(TrainConfig(records=records, out=det, epochs=a.epochs), progress=False)
+            train(TrainConfig(records=records, out=det, epochs=a.epochs, budget_minutes=a.budget_minutes),
+                  progress=False)
     if det != "none":
         from stage1_detect.scoring import evaluate
 
@@ -85,19 +77,23 @@ def stage1(a, records: str, w: str) -> tuple[str, dict]:
     return crops, {"detector": det, **figures}
 
 
-def stage2(a, crops: str, w: str, seed: int = 0) -> str:
+def stage2(a, crops: str, w: str, seed: int = 0) -> tuple[str, dict]:
+    """(embedder run folder, ``embedder_train_minutes`` when it was trained here)."""
     from stage2_embed.pixel_embedder import DESCRIPTORS, write_pixel_embedder
 
     if a.embedder in DESCRIPTORS:
-        return write_pixel_embedder(os.path.join(w, a.embedder), 96, descriptor=a.embedder)
+        return write_pixel_embedder(os.path.join(w, a.embedder), 96, descriptor=a.embedder), {}
     if a.embedder != "train":
-        return a.embedder
+        return a.embedder, {}
     from stage2_embed.training import TrainConfig, train
 
     emb = os.path.join(w, "embedder" if seed == 0 else f"embedder_seed{seed}")
-    if not os.path.exists(os.path.join(emb, "embedder.keras")):
-        train(TrainConfig(records=crops, out=emb, epochs=a.epochs, init=a.init, seed=seed), progress=False)
-    return emb
+    if os.path.exists(os.path.join(emb, "embedder.keras")):
+        return emb, {}
+    t = time.perf_counter()
+    train(TrainConfig(records=crops, out=emb, epochs=a.epochs, init=a.init, seed=seed,
+                      budget_minutes=a.budget_minutes), progress=False)
+    return emb, {"embedder_train_minutes": round((time.perf_counter() - t) / 60, 2)}
 
 
 def identify(det: str, emb: str, crops: str, records: str, out: str, rerank: str | None = None) -> dict:
@@ -127,6 +123,7 @@ def identification(a, det: str, emb: str, crops: str, records: str, w: str, refe
     import pandas as pd
 
     from pipeline.baselines import score
+    from pipeline.search import matches_known_map5
     from pipeline.validation import EvalConfig
     from stage2_embed.pixel_embedder import DESCRIPTORS, write_pixel_embedder
 
@@ -137,7 +134,7 @@ def identification(a, det: str, emb: str, crops: str, records: str, w: str, refe
     if os.path.exists(truth_csv):
         truth = pd.read_csv(truth_csv, dtype=str).set_index("image")["individual_id"].to_dict()
         known = set(pd.read_csv(os.path.join(a.data, "train.csv"), dtype=str)["individual_id"])
-        closed = lambda run_out: closed_set_map5(os.path.join(run_out, "matches.csv"), truth, known)  # noqa: E731
+        closed = lambda run_out: matches_known_map5(os.path.join(run_out, "matches.csv"), truth, known)  # noqa: E731
         out["known_map5"] = closed(os.path.join(w, "pipeline", EvalConfig.rerank))
         out["open_set_map5"] = score(inf["submission"], truth_csv)
         out["embedder_known_map5"] = closed(os.path.join(w, "pipeline", "none"))
@@ -159,6 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--embedder", default="train", help="run folder, train, pixels or hog (training-free)")
     p.add_argument("--workdir", default="work/real", help="outputs")
     p.add_argument("--epochs", type=int, default=30, help="epochs when training")
+    p.add_argument("--budget-minutes", type=float, default=0.0, help=BUDGET_HELP + " (each training here)")
     p.add_argument("--repeats", type=int, default=1, help="with --embedder train: train this many embedders "
                                                           "(seeds 0..N-1) and report the mean and spread")
     p.add_argument("--init", default=None, help="with --embedder train: start from this run's embedder "
@@ -176,13 +174,14 @@ def main(argv: list[str] | None = None) -> int:
     det = out.pop("detector")
     runs = []
     for seed in range(a.repeats if a.embedder == "train" else 1):
-        emb = stage2(a, crops, w, seed)
-        runs.append(identification(a, det, emb, crops, records, os.path.join(w, f"seed{seed}"), seed == 0))
+        emb, took = stage2(a, crops, w, seed)
+        runs.append({**identification(a, det, emb, crops, records, os.path.join(w, f"seed{seed}"), seed == 0),
+                     **took})
     out.update(runs[0])
     if len(runs) > 1:  # what training changes from seed to seed: mean, sample spread and every run
         import numpy as np
 
-        for k in ("known_map5", "open_set_map5", "embedder_known_map5"):
+        for k in ("known_map5", "open_set_map5", "embedder_known_map5", "embedder_train_minutes"):
             v = [r[k] for r in runs if k in r]
             if v:
                 out.update({k: float(np.mean(v)), f"{k}_sd": float(np.std(v, ddof=1)), f"{k}_runs": v})

@@ -51,6 +51,10 @@ def entries(w: str) -> dict[str, tuple[str, list[str]]]:
                              ["bench/real.py", "--data", REAL_SET, "--detector", "none", "--embedder", "train",
                               "--init", os.path.join(demo, "embedder"), "--repeats", "3", "--workdir",
                               os.path.join(w, "real_sharks_init")]),
+        "quickstart": ("the README's Quickstart with no trained model on the real set in the repo (whole photos, "
+                       "16x16 pixels and HOG edges): identification before and after `evaluate.py --catalog` fitted "
+                       "the threshold and the SIFT re-ranking on the catalog",
+                       ["bench/quickstart.py", "--data", REAL_SET, "--workdir", os.path.join(w, "quickstart")]),
         "demo_spread": ("the small demo over three seeds: mean and spread",
                         ["bench/demo_spread.py", "--workdir", os.path.join(w, "spread")]),
         "demo_spread_default": ("the default demo (`make demo`) over two more seeds (the `demo` entry is a "

@@ -120,6 +120,23 @@ def from_records(model, embedder_cfg: dict, records: str, exclude_folds: tuple[i
     return cat, {**arr, "local": feats} if local else arr
 
 
+def validation_arrays(cat: Catalog, folds: int = 5, holdout: float = 0.1, seed: int = 0) -> dict[str, np.ndarray]:
+    """The catalog as the arrays validation takes from crop records (``pipeline.validation``): its
+    photos dealt into ``folds`` folds by individual and a ``holdout`` share of its individuals held
+    out, as the data stage deals records (``tfrecords.folds``), so that the threshold and the
+    re-ranking can be fitted on an enrolled catalog, e.g. for an embedder that never trained."""
+    import pandas as pd
+
+    from tfrecords.folds import assign_folds, holdout_individuals
+
+    ids = pd.Series(cat.individual_ids)
+    held = sorted(holdout_individuals(ids, holdout, seed))
+    return {"embeddings": cat.embeddings, "filenames": cat.filenames, "individual_ids": cat.individual_ids,
+            "species": cat.species, "folds": assign_folds(ids, min(folds, len(cat)), seed),
+            "holdout": np.isin(cat.individual_ids, held).astype(np.int64), "local": cat.local,
+            "boxes": cat.box_array()}
+
+
 # The last crop folder's local features by filename, under its shards' (path, size, mtime): SIFT is
 # most of what validation, export and identification cost on CPU, and one process often describes
 # the same crops several times (the demo: export, then the re-ranked baseline's evaluation and

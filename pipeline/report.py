@@ -70,6 +70,25 @@ def thumbnails(records: str, names: set[str], size: int = 96) -> dict[str, str]:
     return out
 
 
+def folder_thumbnails(folder: str | None, names: set[str], boxes: dict, size: int = 96) -> dict[str, str]:
+    """base64 JPEG thumbnails of the named photos in ``folder``, each cut to its box (rel yxyx) as the
+    crops are; none without a folder, and an unreadable photo is left blank."""
+    import tensorflow as tf
+
+    from runtime.storage import join, read_bytes
+    from tfrecords.reader import crop_square
+
+    out = {}
+    for name in sorted(names) if folder else []:
+        try:
+            img = tf.io.decode_image(read_bytes(join(folder, name)), channels=3, expand_animations=False)
+        except (OSError, tf.errors.OpError):
+            continue
+        thumb = tf.cast(crop_square(img, tf.constant(boxes[name], tf.float32), size), tf.uint8)
+        out[name] = base64.b64encode(tf.io.encode_jpeg(thumb, quality=85).numpy()).decode()
+    return out
+
+
 def gallery_rows(cands, preds, truths, arr, q_mask, cat_mask, n: int) -> list[dict]:
     """The first ``n`` queries, wrong answers first: the query and, per prediction, the catalog
     image that scored best for that individual."""
@@ -108,7 +127,10 @@ def write_report(cfg, result: dict, thresholds, curve, cm, cands, preds, truths,
     imgs = plots(thresholds, curve, result["threshold"], result["per_species_map5"], cm)
     rows = gallery_rows(cands, preds, truths, arr, q_mask, cat_mask, cfg.gallery)
     needed = {r["file"] for r in rows} | {c["file"] for r in rows for c in r["cells"] if c["file"]}
-    thumbs = thumbnails(cfg.records, needed)
+    if cfg.records:
+        thumbs = thumbnails(cfg.records, needed)
+    else:  # an enrolled catalog: its photos' folder, where given
+        thumbs = folder_thumbnails(cfg.images, needed, dict(zip(arr["filenames"], arr["boxes"], strict=True)))
 
     def img(name: str, cls: str = "") -> str:
         return f'<img class="{cls}" src="data:image/jpeg;base64,{thumbs.get(name, "")}" width="96" height="96">'
@@ -117,7 +139,8 @@ def write_report(cfg, result: dict, thresholds, curve, cm, cands, preds, truths,
                       f"<tr><td>{html.escape(k)}</td><td>{html.escape(str(v))}</td></tr>"
                       for k, v in result.items() if k not in ("per_species_map5", "report"))
     body = [f"<h1>Happywhale-ID evaluation: fold {result['fold']}</h1>",
-            f"<p>Embedder <code>{html.escape(cfg.embedder)}</code>, records <code>{html.escape(cfg.records)}</code>."
+            f"<p>Embedder <code>{html.escape(cfg.embedder)}</code>, "
+            f"{'records' if cfg.records else 'catalog'} <code>{html.escape(cfg.records or cfg.catalog)}</code>."
             " Queries: the validation fold and the holdout individuals (truth <i>new_individual</i>).</p>",
             f'<table class="metrics">{metrics}</table>',
             '<h2>Threshold</h2><img src="data:image/png;base64,' + imgs["threshold"] + '">',

@@ -142,3 +142,13 @@ def matches_table(names: Sequence[str], query_emb: np.ndarray, det_scores: np.nd
          "detection_score": round(float(det_scores[i]), 4), "box": " ".join(f"{v:.4f}" for v in boxes[i]),
          "catalog_image": photos[i, r]}
         for i, n in enumerate(names) for r in range(cands.ids.shape[1]) if cands.ids[i, r]])
+
+
+def matches_known_map5(matches_csv: str, truth: dict[str, str], known: set[str]) -> float:
+    """MAP@5 of the test photos of known individuals from ``matches.csv``'s ranked candidates."""
+    import pandas as pd
+
+    m = pd.read_csv(matches_csv, dtype={"individual_id": str}).sort_values(["image", "rank"])
+    ranked = m.groupby("image")["individual_id"].apply(list).to_dict()
+    images = [i for i, t in truth.items() if t in known]
+    return map_at_5([ranked.get(i, [])[:5] for i in images], [truth[i] for i in images])

@@ -20,8 +20,12 @@ RERANK_DEPTH = ("auto", "10", "20", "30")
 @dataclass(frozen=True)
 class EvalConfig:
     embedder: str = option(help="embedder run folder (threshold.json is written there)")
-    records: str = option(help="crop records the embedder was trained on")
-    val_fold: int | None = option(None, help="validation fold (None: the embedder's)", lo=0)
+    records: str | None = option(None, help="crop records the embedder was trained on (or --catalog)")
+    catalog: str | None = option(None, help="or an enrolled catalog .npz (pipeline/enroll.py), dealt into 5 folds "
+                                            "and a tenth of its individuals held out here: fits the threshold and the "
+                                            "re-ranking for an embedder that never trained (stage2_embed/pixels.py)")
+    images: str | None = option(None, help="with --catalog: its photos' folder, for the report's match gallery")
+    val_fold: int | None = option(None, help="validation fold (None: the embedder's; 0 with --catalog)", lo=0)
     species_consistency: bool = option(False, help="demote candidates of another species than the query's "
                                                    "neighbours vote for")
     gallery: int = option(24, help="queries shown in the report's match gallery", lo=0)
@@ -51,6 +55,8 @@ class EvalConfig:
 
     def __post_init__(self) -> None:
         check(self)
+        if (self.records is None) == (self.catalog is None):
+            raise ValueError("give exactly one of --records CROPS and --catalog CAT.npz")
 
 
 def split_queries(folds: np.ndarray, holdout: np.ndarray, ids: np.ndarray, fold: int
@@ -83,7 +89,7 @@ def _record(cfg: EvalConfig, result: dict, model, fusion, curve) -> None:
     atomic.write_json(join(cfg.out, "evaluation.json"), result)
     atomic.write_json(join(cfg.embedder, "threshold.json"),
                       {"threshold": result["threshold"], "map5": result["map5"], "fold": result["fold"],
-                       "records": cfg.records, "species_consistency": cfg.species_consistency,
+                       "records": cfg.records or cfg.catalog, "species_consistency": cfg.species_consistency,
                        "curves": model.to_json(), "rerank": fusion.to_json() if fusion else None,
                        "blend": {"weight": result["blend_weight"]}, "pseudo": result["pseudo"]})
     with start_run("pipeline-evaluate", cfg, run_name=f"evaluate-fold{result['fold']}"):
@@ -97,9 +103,7 @@ def _record(cfg: EvalConfig, result: dict, model, fusion, curve) -> None:
 def evaluate(cfg: EvalConfig, progress: bool = True) -> dict:
     from pipeline import blend, final, pseudo
     from pipeline import threshold as thr
-    from pipeline.catalog import from_records
     from pipeline.search import NEW, known_closed_map5, map_at_5, predict, search
-    from runtime.storage import exists, read_bytes
     from stage2_embed.embedder import load_embedder
     from stage2_embed.fusion import warn_if_weak
 
@@ -107,13 +111,11 @@ def evaluate(cfg: EvalConfig, progress: bool = True) -> dict:
     if cv := final.cv_run(cfg.embedder):  # trained on every fold: nothing to validate on
         return final.carry_over(cfg, cv)
     model, ecfg = load_embedder(cfg.embedder)
-    tcfg_path = join(cfg.embedder, "train_config.json")
-    fold = cfg.val_fold if cfg.val_fold is not None else (
-        json.loads(read_bytes(tcfg_path))["val_fold"] if exists(tcfg_path) else 0)
-    _, arr = from_records(model, ecfg, cfg.records, local=cfg.rerank != "none")
+    arr, fold = photo_arrays(cfg, model, ecfg)
     cat_mask, q_mask, truths = split_queries(arr["folds"], arr["holdout"], arr["individual_ids"], fold)
     if not q_mask.any() or not cat_mask.any():
-        raise ValueError(f"{cfg.records}: fold {fold} leaves no queries or no catalog; choose another --val-fold")
+        raise ValueError(f"{cfg.records or cfg.catalog}: fold {fold} leaves no queries or no catalog; choose "
+                         "another --val-fold")
     warn_if_weak(cfg.embedder)  # after the inputs were found good: bad input stays one line
     cands = search(arr["embeddings"][q_mask], arr["embeddings"][cat_mask], arr["individual_ids"][cat_mask],
                    arr["species"][cat_mask], k=max(depths(cfg)))
@@ -152,6 +154,30 @@ def evaluate(cfg: EvalConfig, progress: bool = True) -> dict:
     return result
 
 
+def photo_arrays(cfg: EvalConfig, model, ecfg: dict) -> tuple[dict, int]:
+    """(every photo's arrays, the validation fold): the crop records embedded now, or the enrolled
+    catalog's rows dealt into folds (``catalog.validation_arrays``)."""
+    import sys
+
+    from pipeline import catalog as catalog_lib
+    from runtime.storage import exists, read_bytes
+
+    if cfg.catalog is not None:
+        cat = catalog_lib.load(cfg.catalog, model, ecfg, local=cfg.rerank != "none")
+        if cfg.rerank != "none" and cat.local is None:
+            raise ValueError(f"--catalog {cfg.catalog} has no local features to fit the re-ranking on: enroll its "
+                             "photos again (pipeline/enroll.py) or pass --rerank none")
+        if ecfg.get("kind", "trained") == "trained":
+            print(f"warning: {cfg.embedder} is a trained embedder: if it trained on these catalog photos, "
+                  "validation on them over-rates it; --records with its crop records validates on its own "
+                  "validation fold", file=sys.stderr)
+        return catalog_lib.validation_arrays(cat), cfg.val_fold or 0
+    tcfg_path = join(cfg.embedder, "train_config.json")
+    fold = cfg.val_fold if cfg.val_fold is not None else (
+        json.loads(read_bytes(tcfg_path))["val_fold"] if exists(tcfg_path) else 0)
+    return catalog_lib.from_records(model, ecfg, cfg.records, local=cfg.rerank != "none")[1], fold
+
+
 def single_catalog_photo(truths: np.ndarray, catalog_ids: np.ndarray) -> np.ndarray:
     """Which queries show an individual with exactly one photo in ``catalog_ids``."""
     ids, counts = np.unique(catalog_ids, return_counts=True)
@@ -173,7 +199,7 @@ def _report(cfg: EvalConfig, result: dict, curve, cands, preds, truths, arr: dic
     from stage2_embed.confusion_matrix import species_confusion
     from tfrecords.reader import read_manifest
 
-    species = read_manifest(cfg.records)["species"]
+    species = read_manifest(cfg.records)["species"] if cfg.records else sorted(set(arr["species"].tolist()))
     index = {s: i for i, s in enumerate(species)}
     cm = species_confusion(np.array([index[s] for s in arr["species"][q_mask]]),
                            np.array([index.get(s, 0) for s in cands.query_species]), species)

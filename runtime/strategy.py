@@ -98,18 +98,36 @@ def prebuild(model, ds: tf.data.Dataset) -> None:
 _ITERATORS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # repeated dataset -> its iterator
 
 
+def retrace(model) -> None:
+    """Forget ``model``'s traced train steps (``fit``'s and ``fit_epoch``'s loop's): the next epoch
+    traces again, taking in what changed outside the graph (a new learning-rate schedule)."""
+    model.train_function = None
+    _STEP.pop(model, None)
+
+
 def fit_epoch(model, ds: tf.data.Dataset, steps: int | None, strategy: tf.distribute.Strategy,
-              progress: bool = True, loop: bool = False) -> dict[str, float]:
+              progress: bool = True, loop: bool = False, timing: dict | None = None) -> dict[str, float]:
     """One epoch of training (``steps`` batches, or the whole of ``ds`` when None): the metrics
     ``fit`` reports for it, averaged over the epoch and over the replicas. ``loop``: Keras' own
     ``train_step`` through ``strategy.run`` in a loop instead of ``fit`` (always so under several
     workers, where ``fit`` fails, and for ``steps`` of a repeated dataset at one step a call,
-    whose iterator then lives on into the next epoch)."""
+    whose iterator then lives on into the next epoch). ``timing`` receives ``first_step`` (seconds
+    to the end of the first step: a trace, when there is one) and ``steps`` (taken)."""
+    import time
+
+    t0 = time.perf_counter()
     keep = steps is not None and getattr(model, "steps_per_execution", 1) == 1
     if not multi_worker(strategy):
         prebuild(model, ds)  # else the first step's trace creates variables and traces again
     if not multi_worker(strategy) and not loop and not keep:
-        h = model.fit(ds, epochs=1, steps_per_epoch=steps, verbose=2 if progress else 0)
+        import keras
+
+        def on_batch_end(batch, logs=None):
+            timing.setdefault("first_step", time.perf_counter() - t0)
+            timing["steps"] = batch + 1
+
+        timed = [] if timing is None else [keras.callbacks.LambdaCallback(on_train_batch_end=on_batch_end)]
+        h = model.fit(ds, epochs=1, steps_per_epoch=steps, verbose=2 if progress else 0, callbacks=timed)
         return {k: float(v[-1]) for k, v in h.history.items()}
     from tqdm import tqdm
 
@@ -127,10 +145,13 @@ def fit_epoch(model, ds: tf.data.Dataset, steps: int | None, strategy: tf.distri
         it = iter(strategy.experimental_distribute_dataset(ds))
         if keep:
             _ITERATORS[ds] = it
-    for _ in tqdm(range(steps) if steps else iter(int, 1), desc="train", unit="step",
-                  disable=not (progress and is_chief())):
+    for n, _ in enumerate(tqdm(range(steps) if steps else iter(int, 1), desc="train", unit="step",
+                               disable=not (progress and is_chief()))):
         batch = it.get_next_as_optional()
         if not batch.has_value():
             break
         logs = step(batch.get_value())
+        if timing is not None:
+            timing.setdefault("first_step", time.perf_counter() - t0)
+            timing["steps"] = n + 1
     return {k: float(v) for k, v in logs.items()}

@@ -4,12 +4,14 @@ A stage brings a ``Stage``: its model (compiled inside the strategy's scope), it
 its validation and what it saves at the end. ``train`` does the rest once: the distribution
 strategy, the chief (under several workers only the chief writes), the run folder's lock,
 ``--resume`` from the last checkpoint, the epoch loop, a checkpoint and an MLflow record per epoch,
-and ``history.json``. ``warmup_cosine`` is the learning-rate schedule both stages use.
+and ``history.json``, and a time budget (``--budget-minutes``: the epochs and the schedule cut to
+what fits, ``plan_epochs``). ``warmup_cosine`` is the learning-rate schedule both stages use.
 
     def build(strategy, state):            # state: the checkpoint being resumed, or None
         with strategy.scope():
             model = make_and_compile(warmup_cosine(cfg.lr, steps, cfg.epochs, cfg.warmup_epochs))
-        return Stage("stage-x", "run-name", model, data, steps, configs={"x_config.json": {...}})
+        return Stage("stage-x", "run-name", model, data, steps, configs={"x_config.json": {...}},
+                     schedule=lambda epochs: warmup_cosine(cfg.lr, steps, epochs, cfg.warmup_epochs))
 
     final_metrics = train(cfg, cfg.out, cfg.epochs, build, resume=False)
 """
@@ -31,6 +33,12 @@ from runtime.storage import join
 WARMUP_START = 0.05
 COSINE_FLOOR = 0.01
 
+clock = time.perf_counter  # the budget's clock (a test's fake one stands in)
+
+BUDGET_HELP = ("minutes the training may take (0: no limit): after the first epoch the run keeps the epochs "
+               "that fit at its pace, the learning-rate schedule shortened to them, and starts no epoch that "
+               "would end past the budget; the closing validation and saving come on top")
+
 
 def warmup_cosine(lr: float, steps_per_epoch: int, epochs: int, warmup_epochs: float):
     """Keras' ``CosineDecay`` with a linear warmup of ``warmup_epochs`` epochs (at least one step)."""
@@ -46,7 +54,8 @@ def warmup_cosine(lr: float, steps_per_epoch: int, epochs: int, warmup_epochs: f
 class Stage:
     """What a stage brings to the loop.
 
-    ``validate(epoch)`` returns the epoch's validation metrics (chief only; {} to skip an epoch).
+    ``validate(epoch, last)`` returns the epoch's validation metrics (chief only; {} to skip an epoch);
+    ``last`` is true on the run's final epoch, which a time budget may bring forward.
     ``finish(history)`` saves the stage's models after the last epoch and returns extra metrics.
     ``configs`` are JSON files written into the run folder (and logged) before the first epoch;
     ``params`` are MLflow params logged once when the run starts. With ``best``, the weights of the
@@ -59,20 +68,25 @@ class Stage:
     data: Any
     steps: int | None  # per epoch; None: the whole dataset
     configs: dict[str, dict] = field(default_factory=dict)
-    validate: Callable[[int], dict] = lambda epoch: {}
+    validate: Callable[[int, bool], dict] = lambda epoch, last: {}
     finish: Callable[[list[dict]], dict] = lambda history: {}
     params: dict = field(default_factory=dict)
     best: str | None = None  # a validation metric (higher is better): the epoch it peaks at is kept
+    schedule: Callable[[int], Any] | None = None  # the learning-rate schedule for E epochs (for a budget)
 
 
 def train(cfg: Any, out: str, epochs: int, build: Callable[[Any, dict | None], Stage], resume: bool = False,
           progress: bool = True) -> dict:
     """Train the ``Stage`` that ``build(strategy, state)`` returns for ``epochs`` epochs into ``out``;
     returns the last epoch's metrics with ``finish``'s. ``cfg`` (a dataclass) is logged whole."""
-    from runtime.strategy import choose_strategy, is_chief
+    from runtime.strategy import choose_strategy, is_chief, multi_worker
 
+    started = clock()  # a budget counts the setup (data, model, trace) too
     strategy = choose_strategy()  # first: under several workers it waits for the others to connect
     chief = is_chief()
+    if budget_seconds(cfg) and multi_worker(strategy):
+        raise ValueError("--budget-minutes needs one machine: several workers would each cut the run at "
+                         "their own pace; give --epochs instead")
     with atomic.folder_lock(out) if chief else contextlib.nullcontext():
         ckpt = Checkpoint(out)
         if ckpt.state() and not resume:
@@ -87,7 +101,7 @@ def train(cfg: Any, out: str, epochs: int, build: Callable[[Any, dict | None], S
         if not chief:  # the other workers train their share of each step and write nothing
             _other_worker(stage, strategy, range(start, epochs))
             return {}
-        return _chief(stage, cfg, out, range(start, epochs), epochs, strategy, ckpt, history, run_id, progress)
+        return _chief(stage, cfg, out, Run(start, epochs, started), strategy, ckpt, history, run_id, progress)
 
 
 def _other_worker(stage: Stage, strategy, epochs: range) -> None:
@@ -97,34 +111,110 @@ def _other_worker(stage: Stage, strategy, epochs: range) -> None:
         fit_epoch(stage.model, stage.data, stage.steps, strategy, progress=False)
 
 
-def _chief(stage: Stage, cfg: Any, out: str, todo: range, epochs: int, strategy, ckpt: Checkpoint,
+@dataclass
+class Run:
+    """Where the epoch loop stands: the next epoch, the epochs it will train, when the process began."""
+    epoch: int
+    epochs: int
+    started: float
+
+
+def budget_seconds(cfg: Any) -> float:
+    return 60.0 * float(getattr(cfg, "budget_minutes", 0.0) or 0.0)
+
+
+def pace(took: float, timing: dict) -> tuple[float, float]:
+    """(seconds an epoch takes once traced, seconds its trace took) from an epoch of ``took`` s and
+    ``fit_epoch``'s ``timing``: the steps after the first set the pace; the first step's excess is
+    the trace (and the first epoch's set-up)."""
+    n, first = timing.get("steps", 0), timing.get("first_step", 0.0)
+    if n < 2:
+        return took, 0.0
+    step = (took - first) / (n - 1)
+    return step * n, max(0.0, first - step)
+
+
+def plan_epochs(budget: float, spent: float, epoch: float, wanted: int, trace: float = 0.0) -> int:
+    """Epochs of a run under a ``budget`` (s) after its first epoch, with ``spent`` s gone since the
+    start, an epoch taking ``epoch`` s and a new schedule's trace ``trace`` s: as many more as fit,
+    at least the one trained, at most ``wanted``."""
+    if budget <= 0:
+        return wanted
+    return int(min(wanted, max(1, 1 + (budget - spent - trace) // max(epoch, 1e-9))))
+
+
+def _chief(stage: Stage, cfg: Any, out: str, run: Run, strategy, ckpt: Checkpoint,
            history: list[dict], run_id: str | None, progress: bool) -> dict:
     import mlflow
 
-    from runtime.strategy import fit_epoch
     from runtime.tracking import log_curves, start_run
 
     atomic.write_json(join(out, "train_config.json"), asdict(cfg))
     for name, obj in stage.configs.items():
         atomic.write_json(join(out, name), obj)
+    planned = int(history[-1].get("epochs_planned", run.epochs)) if history else run.epochs
+    if budget_seconds(cfg) and planned < run.epochs:  # resumed under a budget: its plan, not --epochs again
+        _reschedule(stage, planned)
+        run.epochs = planned
     with start_run(stage.experiment, cfg, run_name=stage.run_name, run_id=run_id,
-                   nested=mlflow.active_run() is not None) as run:  # a sweep's trials are child runs
+                   nested=mlflow.active_run() is not None) as mrun:  # a sweep's trials are child runs
         if not run_id:  # a resumed run logged these when it started
             mlflow.log_params(stage.params)
             for name, obj in stage.configs.items():
                 mlflow.log_dict(obj, name)
-        for epoch in todo:
-            t = time.perf_counter()
-            metrics = fit_epoch(stage.model, stage.data, stage.steps, strategy, progress)
-            metrics.update(stage.validate(epoch))
-            metrics["epoch_seconds"] = time.perf_counter() - t
+        spent = sum(h.get("epoch_seconds", 0.0) for h in history)  # a resumed run's epochs count
+        while run.epoch < run.epochs:
+            metrics = _epoch(stage, cfg, run, strategy, spent, fresh=not history, progress=progress)
             keep_if_best(stage, out, history, metrics)
-            ckpt.end_epoch(stage.model, epoch, epochs, metrics, history, run.info.run_id)
+            ckpt.end_epoch(stage.model, run.epoch, run.epochs, metrics, history, mrun.info.run_id)
+            run.epoch += 1
         atomic.write_json(join(out, "history.json"), history)
         log_curves(history)
         kept = restore_best(stage, out, history)
         extra = {**stage.finish(history), **kept}
     return {**(history[-1] if history else {}), **extra}
+
+
+def _epoch(stage: Stage, cfg: Any, run: Run, strategy, spent: float, fresh: bool, progress: bool) -> dict:
+    """One epoch trained and validated; under a budget the first epoch of a run plans the rest
+    (``plan_epochs``), and any epoch ends the run where another would not fit."""
+    from runtime.strategy import fit_epoch
+
+    t, timing = clock(), {}
+    metrics = fit_epoch(stage.model, stage.data, stage.steps, strategy, progress, timing=timing)
+    took, budget = clock() - t, budget_seconds(cfg)
+    gone = spent + clock() - run.started
+    epoch_s, trace_s = pace(took, timing)
+    if budget and fresh and run.epoch == 0:
+        planned = plan_epochs(budget, gone, epoch_s, run.epochs, trace_s)
+        if planned < run.epochs:
+            print(f"--budget-minutes {budget / 60:g}: {planned} of {run.epochs} epochs fit ({epoch_s:.0f} s "
+                  f"each once traced); the schedule is shortened to them", flush=True)
+            _reschedule(stage, planned)
+            run.epochs = planned
+    elif budget and run.epoch + 1 < run.epochs and gone + epoch_s > budget:
+        print(f"--budget-minutes {budget / 60:g}: ending after epoch {run.epoch + 1} of {run.epochs} "
+              f"({gone / 60:.1f} minutes gone, an epoch takes {epoch_s:.0f} s)", flush=True)
+        run.epochs = run.epoch + 1
+    elif not budget and run.epoch == 0 and fresh and epoch_s * run.epochs > 1800:
+        print(f"{run.epochs} epochs will take about {epoch_s * run.epochs / 60:.0f} minutes at this pace; "
+              "--budget-minutes M fits the run into M", flush=True)
+    metrics.update(stage.validate(run.epoch, run.epoch + 1 == run.epochs))
+    metrics["epoch_seconds"] = clock() - t
+    metrics["epochs_planned"] = float(run.epochs)
+    return metrics
+
+
+def _reschedule(stage: Stage, epochs: int) -> None:
+    """The optimizer on ``stage.schedule(epochs)``; its train step is traced again to take it in (the
+    old schedule's constants live in the traced graph). The first epoch was warmup, which the new
+    schedule shares, so the rate moves on without a jump."""
+    from runtime.strategy import retrace
+
+    if stage.schedule is None:
+        raise ValueError(f"{stage.experiment}: this stage cannot shorten its schedule for --budget-minutes")
+    stage.model.optimizer.learning_rate = stage.schedule(epochs)
+    retrace(stage.model)
 
 
 def _best_epoch(history: list[dict], key: str) -> dict | None:

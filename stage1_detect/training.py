@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from runtime.flags import check, option
+from runtime.trainer import BUDGET_HELP
 
 
 @dataclass(frozen=True)
@@ -20,6 +21,7 @@ class TrainConfig:
     weights: str = option("none", help="backbone weights: none, a local keras-cv preset folder (e.g. COCO's "
                                        "yolo_v8_s_backbone_coco) or a .weights.h5 file")
     epochs: int = option(14, help="passes over the training folds", lo=1)
+    budget_minutes: float = option(0.0, help=BUDGET_HELP, lo=0.0)
     batch_size: int = option(8, help="images per replica per step", lo=1)
     lr: float = option(2e-3, help="peak learning rate (AdamW, warmup then cosine decay)", lo=1e-8)
     warmup_epochs: float = option(1.0, help="epochs of linear warmup", lo=0.0)
@@ -103,10 +105,13 @@ def _stage(cfg: TrainConfig, strategy):
     # thread pool: 3-4 such stalls per demo detector (docs/history.md, "Iterators freed late").
     return Stage("stage1-detect", f"yolov8-{cfg.backbone}-{cfg.image_size}", model, train_ds.repeat(), steps,
                  configs={"detector_config.json": asdict(dcfg)},
-                 validate=lambda epoch: validate(cfg, epoch, lambda: coco_map(model, val_ds)), finish=finish,
-                 best="map50")
+                 validate=lambda epoch, last: validate(cfg, epoch, lambda: coco_map(model, val_ds), last),
+                 finish=finish, best="map50",
+                 schedule=lambda epochs: warmup_cosine(cfg.lr, steps, epochs, cfg.warmup_epochs))
 
 
-def validate(cfg: TrainConfig, epoch: int, score) -> dict:
-    """``score()`` on every ``val_every``-th epoch and the last ({} otherwise: the trainer skips it)."""
-    return score() if (epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.epochs else {}
+def validate(cfg: TrainConfig, epoch: int, score, last: bool | None = None) -> dict:
+    """``score()`` on every ``val_every``-th epoch and the ``last`` ({} otherwise: the trainer skips it;
+    ``last`` None: the configured last epoch)."""
+    last = epoch + 1 == cfg.epochs if last is None else last
+    return score() if (epoch + 1) % cfg.val_every == 0 or last else {}

@@ -14,6 +14,7 @@ import numpy as np
 
 from runtime import atomic
 from runtime.flags import check, option
+from runtime.trainer import BUDGET_HELP
 from stage2_embed.backbones import BACKBONES, HEADS
 from tfrecords.layout import CROP_MARGIN
 
@@ -43,6 +44,7 @@ class TrainConfig:
     dynamic_margin: bool = option(False, help="per-individual margins from image counts (rarer: larger)")
     species_weight: float = option(0.1, help="weight of the auxiliary species loss", lo=0.0)
     epochs: int = option(30, help="passes over the training folds", lo=1)
+    budget_minutes: float = option(0.0, help=BUDGET_HELP, lo=0.0)
     batch_size: int = option(32, help="images per replica per step", lo=1)
     lr: float = option(3e-3, help="peak learning rate (AdamW, warmup then cosine decay)", lo=1e-8)
     weight_decay: float = option(1e-4, help="AdamW weight decay", lo=0.0)
@@ -141,7 +143,7 @@ def _stage(cfg: TrainConfig, strategy, on_validation: Callable[[int, float], Non
     import keras
 
     from runtime.strategy import shard_by_file
-    from runtime.trainer import Stage
+    from runtime.trainer import Stage, warmup_cosine
     from stage2_embed.data import train_dataset
     from tfrecords.reader import list_shards, read_manifest, train_counts
 
@@ -167,8 +169,8 @@ def _stage(cfg: TrainConfig, strategy, on_validation: Callable[[int, float], Non
 
             print(f"--init {cfg.init}: {init_from(train_model, cfg.init)} layers' weights taken over", flush=True)
 
-    def validate(epoch: int) -> dict:
-        if cfg.all_folds or (epoch + 1) % cfg.val_every and epoch + 1 != cfg.epochs:
+    def validate(epoch: int, last: bool) -> dict:
+        if cfg.all_folds or (epoch + 1) % cfg.val_every and not last:
             return {}
         score = validation_map5(embed_model, cfg.records, cfg)
         if on_validation:
@@ -179,7 +181,8 @@ def _stage(cfg: TrainConfig, strategy, on_validation: Callable[[int, float], Non
                  configs={"embedder_config.json": asdict(ecfg)}, validate=validate,
                  finish=lambda history: _finish(cfg, ecfg, train_model, embed_model),
                  params={"replicas": strategy.num_replicas_in_sync, "global_batch": global_batch,
-                         "mixed": str(cfg.mixed_precision)}, best="val_map5")
+                         "mixed": str(cfg.mixed_precision)}, best="val_map5",
+                 schedule=lambda epochs: warmup_cosine(cfg.lr, steps, epochs, cfg.warmup_epochs))
 
 
 def _finish(cfg: TrainConfig, ecfg, train_model, embed_model) -> dict:

@@ -1,6 +1,6 @@
 """The README's "Quickstart on your own photos", run as written (bash, the README's own lines) in a
-folder holding ``catalog_photos/``, ``labels.csv`` and ``new_photos/``: enrol, identify, and the
-review server answering on the result."""
+folder holding ``catalog_photos/``, ``labels.csv`` and ``new_photos/``: enrol, fit on the catalog,
+identify, and the review server answering on the result."""
 
 from __future__ import annotations
 
@@ -58,6 +58,8 @@ def test_the_readme_quickstart_enrols_identifies_and_serves_the_review(tiny_data
             raise AssertionError((tmp_path / "review.log").read_text()[-2000:])
     finally:
         os.kill(pid, 15)
+    fit = json.loads((tmp_path / "work" / "pixels" / "threshold.json").read_text())
+    assert fit["records"] == "work/catalog.npz" and fit["rerank"]["k"] >= 10  # fitted on the catalog: infer re-ranks
     sub = pd.read_csv(tmp_path / "work" / "run" / "submission.csv")
     assert sorted(sub["image"]) == sorted(os.listdir(tiny_data / "test_images"))
     assert sub["predictions"].str.split().map(len).eq(5).all()

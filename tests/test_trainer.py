@@ -54,7 +54,7 @@ def test_the_loop_keeps_the_best_validated_epoch_not_the_last(tmp_path, monkeypa
         model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
         model.compile(optimizer=keras.optimizers.SGD(0.05), loss="mse")
 
-        def validate(epoch):
+        def validate(epoch, last):
             seen.append([w.numpy().copy() for w in model.weights])
             return {"score": scores[epoch]}
 
@@ -99,3 +99,93 @@ def test_the_detector_trains_over_a_repeated_dataset_in_fixed_steps(tiny_records
     stage = _stage(cfg, tf.distribute.get_strategy())
     assert stage.steps == count_with_boxes(cfg.records, cfg.val_fold) // cfg.batch_size > 0
     assert stage.data.cardinality() == tf.data.INFINITE_CARDINALITY
+
+
+def test_plan_epochs_keeps_what_fits_at_the_traced_pace():
+    from runtime.trainer import pace, plan_epochs
+
+    assert pace(took=60.0, timing={"steps": 11, "first_step": 15.0}) == (49.5, 10.5)  # 4.5 s a step after
+    assert pace(took=8.0, timing={"steps": 1, "first_step": 8.0}) == (8.0, 0.0)  # one step: all of it
+    assert plan_epochs(budget=600, spent=70, epoch=60, wanted=30) == 9  # 1 + 530 // 60
+    assert plan_epochs(budget=600, spent=70, epoch=60, wanted=30, trace=50) == 9  # 1 + 480 // 60
+    assert plan_epochs(budget=600, spent=70, epoch=60, wanted=30, trace=51) == 8  # the retrace tips it
+    assert plan_epochs(budget=600, spent=70, epoch=60, wanted=5) == 5  # never more than asked
+    assert plan_epochs(budget=60, spent=90, epoch=80, wanted=30) == 1  # the first epoch is the least
+    assert plan_epochs(budget=0, spent=10**6, epoch=10**6, wanted=30) == 30  # no budget
+
+
+def _toy_run(tmp_path, monkeypatch, budget_minutes: float, epoch_seconds: list[float], epochs: int = 10,
+             first_step: float = 5.0, resume: bool = False):
+    """A linear model trained by the loop under a fake clock that moves only while an epoch trains
+    (``epoch_seconds`` each, 4 steps; the first epoch's first step ``first_step`` s, later ones a
+    quarter): (the loop's result, the epochs' ``last`` flags, the model)."""
+    import dataclasses
+
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    from runtime import strategy, trainer
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
+    now, real_fit = [0.0], getattr(strategy.fit_epoch, "real", strategy.fit_epoch)  # not an earlier fake
+
+    def fit_epoch(*a, timing=None, **kw):
+        out = real_fit(*a, **kw)
+        took = epoch_seconds[min(len(lasts), len(epoch_seconds) - 1)]
+        now[0] += took
+        timing.update(steps=4, first_step=first_step if not lasts else took / 4)
+        return out
+
+    fit_epoch.real = real_fit
+
+    monkeypatch.setattr(strategy, "fit_epoch", fit_epoch)
+    monkeypatch.setattr(trainer, "clock", lambda: now[0])
+
+    @dataclasses.dataclass(frozen=True)
+    class Toy:
+        out: str
+        budget_minutes: float
+
+    x = np.random.default_rng(0).normal(size=(64, 4)).astype("float32")
+    data = tf.data.Dataset.from_tensor_slices((x, x @ np.ones((4, 1), "float32"))).batch(16)
+    lasts, box = [], {}
+
+    def build(strategy_, state):
+        keras.utils.set_random_seed(0)
+        model = box["model"] = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+        model.compile(optimizer=keras.optimizers.SGD(trainer.warmup_cosine(0.05, 4, epochs, 1.0)), loss="mse")
+        return trainer.Stage("toy", "toy", model, data, None,
+                             validate=lambda epoch, last: lasts.append(last) or {},
+                             schedule=lambda e: trainer.warmup_cosine(0.05, 4, e, 1.0))
+
+    out = str(tmp_path / f"run{budget_minutes}-{epochs}")
+    final = trainer.train(Toy(out, budget_minutes), out, epochs, build, resume=resume, progress=False)
+    return final, lasts, box["model"]
+
+
+def test_a_budget_cuts_the_epochs_and_trains_them_as_a_run_of_that_length(tmp_path, monkeypatch):
+    """First epoch 14 s, its first step 5 s: 3 s a step, so 12 s an epoch and a 2 s trace; in a
+    minute 1 + (60 - 14 - 2) // 12 = 4 epochs fit. The run
+    trains 4 with the 4-epoch schedule: the same weights as a run asked for 4 epochs (the traced step
+    took in the new schedule: with the 10-epoch one the last three epochs' rates differ)."""
+    import numpy as np
+
+    final, lasts, model = _toy_run(tmp_path, monkeypatch, 1.0, [14.0, 10.0])
+    assert final["epoch"] == 3 and final["epochs_planned"] == 4.0
+    assert lasts == [False, False, False, True]
+    _, lasts4, model4 = _toy_run(tmp_path, monkeypatch, 0.0, [14.0, 10.0], epochs=4)
+    assert lasts4 == lasts
+    np.testing.assert_allclose(model.weights[0].numpy(), model4.weights[0].numpy(), rtol=1e-6)
+    _, _, model10 = _toy_run(tmp_path, monkeypatch, 0.0, [14.0, 10.0], epochs=10)  # no budget: all 10
+    assert not np.allclose(model10.weights[0].numpy(), model4.weights[0].numpy(), rtol=1e-4)
+    again, lasts_again, _ = _toy_run(tmp_path, monkeypatch, 1.0, [14.0, 10.0], resume=True)
+    assert again["epoch"] == 3 and lasts_again == []  # --resume keeps the plan: nothing left to train
+
+
+def test_a_budget_ends_the_run_where_slower_epochs_would_overrun_it(tmp_path, monkeypatch):
+    """First epoch 10 s, no trace: 6 planned in a minute; then 25 s each: after 10 + 25 + 25 = 60 s
+    another would end past the budget, so the third epoch is the last (and validated as such)."""
+    final, lasts, _ = _toy_run(tmp_path, monkeypatch, 1.0, [10.0, 25.0], first_step=2.5)
+    assert final["epoch"] == 2 and final["epochs_planned"] == 3.0
+    assert lasts == [False, False, True]
