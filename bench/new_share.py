@@ -54,9 +54,9 @@ def main(argv: list[str] | None = None) -> int:
     from pipeline.final import identifying_embedder
     from pipeline.identify import InferConfig, identify, load
     from pipeline.photos import inputs
-    from pipeline.search import NEW, Candidates, map_at_5, predict
+    from pipeline.search import NEW, Candidates, map_at_5, predict, single_catalog_photo, top1
     from pipeline.share import estimate_weights
-    from pipeline.validation import EvalConfig, evaluate, single_catalog_photo, top1
+    from pipeline.validation import EvalConfig, evaluate
 
     w = a.workdir
     cv, crops, records = (os.path.join(w, d) for d in ("embedder", "crops", "records"))

@@ -152,3 +152,22 @@ def matches_known_map5(matches_csv: str, truth: dict[str, str], known: set[str])
     ranked = m.groupby("image")["individual_id"].apply(list).to_dict()
     images = [i for i, t in truth.items() if t in known]
     return map_at_5([ranked.get(i, [])[:5] for i in images], [truth[i] for i in images])
+
+
+def per_species_map5(preds: list[list[str]], truths: np.ndarray, species: np.ndarray) -> dict[str, float]:
+    """MAP@5 of each species' queries."""
+    return {s: map_at_5([p for p, k in zip(preds, species == s, strict=True) if k], list(truths[species == s]))
+            for s in sorted(set(species.tolist()))}
+
+
+def single_catalog_photo(truths: np.ndarray, catalog_ids: np.ndarray) -> np.ndarray:
+    """Which queries show an individual with exactly one photo in ``catalog_ids``."""
+    ids, counts = np.unique(catalog_ids, return_counts=True)
+    return np.isin(truths, ids[counts == 1])
+
+
+def top1(cands, truths: np.ndarray, mask: np.ndarray | None = None) -> float:
+    """Share of the (``mask``ed) queries whose best candidate is their individual."""
+    right = cands.ids[:, 0].astype(str) == np.asarray(truths).astype(str)
+    right = right if mask is None else right[mask]
+    return float(right.mean()) if len(right) else float("nan")

@@ -71,13 +71,6 @@ def split_queries(folds: np.ndarray, holdout: np.ndarray, ids: np.ndarray, fold:
     return catalog, query, truths
 
 
-def per_species_map5(preds: list[list[str]], truths: np.ndarray, species: np.ndarray) -> dict[str, float]:
-    from pipeline.search import map_at_5
-
-    return {s: map_at_5([p for p, k in zip(preds, species == s, strict=True) if k], list(truths[species == s]))
-            for s in sorted(set(species.tolist()))}
-
-
 def _record(cfg: EvalConfig, result: dict, model, fusion, curve) -> None:
     """evaluation.json, the embedder's threshold.json (what infer reads) and the MLflow run."""
     import mlflow
@@ -103,7 +96,16 @@ def _record(cfg: EvalConfig, result: dict, model, fusion, curve) -> None:
 def evaluate(cfg: EvalConfig, progress: bool = True) -> dict:
     from pipeline import blend, final, pseudo
     from pipeline import threshold as thr
-    from pipeline.search import NEW, known_closed_map5, map_at_5, predict, search
+    from pipeline.search import (
+        NEW,
+        known_closed_map5,
+        map_at_5,
+        per_species_map5,
+        predict,
+        search,
+        single_catalog_photo,
+        top1,
+    )
     from stage2_embed.embedder import load_embedder
     from stage2_embed.fusion import warn_if_weak
 
@@ -176,19 +178,6 @@ def photo_arrays(cfg: EvalConfig, model, ecfg: dict) -> tuple[dict, int]:
     fold = cfg.val_fold if cfg.val_fold is not None else (
         json.loads(read_bytes(tcfg_path))["val_fold"] if exists(tcfg_path) else 0)
     return catalog_lib.from_records(model, ecfg, cfg.records, local=cfg.rerank != "none")[1], fold
-
-
-def single_catalog_photo(truths: np.ndarray, catalog_ids: np.ndarray) -> np.ndarray:
-    """Which queries show an individual with exactly one photo in ``catalog_ids``."""
-    ids, counts = np.unique(catalog_ids, return_counts=True)
-    return np.isin(truths, ids[counts == 1])
-
-
-def top1(cands, truths: np.ndarray, mask: np.ndarray | None = None) -> float:
-    """Share of the (``mask``ed) queries whose best candidate is their individual."""
-    right = cands.ids[:, 0].astype(str) == np.asarray(truths).astype(str)
-    right = right if mask is None else right[mask]
-    return float(right.mean()) if len(right) else float("nan")
 
 
 def _report(cfg: EvalConfig, result: dict, curve, cands, preds, truths, arr: dict, q_mask, cat_mask) -> str:

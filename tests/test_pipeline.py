@@ -253,8 +253,7 @@ def test_holdout_pairs_put_one_photo_of_each_repeated_holdout_individual_in_the_
 
 
 def test_top1_counts_queries_whose_best_candidate_is_their_individual_among_single_photo_ones():
-    from pipeline.search import Candidates
-    from pipeline.validation import single_catalog_photo, top1
+    from pipeline.search import Candidates, single_catalog_photo, top1
 
     ids = np.array([["a", "b"], ["b", "a"], ["c", "a"], ["a", "c"]], dtype=object)
     cands = Candidates(ids, ids, np.zeros((4, 2)), np.array(["s"] * 4, dtype=object))
