@@ -33,16 +33,18 @@ def measure(data: str, w: str, descriptor: str) -> dict:
     """One descriptor through the Quickstart, unfitted then fitted."""
     import pandas as pd
 
+    from pipeline.baselines import score
     from pipeline.enrolment import enroll
     from pipeline.identify import InferConfig, run
-    from pipeline.search import map_at_5, matches_known_map5
+    from pipeline.search import matches_known_map5
     from pipeline.validation import EvalConfig, evaluate
     from stage2_embed.pixel_embedder import write_pixel_embedder
 
     emb = write_pixel_embedder(os.path.join(w, descriptor), 96, descriptor=descriptor)
     catalog = os.path.join(w, f"{descriptor}_catalog.npz")
     enroll(emb, catalog, os.path.join(data, "train_images"), os.path.join(data, "train.csv"), progress=False)
-    truth = pd.read_csv(os.path.join(data, "test_truth.csv"), dtype=str).set_index("image")["individual_id"]
+    truth_csv = os.path.join(data, "test_truth.csv")
+    truth = pd.read_csv(truth_csv, dtype=str).set_index("image")["individual_id"].to_dict()
     known = set(pd.read_csv(os.path.join(data, "train.csv"), dtype=str)["individual_id"])
     out: dict = {}
 
@@ -50,11 +52,9 @@ def measure(data: str, w: str, descriptor: str) -> dict:
         cfg = InferConfig(detector="none", embedder=emb, catalog=catalog, images=os.path.join(data, "test_images"),
                           out=os.path.join(w, f"{descriptor}_{tag}"))
         run(cfg, progress=False)
-        out[f"{descriptor}_known_map5_{tag}"] = matches_known_map5(os.path.join(cfg.out, "matches.csv"),
-                                                                truth.to_dict(), known)
-        sub = pd.read_csv(os.path.join(cfg.out, "submission.csv"), dtype=str)
-        out[f"{descriptor}_open_set_map5_{tag}"] = map_at_5([p.split() for p in sub["predictions"]],
-                                                            [truth[i] for i in sub["image"]])
+        out[f"{descriptor}_known_map5_{tag}"] = matches_known_map5(os.path.join(cfg.out, "matches.csv"), truth,
+                                                                   known)
+        out[f"{descriptor}_open_set_map5_{tag}"] = score(os.path.join(cfg.out, "submission.csv"), truth_csv)
 
     identify("unfitted")
     ev = evaluate(EvalConfig(embedder=emb, catalog=catalog, images=os.path.join(data, "train_images")),

@@ -8,10 +8,11 @@ and ``history.json``, and a time budget (``--budget-minutes``: the epochs and th
 what fits, ``plan_epochs``). ``warmup_cosine`` is the learning-rate schedule both stages use.
 
     def build(strategy, state):            # state: the checkpoint being resumed, or None
+        schedule = schedule_of(cfg, steps)
         with strategy.scope():
-            model = make_and_compile(warmup_cosine(cfg.lr, steps, cfg.epochs, cfg.warmup_epochs))
+            model = make_and_compile(schedule(cfg.epochs))
         return Stage("stage-x", "run-name", model, data, steps, configs={"x_config.json": {...}},
-                     schedule=lambda epochs: warmup_cosine(cfg.lr, steps, epochs, cfg.warmup_epochs))
+                     schedule=schedule)
 
     final_metrics = train(cfg, cfg.out, cfg.epochs, build, resume=False)
 """
@@ -48,6 +49,12 @@ def warmup_cosine(lr: float, steps_per_epoch: int, epochs: int, warmup_epochs: f
     return keras.optimizers.schedules.CosineDecay(
         lr * WARMUP_START, max(1, steps_per_epoch * epochs - warm), alpha=COSINE_FLOOR, warmup_target=lr,
         warmup_steps=warm)
+
+
+def schedule_of(cfg: Any, steps_per_epoch: int) -> Callable[[int], Any]:
+    """``epochs -> warmup_cosine`` at ``cfg.lr`` and ``cfg.warmup_epochs``: the schedule a stage compiles
+    with (``cfg.epochs``) and, as ``Stage.schedule``, the one a budget shortens it to."""
+    return lambda epochs: warmup_cosine(cfg.lr, steps_per_epoch, epochs, cfg.warmup_epochs)
 
 
 @dataclass

@@ -68,7 +68,7 @@ def _stage(cfg: TrainConfig, strategy):
     from runtime.storage import join
     from runtime.strategy import shard_by_file
     from runtime.tracking import log_artifact, log_keras_model
-    from runtime.trainer import Stage, warmup_cosine
+    from runtime.trainer import Stage, schedule_of
     from stage1_detect.data import count_with_boxes, eval_dataset, train_dataset
     from stage1_detect.model import DetectorConfig, build_detector
     from stage1_detect.scoring import coco_map
@@ -86,9 +86,10 @@ def _stage(cfg: TrainConfig, strategy):
     if steps == 0:
         raise ValueError(f"{cfg.records}: fewer than {global_batch} training images with boxes (--batch-size "
                          f"{cfg.batch_size} x {strategy.num_replicas_in_sync} replicas) outside fold {cfg.val_fold}")
+    schedule = schedule_of(cfg, steps)
     with strategy.scope():
         model = build_detector(dcfg)
-        optimizer = AdamW(warmup_cosine(cfg.lr, steps, cfg.epochs, cfg.warmup_epochs), weight_decay=5e-4,
+        optimizer = AdamW(schedule(cfg.epochs), weight_decay=5e-4,
                           global_clipnorm=10.0)
         model.compile(optimizer=optimizer, classification_loss="binary_crossentropy", box_loss="ciou")
 
@@ -106,12 +107,9 @@ def _stage(cfg: TrainConfig, strategy):
     return Stage("stage1-detect", f"yolov8-{cfg.backbone}-{cfg.image_size}", model, train_ds.repeat(), steps,
                  configs={"detector_config.json": asdict(dcfg)},
                  validate=lambda epoch, last: validate(cfg, epoch, lambda: coco_map(model, val_ds), last),
-                 finish=finish, best="map50",
-                 schedule=lambda epochs: warmup_cosine(cfg.lr, steps, epochs, cfg.warmup_epochs))
+                 finish=finish, best="map50", schedule=schedule)
 
 
-def validate(cfg: TrainConfig, epoch: int, score, last: bool | None = None) -> dict:
-    """``score()`` on every ``val_every``-th epoch and the ``last`` ({} otherwise: the trainer skips it;
-    ``last`` None: the configured last epoch)."""
-    last = epoch + 1 == cfg.epochs if last is None else last
+def validate(cfg: TrainConfig, epoch: int, score, last: bool) -> dict:
+    """``score()`` on every ``val_every``-th epoch and the ``last`` ({} otherwise: the trainer skips it)."""
     return score() if (epoch + 1) % cfg.val_every == 0 or last else {}

@@ -100,12 +100,12 @@ def compiled_models(cfg: TrainConfig, ecfg, steps_per_epoch: int):
     import keras
 
     from runtime.optimizer import AdamW
-    from runtime.trainer import warmup_cosine
+    from runtime.trainer import schedule_of
     from stage2_embed.model import build_models
 
     train_model, embed_model = build_models(ecfg)
     ce = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    schedule = warmup_cosine(cfg.lr, steps_per_epoch, cfg.epochs, cfg.warmup_epochs)
+    schedule = schedule_of(cfg, steps_per_epoch)(cfg.epochs)
     train_model.compile(optimizer=AdamW(schedule, weight_decay=cfg.weight_decay),
                         loss={"individual": ce, "species": ce},
                         loss_weights={"individual": 1.0, "species": cfg.species_weight},
@@ -143,7 +143,7 @@ def _stage(cfg: TrainConfig, strategy, on_validation: Callable[[int, float], Non
     import keras
 
     from runtime.strategy import shard_by_file
-    from runtime.trainer import Stage, warmup_cosine
+    from runtime.trainer import Stage, schedule_of
     from stage2_embed.data import train_dataset
     from tfrecords.reader import list_shards, read_manifest, train_counts
 
@@ -181,8 +181,7 @@ def _stage(cfg: TrainConfig, strategy, on_validation: Callable[[int, float], Non
                  configs={"embedder_config.json": asdict(ecfg)}, validate=validate,
                  finish=lambda history: _finish(cfg, ecfg, train_model, embed_model),
                  params={"replicas": strategy.num_replicas_in_sync, "global_batch": global_batch,
-                         "mixed": str(cfg.mixed_precision)}, best="val_map5",
-                 schedule=lambda epochs: warmup_cosine(cfg.lr, steps, epochs, cfg.warmup_epochs))
+                         "mixed": str(cfg.mixed_precision)}, best="val_map5", schedule=schedule_of(cfg, steps))
 
 
 def _finish(cfg: TrainConfig, ecfg, train_model, embed_model) -> dict:

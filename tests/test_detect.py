@@ -135,10 +135,10 @@ def test_validation_runs_every_val_every_epochs_and_after_the_last():
     from stage1_detect.training import TrainConfig, validate
 
     cfg = TrainConfig(records="r", out="o", epochs=7, val_every=3)
-    scored = [e for e in range(7) if validate(cfg, e, lambda: {"map50": 1.0})]
+    scored = [e for e in range(7) if validate(cfg, e, lambda: {"map50": 1.0}, last=e == 6)]
     assert scored == [2, 5, 6]  # epochs 3, 6 and the last, 7
     assert [e for e in range(3) if validate(TrainConfig(records="r", out="o", epochs=3, val_every=1), e,
-                                            lambda: {"map50": 1.0})] == [0, 1, 2]
+                                            lambda: {"map50": 1.0}, last=e == 2)] == [0, 1, 2]
 
 
 def test_detector_reloads_with_safe_mode_and_gives_the_same_boxes(tiny_run, tiny_records):
