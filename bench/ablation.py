@@ -128,7 +128,9 @@ def main(argv: list[str] | None = None) -> int:
     plain = plain_embedder(emb)
     fused, metrics = fuse(plain, crops, cfg["image_size"], val_fold)
     root = os.path.join(w, "ablation")
-    none, mix = {"pixel_weight": 0.0, "hog_weight": 0.0}, {k: metrics[k] for k in ("pixel_weight", "hog_weight")}
+    none = {"pixel_weight": 0.0, "hog_weight": 0.0, "pixel_metric": False, "hog_metric": False}
+    mix = {**{k: metrics[k] for k in ("pixel_weight", "hog_weight")},
+           **{k: bool(metrics[k]) for k in ("pixel_metric", "hog_metric")}}
     variants = {"baseline": (plain, none, "none", False, False), "blend": (plain, none, "none", False, True),
                 "fusion": (fused, mix, "none", False, False), "rerank": (plain, none, "sift", False, False),
                 "both": (fused, mix, "sift", False, False), "full": (fused, mix, "sift", True, False),

@@ -62,7 +62,7 @@ def untrained_embedder(trained: str, out: str, seed: int = 0) -> str:
     from stage2_embed.model import EmbedderConfig, build_models
 
     cfg = {**json.loads(open(os.path.join(trained, "embedder_config.json")).read()),
-           "pixel_weight": 0.0, "hog_weight": 0.0}
+           "pixel_weight": 0.0, "hog_weight": 0.0, "pixel_metric": False, "hog_metric": False}
     ecfg = EmbedderConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in cfg.items()})
     os.makedirs(out, exist_ok=True)
     keras.utils.set_random_seed(seed)

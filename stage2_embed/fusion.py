@@ -12,6 +12,10 @@ weighted mix, so one nearest-neighbour search (catalog, FAISS, threshold, review
 unchanged. The mix with the best validation MAP@5 is kept (on a large validation fold where the
 embedder alone validates best, among those giving it at least ``LEARNED_FLOOR``); the saved
 embedder is never worse than the pixels, or the edges, on validation.
+
+Each descriptor enters the mix either raw or through a linear discriminant projection fitted on
+the training folds (``stage2_embed.metric``), whichever validates better alone: a metric learned in
+a second, where the backbone needs minutes and more photos than a small catalog has.
 """
 
 from __future__ import annotations
@@ -47,27 +51,67 @@ MIXES = tuple((round(1 - (p + h) / STEPS, 2), round(p / STEPS, 2), round(h / STE
               for p, h in itertools.product(range(STEPS + 1), repeat=2) if p + h <= STEPS)
 
 
-def descriptors(image):
-    """The training-free parts' layers applied to ``image``: {part: unit-norm output}."""
+def descriptors(image, kernels: dict | None = None):
+    """The training-free parts' layers applied to ``image``: {part: unit-norm output}, each part
+    named in ``kernels`` projected by its learned metric (``stage2_embed.metric``)."""
     from stage2_embed.layers import HOGDescriptor, PixelDescriptor
+    from stage2_embed.metric import projection_layers
     from stage2_embed.pixel_embedder import SIDE
 
-    return {"pixels": PixelDescriptor(SIDE, name="pixels")(image), "hog": HOGDescriptor(name="hog")(image)}
+    raw = {"pixels": PixelDescriptor(SIDE, name="pixels")(image), "hog": HOGDescriptor(name="hog")(image)}
+    return {k: projection_layers(v, kernels[k], k) if (kernels or {}).get(k) is not None else v
+            for k, v in raw.items()}
 
 
 def split_embeddings(embed_model, records: str, image_size: int, crop: bool = False):
-    """({part: descriptors}, ids, folds, holdout) of every training-split record, in one pass."""
+    """({part: descriptors}, ids, folds, holdout) of every training-split record, in one pass
+    (``embed_model`` None: the raw descriptors alone, no backbone run)."""
     import keras
 
     from stage2_embed.data import image_dataset
     from stage2_embed.forward import embed_all
 
-    image = embed_model.input
-    outs = {"embedder": embed_model(image), **descriptors(image)}
+    image = keras.Input((image_size, image_size, 3), name="image") if embed_model is None else embed_model.input
+    outs = {**({} if embed_model is None else {"embedder": embed_model(image)}), **descriptors(image)}
     both = keras.Model(image, keras.layers.Concatenate()(list(outs.values())))
     out, ids, _, _, folds, holdout = embed_all(both, image_dataset(records, "train", image_size, 64, crop=crop))
     ends = np.cumsum([int(v.shape[-1]) for v in outs.values()])
     return dict(zip(outs, np.split(out, ends[:-1], axis=1), strict=True)), ids, folds, holdout
+
+
+def choose_metrics(parts: dict[str, np.ndarray], ids: np.ndarray, q: np.ndarray, g: np.ndarray) -> tuple[dict, dict]:
+    """({descriptor: projection kept}, figures): each descriptor's LDA projection fitted on the
+    gallery ``g``, kept where the validation queries ``q`` rate it above the raw descriptor alone.
+    The figures: each one's validation MAP@5 raw (``val_map5_pixels``) and projected
+    (``val_map5_pixels_metric``), and whether it was kept (``pixel_metric``, ``hog_metric``: 1.0 / 0.0)."""
+    from stage2_embed.metric import fit_projection, project
+    from stage2_embed.retrieval import known_individual_map5_from_sim
+
+    def alone(x: np.ndarray) -> float:
+        return known_individual_map5_from_sim(x[q] @ x[g].T, ids[q].tolist(), ids[g].tolist())
+
+    kernels, figures = {}, {}
+    for k, flag in (("pixels", "pixel_metric"), ("hog", "hog_metric")):
+        kernel = fit_projection(parts[k][g], ids[g])
+        figures[f"val_map5_{k}"] = alone(parts[k])
+        figures[f"val_map5_{k}_metric"] = alone(project(parts[k], kernel)) if kernel is not None else 0.0
+        keep = kernel is not None and figures[f"val_map5_{k}_metric"] > figures[f"val_map5_{k}"]
+        figures[flag] = float(keep)
+        if keep:
+            kernels[k] = kernel
+    return kernels, figures
+
+
+def refit_metrics(records: str, image_size: int, crop: bool, which: list[str]) -> dict:
+    """{descriptor: projection} fitted on every training photo (holdouts out) for the descriptors in
+    ``which``: the final model of ``--all-folds``, where the cross-validation run chose them."""
+    from stage2_embed.metric import fit_projection
+
+    if not which:
+        return {}
+    parts, ids, _, holdout = split_embeddings(None, records, image_size, crop)
+    fitted = {k: fit_projection(parts[k][holdout == 0], ids[holdout == 0]) for k in which}
+    return {k: v for k, v in fitted.items() if v is not None}
 
 
 def split(folds: np.ndarray, holdout: np.ndarray, val_fold: int) -> tuple[np.ndarray, np.ndarray]:
@@ -107,17 +151,18 @@ def choose_weight(curve: dict[tuple[float, float, float], float], queries: int =
     return min(ties, key=lambda mix: (round(math.dist(mix, PRIOR), 9), -mix[0]))
 
 
-def fused_model(embed_model, pixel_weight: float = 0.0, hog_weight: float = 0.0):
+def fused_model(embed_model, pixel_weight: float = 0.0, hog_weight: float = 0.0, kernels: dict | None = None):
     """image -> ``[sqrt(w_e) * embedding, sqrt(w_p) * pixels, sqrt(w_h) * hog]`` (unit norm, parts
-    of weight 0 left out, ``w_e = 1 - w_p - w_h``); no descriptor weighed: the embedder itself; the
-    embedder weighed 0: its backbone is not run at all."""
+    of weight 0 left out, ``w_e = 1 - w_p - w_h``; a descriptor in ``kernels`` through its learned
+    projection); no descriptor weighed: the embedder itself; the embedder weighed 0: its backbone
+    is not run at all."""
     import keras
 
     weights = {"embedder": round(1.0 - pixel_weight - hog_weight, 6), "pixels": pixel_weight, "hog": hog_weight}
     if weights["embedder"] >= 1.0:
         return embed_model
     image = keras.Input(embed_model.input_shape[1:], name="image")
-    fixed = descriptors(image)
+    fixed = descriptors(image, kernels)
     parts = [keras.layers.Rescaling(math.sqrt(w), name=f"{k}_part")(embed_model(image) if k == "embedder" else fixed[k])
              for k, w in weights.items() if w > 0]
     out = parts[0] if len(parts) == 1 else keras.layers.Concatenate(name="fused")(parts)
@@ -127,14 +172,17 @@ def fused_model(embed_model, pixel_weight: float = 0.0, hog_weight: float = 0.0)
 def fuse(embed_model, records: str, image_size: int, val_fold: int, crop: bool = False):
     """(the model to save as ``embedder.keras``, metrics): the validation MAP@5 of the embedder, of
     the pixels, of the edges and of the chosen mix, and the descriptors' weights in it."""
+    from stage2_embed.metric import project
+
     parts, ids, folds, holdout = split_embeddings(embed_model, records, image_size, crop)
-    curve = weight_curve(parts, ids, folds, holdout, val_fold)
     q, g = split(folds, holdout, val_fold)
+    kernels, figures = choose_metrics(parts, ids, q, g)
+    parts = {k: project(v, kernels.get(k)) for k, v in parts.items()}
+    curve = weight_curve(parts, ids, folds, holdout, val_fold)
     mix = choose_weight(curve, queries=int(np.isin(ids[q], ids[g]).sum()))  # the known queries
-    metrics = {"val_map5_embedder": curve[(1.0, 0.0, 0.0)], "val_map5_pixels": curve[(0.0, 1.0, 0.0)],
-               "val_map5_hog": curve[(0.0, 0.0, 1.0)], "val_map5_fused": curve[mix],
+    metrics = {"val_map5_embedder": curve[(1.0, 0.0, 0.0)], **figures, "val_map5_fused": curve[mix],
                "pixel_weight": mix[1], "hog_weight": mix[2]}
-    return fused_model(embed_model, mix[1], mix[2]), metrics
+    return fused_model(embed_model, mix[1], mix[2], kernels), metrics
 
 
 def warning(metrics: dict) -> str | None:

@@ -45,6 +45,10 @@ class EmbedderConfig:
     # a record of what the trainer saved, not read by build_models
     pixel_weight: float = 0.0
     hog_weight: float = 0.0  # the HOG edge descriptor's (stage2_embed.fusion), a record likewise
+    # whether each descriptor entered the mix through its learned projection (stage2_embed.metric),
+    # a record likewise; --all-folds refits the projections the cross-validation run kept
+    pixel_metric: bool = False
+    hog_metric: bool = False
     # the margin the training crops were grown by (crop records' manifest, or --crop's): inference
     # grows its detector boxes by the same (None: unknown, infer uses 0.1); a record, not read here
     crop_margin: float | None = None

@@ -222,16 +222,19 @@ def finish_embedding(embed_model, cfg: TrainConfig, ecfg) -> tuple:
         return embed_model, {}
     if cfg.all_folds:  # no fold left to choose on: the cross-validation run's weight and figures
         from runtime.storage import exists, read_bytes
-        from stage2_embed.fusion import fused_model
+        from stage2_embed.fusion import fused_model, refit_metrics
 
         cv_fusion = join(cfg.all_folds, "fusion.json")
         metrics = json.loads(read_bytes(cv_fusion)) if exists(cv_fusion) else {}
         cv = cv_config(cfg.all_folds)
-        metrics.update({k: float(cv.get(k, 0.0)) for k in ("pixel_weight", "hog_weight")})
-        fused = fused_model(embed_model, metrics["pixel_weight"], metrics["hog_weight"])
+        metrics.update({k: float(cv.get(k, 0.0)) for k in ("pixel_weight", "hog_weight", "pixel_metric", "hog_metric")})
+        kernels = refit_metrics(cfg.records, cfg.image_size, cfg.crop,  # on every fold, as the backbone
+                                [k for k, f in (("pixels", "pixel_metric"), ("hog", "hog_metric")) if metrics[f]])
+        fused = fused_model(embed_model, metrics["pixel_weight"], metrics["hog_weight"], kernels)
     else:
         fused, metrics = fuse(embed_model, cfg.records, cfg.image_size, cfg.val_fold, cfg.crop)
-    saved = replace(ecfg, pixel_weight=metrics["pixel_weight"], hog_weight=metrics["hog_weight"])
+    saved = replace(ecfg, pixel_weight=metrics["pixel_weight"], hog_weight=metrics["hog_weight"],
+                    pixel_metric=bool(metrics["pixel_metric"]), hog_metric=bool(metrics["hog_metric"]))
     atomic.write_json(join(cfg.out, "embedder_config.json"), asdict(saved))
     atomic.write_json(join(cfg.out, "fusion.json"), metrics)  # evaluate and infer repeat the warning
     mlflow.log_metrics(metrics)

@@ -12,6 +12,8 @@ import pytest
 
 def test_all_folds_trains_on_every_fold_and_carries_the_cross_validation_choices_over(
         tiny_crops, tiny_embedder, tmp_path, monkeypatch):
+    import keras
+
     from pipeline.validation import EvalConfig, evaluate
     from stage2_embed import data
     from stage2_embed.head import load_head, trained_individuals
@@ -30,7 +32,9 @@ def test_all_folds_trains_on_every_fold_and_carries_the_cross_validation_choices
     saved = {"threshold": 0.4321, "map5": 0.5, "fold": 0, "records": str(tiny_crops), "curves": [],
              "rerank": None, "blend": {"weight": 0.25}}
     (cv / "threshold.json").write_text(json.dumps(saved))
-    cv_cfg = json.loads((cv / "embedder_config.json").read_text())
+    cv_cfg = {**json.loads((cv / "embedder_config.json").read_text()), "pixel_weight": 0.1, "hog_weight": 0.5,
+              "hog_metric": True, "pixel_metric": False}  # as if validation had kept the edges' projection
+    (cv / "embedder_config.json").write_text(json.dumps(cv_cfg))
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp_path}/mlflow.db"
     try:
         out = tmp_path / "final"
@@ -38,7 +42,13 @@ def test_all_folds_trains_on_every_fold_and_carries_the_cross_validation_choices
         history = train(cfg, progress=False)
         assert held_out == [None]  # no fold kept out of the training data
         assert "val_map5" not in history and not (out / "confusion").exists()  # no fold left to validate on
-        assert json.loads((out / "embedder_config.json").read_text())["pixel_weight"] == cv_cfg["pixel_weight"]
+        final_cfg = json.loads((out / "embedder_config.json").read_text())
+        assert {k: final_cfg[k] for k in ("pixel_weight", "hog_weight", "pixel_metric", "hog_metric")} == {
+            "pixel_weight": 0.1, "hog_weight": 0.5, "pixel_metric": False, "hog_metric": True}
+        final = keras.saving.load_model(out / "embedder.keras", safe_mode=True)  # the projection refitted on
+        n_fitted = len(set(trained_individuals(str(tiny_crops), None)))           # every fold's individuals
+        assert final.get_layer("hog_metric").get_weights()[0].shape == (324, min(324, n_fitted - 1))
+        assert "pixels_metric" not in [layer.name for layer in final.layers]
         head = load_head(str(out))
         assert head.ids.tolist() == list(trained_individuals(str(tiny_crops), None))
         assert len(head.ids) > len(load_head(str(cv)).ids)  # individuals only in the validation fold too

@@ -71,7 +71,9 @@ def test_saved_embedder_reloads_with_identical_embeddings(embed_run, tiny_record
     fresh_train.load_weights(out / "best.weights.h5")  # the saved model is the best validated epoch's
     batch = next(iter(image_dataset(str(tiny_records), "train", cfg["image_size"], 8, crop=True)))
     a = np.asarray(again(batch["image"], training=False))
-    fused = fused_model(fresh_embed, cfg["pixel_weight"], cfg["hog_weight"])  # as the trainer chose on validation
+    kernels = {k: again.get_layer(f"{k}_metric").get_weights()[0]  # the projections fitted on its folds
+               for k, flag in (("pixels", "pixel_metric"), ("hog", "hog_metric")) if cfg[flag]}
+    fused = fused_model(fresh_embed, cfg["pixel_weight"], cfg["hog_weight"], kernels)  # as chosen on validation
     b = np.asarray(fused(batch["image"], training=False))
     np.testing.assert_allclose(a, b, atol=1e-5)
     np.testing.assert_allclose(np.linalg.norm(a, axis=1), 1.0, atol=1e-5)
@@ -96,7 +98,10 @@ def test_embedding_export_covers_every_record_without_pickle(embed_run, tiny_rec
         m = json.loads((tiny_records / "manifest.json").read_text())
         n = m["counts"]["train"] + m["counts"]["test"]
         cfg = json.loads((out / "embedder_config.json").read_text())  # 32-d, 256-d pixels, 324-d edges
-        dims = {"embedding": 32, "pixel": 256, "hog": 324}
+        saved = keras.saving.load_model(out / "embedder.keras", safe_mode=True)  # or fewer, projected
+        dims = {"embedding": 32, **{k: saved.get_layer(f"{layer}_metric").get_weights()[0].shape[1] if cfg[flag] else d
+                                    for k, layer, flag, d in (("pixel", "pixels", "pixel_metric", 256),
+                                                              ("hog", "hog", "hog_metric", 324))}}
         weighed = {"embedding": 1.0 - cfg["pixel_weight"] - cfg["hog_weight"], "pixel": cfg["pixel_weight"],
                    "hog": cfg["hog_weight"]}
         assert z["embeddings"].shape == (n, sum(dims[k] for k, w in weighed.items() if w > 1e-6))
