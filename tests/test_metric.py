@@ -43,16 +43,20 @@ def test_too_few_individuals_fit_nothing():
     np.testing.assert_array_equal(project(x, None), x)
 
 
-def test_the_fusion_keeps_a_projection_only_where_it_validates_better():
+def test_the_fusion_keeps_a_projection_only_where_enough_queries_rate_it_better():
     rng = np.random.default_rng(2)
-    x, ids = nuisance_set(rng)
-    plain = np.repeat(rng.normal(size=(40, 16)), 4, axis=0) + 0.05 * rng.normal(size=(160, 16))
+    x, ids = nuisance_set(rng, n_ids=120)
+    plain = np.repeat(rng.normal(size=(120, 16)), 4, axis=0) + 0.05 * rng.normal(size=(480, 16))
     plain /= np.linalg.norm(plain, axis=1, keepdims=True)  # raw already perfect: nothing to gain
-    q = np.tile([True, False, False, False], 40)
+    q = np.tile([True, False, False, False], 120)  # 120 known validation queries
     kernels, figures = choose_metrics({"pixels": x, "hog": plain}, ids, q, ~q)
     assert set(kernels) == {"pixels"} and figures["pixel_metric"] == 1.0 and figures["hog_metric"] == 0.0
     assert figures["val_map5_pixels_metric"] > figures["val_map5_pixels"] + 0.1
     assert figures["val_map5_hog"] == 1.0
+    few = np.isin(ids, ids[:80 * 4])  # 80 individuals: 80 queries, too few to choose on
+    kernels, small = choose_metrics({"pixels": x[few], "hog": plain[few]}, ids[few], q[few], ~q[few])
+    assert kernels == {} and small["pixel_metric"] == 0.0
+    assert small["val_map5_pixels_metric"] > small["val_map5_pixels"] + 0.1  # though it validates better
 
 
 def test_the_layers_equal_the_numpy_projection_and_round_trip(tmp_path):
