@@ -13,9 +13,10 @@ unchanged. The mix with the best validation MAP@5 is kept (on a large validation
 embedder alone validates best, among those giving it at least ``LEARNED_FLOOR``); the saved
 embedder is never worse than the pixels, or the edges, on validation.
 
-Each descriptor enters the mix either raw or through a linear discriminant projection fitted on
-the training folds (``stage2_embed.metric``), whichever validates better alone: a metric learned in
-a second, where the backbone needs minutes and more photos than a small catalog has.
+With ``metric`` (``train.py --descriptor-metric``; off by default), each descriptor enters the mix
+raw or through a linear discriminant projection fitted on the training folds
+(``stage2_embed.metric``), whichever validates better alone. On the demo it ranked the known
+individuals better and told new ones worse (docs/history.md, "A metric on the descriptors").
 """
 
 from __future__ import annotations
@@ -79,14 +80,16 @@ def split_embeddings(embed_model, records: str, image_size: int, crop: bool = Fa
     return dict(zip(outs, np.split(out, ends[:-1], axis=1), strict=True)), ids, folds, holdout
 
 
-def choose_metrics(parts: dict[str, np.ndarray], ids: np.ndarray, q: np.ndarray, g: np.ndarray) -> tuple[dict, dict]:
+def choose_metrics(parts: dict[str, np.ndarray], ids: np.ndarray, q: np.ndarray, g: np.ndarray,
+                   allowed: bool = True) -> tuple[dict, dict]:
     """({descriptor: projection kept}, figures): each descriptor's LDA projection fitted on the
     gallery ``g``, kept where at least ``FLOOR_QUERIES`` known validation queries ``q`` rate it above
     the raw descriptor alone. On fewer, validation cannot tell them apart, and the projected parts
     reshuffle which mixes tie: on the shark fins' 12 queries all three runs then kept the learned
     embedding (test 0.14) where the raw parts had given 90 % HOG (0.27; docs/history.md).
     The figures: each one's validation MAP@5 raw (``val_map5_pixels``) and projected
-    (``val_map5_pixels_metric``), and whether it was kept (``pixel_metric``, ``hog_metric``: 1.0 / 0.0)."""
+    (``val_map5_pixels_metric``), and whether it was kept (``pixel_metric``, ``hog_metric``: 1.0 /
+    0.0; never where not ``allowed``)."""
     from stage2_embed.metric import fit_projection, project
     from stage2_embed.retrieval import known_individual_map5_from_sim
 
@@ -94,7 +97,7 @@ def choose_metrics(parts: dict[str, np.ndarray], ids: np.ndarray, q: np.ndarray,
         return known_individual_map5_from_sim(x[q] @ x[g].T, ids[q].tolist(), ids[g].tolist())
 
     kernels, figures = {}, {}
-    enough = np.isin(ids[q], ids[g]).sum() >= FLOOR_QUERIES
+    enough = allowed and np.isin(ids[q], ids[g]).sum() >= FLOOR_QUERIES
     for k, flag in (("pixels", "pixel_metric"), ("hog", "hog_metric")):
         kernel = fit_projection(parts[k][g], ids[g])
         figures[f"val_map5_{k}"] = alone(parts[k])
@@ -173,14 +176,15 @@ def fused_model(embed_model, pixel_weight: float = 0.0, hog_weight: float = 0.0,
     return keras.Model(image, out, name="embedder_fused")
 
 
-def fuse(embed_model, records: str, image_size: int, val_fold: int, crop: bool = False):
+def fuse(embed_model, records: str, image_size: int, val_fold: int, crop: bool = False, metric: bool = False):
     """(the model to save as ``embedder.keras``, metrics): the validation MAP@5 of the embedder, of
-    the pixels, of the edges and of the chosen mix, and the descriptors' weights in it."""
+    the pixels, of the edges (each raw and projected) and of the chosen mix, the descriptors' weights
+    in it and whether each is projected (only with ``metric``)."""
     from stage2_embed.metric import project
 
     parts, ids, folds, holdout = split_embeddings(embed_model, records, image_size, crop)
     q, g = split(folds, holdout, val_fold)
-    kernels, figures = choose_metrics(parts, ids, q, g)
+    kernels, figures = choose_metrics(parts, ids, q, g, allowed=metric)
     parts = {k: project(v, kernels.get(k)) for k, v in parts.items()}
     curve = weight_curve(parts, ids, folds, holdout, val_fold)
     mix = choose_weight(curve, queries=int(np.isin(ids[q], ids[g]).sum()))  # the known queries

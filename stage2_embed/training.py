@@ -62,6 +62,9 @@ class TrainConfig:
     mixed_precision: bool = option(False, help="mixed_bfloat16 on TPU and CPU, mixed_float16 on GPU")
     pixel_fusion: bool = option(True, help="mix the 16x16 pixel and HOG edge descriptors into the saved embedding "
                                            "at the weights validation prefers (never worse than either there)")
+    descriptor_metric: bool = option(False, help="let the fusion project each descriptor by an LDA fitted on the "
+                                                 "training folds where it validates better (stage2_embed/metric.py; "
+                                                 "better closed-set ranking, worse new-individual calls on the demo)")
     steps_per_execution: int = option(1, help="steps per compiled call (TPU: 32 or more, so the host keeps up)",
                                       lo=1)
     seed: int = option(0, help="random seed for weights, shuffling and augmentation")
@@ -232,7 +235,7 @@ def finish_embedding(embed_model, cfg: TrainConfig, ecfg) -> tuple:
                                 [k for k, f in (("pixels", "pixel_metric"), ("hog", "hog_metric")) if metrics[f]])
         fused = fused_model(embed_model, metrics["pixel_weight"], metrics["hog_weight"], kernels)
     else:
-        fused, metrics = fuse(embed_model, cfg.records, cfg.image_size, cfg.val_fold, cfg.crop)
+        fused, metrics = fuse(embed_model, cfg.records, cfg.image_size, cfg.val_fold, cfg.crop, cfg.descriptor_metric)
     saved = replace(ecfg, pixel_weight=metrics["pixel_weight"], hog_weight=metrics["hog_weight"],
                     pixel_metric=bool(metrics["pixel_metric"]), hog_metric=bool(metrics["hog_metric"]))
     atomic.write_json(join(cfg.out, "embedder_config.json"), asdict(saved))

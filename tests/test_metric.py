@@ -53,6 +53,9 @@ def test_the_fusion_keeps_a_projection_only_where_enough_queries_rate_it_better(
     assert set(kernels) == {"pixels"} and figures["pixel_metric"] == 1.0 and figures["hog_metric"] == 0.0
     assert figures["val_map5_pixels_metric"] > figures["val_map5_pixels"] + 0.1
     assert figures["val_map5_hog"] == 1.0
+    kernels, off = choose_metrics({"pixels": x, "hog": plain}, ids, q, ~q, allowed=False)  # the default: off
+    assert kernels == {} and off["pixel_metric"] == 0.0
+    assert off["val_map5_pixels_metric"] == figures["val_map5_pixels_metric"]  # still measured and recorded
     few = np.isin(ids, ids[:80 * 4])  # 80 individuals: 80 queries, too few to choose on
     kernels, small = choose_metrics({"pixels": x[few], "hog": plain[few]}, ids[few], q[few], ~q[few])
     assert kernels == {} and small["pixel_metric"] == 0.0
