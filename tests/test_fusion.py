@@ -51,6 +51,8 @@ def test_an_embedder_that_validates_best_alone_keeps_at_least_half():
     assert choose_weight(curve, queries=19) == (0.2, 0.0, 0.8)  # too few queries to trust its lead
     curve[(0.0, 0.0, 1.0)] = 0.90  # the edges alone beat it: the weights are free
     assert choose_weight(curve, queries=200) == (0.2, 0.0, 0.8)
+    # projected edges beat it only as projected: raw, they do not, so the floor holds
+    assert choose_weight(curve, queries=200, raw={2: 0.86}) == (0.5, 0.0, 0.5)
 
 
 def test_ties_go_to_the_mix_nearest_half_learned_half_edges_then_to_the_learned_embedding():
