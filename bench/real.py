@@ -3,7 +3,7 @@
 
     python bench/real.py --data DIR [--detector RUN_DIR|train|none] [--embedder RUN_DIR|train|pixels|hog]
         [--workdir work/real] [--epochs 30] [--budget-minutes M] [--repeats N] [--init EMBEDDER_RUN]
-        [--no-descriptor-metric]
+        [--descriptor-metric]
 
 Builds the records, crops them with the given detector (``train``: trains one on the boxes first;
 ``none``: the records' own boxes, else whole photos), embeds with the given embedder (``train``:
@@ -160,8 +160,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--budget-minutes", type=float, default=0.0, help=BUDGET_HELP + " (each training here)")
     p.add_argument("--repeats", type=int, default=1, help="with --embedder train: train this many embedders "
                                                           "(seeds 0..N-1) and report the mean and spread")
-    p.add_argument("--no-descriptor-metric", dest="descriptor_metric", action="store_false",
-                   help="with --embedder train: the fusion keeps the descriptors raw (stage2_embed/train.py's option)")
+    p.add_argument("--descriptor-metric", action="store_true", help="with --embedder train: the fusion may project "
+                                                                    "the descriptors (stage2_embed/train.py's option)")
     p.add_argument("--init", default=None, help="with --embedder train: start from this run's embedder "
                                                 "(e.g. the demo's, trained on the synthetic world)")
     a = p.parse_args(argv)

@@ -62,9 +62,10 @@ class TrainConfig:
     mixed_precision: bool = option(False, help="mixed_bfloat16 on TPU and CPU, mixed_float16 on GPU")
     pixel_fusion: bool = option(True, help="mix the 16x16 pixel and HOG edge descriptors into the saved embedding "
                                            "at the weights validation prefers (never worse than either there)")
-    descriptor_metric: bool = option(True, help="let the fusion project each descriptor by an LDA fitted on the "
-                                                "training folds where it validates better on >= 100 queries "
-                                                "(stage2_embed/metric.py)")
+    descriptor_metric: bool = option(False, help="let the fusion project each descriptor by an LDA fitted on the "
+                                                 "training folds where it validates better on >= 100 queries "
+                                                 "(stage2_embed/metric.py; ranks known individuals better, "
+                                                 "tells new ones worse on the demo)")
     steps_per_execution: int = option(1, help="steps per compiled call (TPU: 32 or more, so the host keeps up)",
                                       lo=1)
     seed: int = option(0, help="random seed for weights, shuffling and augmentation")
