@@ -149,8 +149,7 @@ def choose_weight(curve: dict[tuple[float, float, float], float], queries: int =
     """The mix with the best MAP@5 (where ``queries`` >= ``FLOOR_QUERIES`` validated it and the
     embedder alone beats each descriptor alone, raw (``raw``: {part index: MAP@5} where a part is
     projected), among the mixes giving it at least ``LEARNED_FLOOR``); among equals the one nearest
-    ``PRIOR``, then the one weighing the learned
-    embedding most."""
+    ``PRIOR``, then the one weighing the learned embedding most."""
     # a projection is fitted on the validation individuals' other photos, as the embedder is trained
     # on them: its lead at validation is no evidence (on the demo projected HOG validated 0.92 against
     # the embedder's 0.92 and 90 % of it scored test 0.80; held to half, projected, 0.83 against raw 0.81)

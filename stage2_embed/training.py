@@ -233,7 +233,8 @@ def finish_embedding(embed_model, cfg: TrainConfig, ecfg) -> tuple:
         cv = cv_config(cfg.all_folds)
         metrics.update({k: float(cv.get(k, 0.0)) for k in ("pixel_weight", "hog_weight", "pixel_metric", "hog_metric")})
         kernels = refit_metrics(cfg.records, cfg.image_size, cfg.crop,  # on every fold, as the backbone
-                                [k for k, f in (("pixels", "pixel_metric"), ("hog", "hog_metric")) if metrics[f]])
+                                [k for k, f, w in (("pixels", "pixel_metric", "pixel_weight"),
+                                                   ("hog", "hog_metric", "hog_weight")) if metrics[f] and metrics[w]])
         fused = fused_model(embed_model, metrics["pixel_weight"], metrics["hog_weight"], kernels)
     else:
         fused, metrics = fuse(embed_model, cfg.records, cfg.image_size, cfg.val_fold, cfg.crop, cfg.descriptor_metric)
