@@ -3,7 +3,7 @@
 
     python bench/real.py --data DIR [--detector RUN_DIR|train|none] [--embedder RUN_DIR|train|pixels|hog]
         [--workdir work/real] [--epochs 30] [--budget-minutes M] [--repeats N] [--init EMBEDDER_RUN]
-        [--descriptor-metric]
+        [--descriptor-metric auto|on|off]
 
 Builds the records, crops them with the given detector (``train``: trains one on the boxes first;
 ``none``: the records' own boxes, else whole photos), embeds with the given embedder (``train``:
@@ -44,6 +44,7 @@ if __package__ in (None, ""):
 
 from runtime import flags
 from runtime.trainer import BUDGET_HELP
+from stage2_embed.fusion import METRIC_MODES
 
 
 def stage1(a, records: str, w: str) -> tuple[str, dict]:
@@ -160,8 +161,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--budget-minutes", type=float, default=0.0, help=BUDGET_HELP + " (each training here)")
     p.add_argument("--repeats", type=int, default=1, help="with --embedder train: train this many embedders "
                                                           "(seeds 0..N-1) and report the mean and spread")
-    p.add_argument("--descriptor-metric", action="store_true", help="with --embedder train: the fusion may project "
-                                                                    "the descriptors (stage2_embed/train.py's option)")
+    p.add_argument("--descriptor-metric", default="auto", choices=METRIC_MODES,
+                   help="with --embedder train: when the fusion may project the descriptors (stage2_embed/train.py's "
+                        "option; default: %(default)s)")
     p.add_argument("--init", default=None, help="with --embedder train: start from this run's embedder "
                                                 "(e.g. the demo's, trained on the synthetic world)")
     a = p.parse_args(argv)

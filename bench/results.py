@@ -38,6 +38,9 @@ def entries(w: str) -> dict[str, tuple[str, list[str]]]:
         "ablation": ("test MAP@5 of the pipeline without and with each addition: head blend, pixel fusion, SIFT "
                      "re-ranking, group thresholds, pseudo-labels, all folds (on the demo)",
                      ["bench/ablation.py", "--workdir", demo]),
+        "weak_embedder": ("the descriptors raw against the default `--descriptor-metric auto` beside an embedder "
+                          "that learned nothing (the demo's, untrained; on the demo's crops and test photos)",
+                          ["bench/weak_embedder.py", "--workdir", demo]),
         "real_sharks": ("the real photo set in the repo (tests/data/finid_sharks: 115 white-shark fins, "
                         "CDLA-Permissive-1.0) through the demo's detector and an embedder trained on its crops "
                         "(3 seeds), beside the whole-frame and training-free references",

@@ -13,10 +13,12 @@ unchanged. The mix with the best validation MAP@5 is kept (on a large validation
 embedder alone validates best, among those giving it at least ``LEARNED_FLOOR``); the saved
 embedder is never worse than the pixels, or the edges, on validation.
 
-With ``metric`` (``train.py --descriptor-metric``; off by default), each descriptor enters the mix
-raw or through a linear discriminant projection fitted on the training folds
-(``stage2_embed.metric``), whichever validates better alone. On the demo it ranked the known
-individuals better and told new ones worse (docs/history.md, "A metric on the descriptors").
+With a projection allowed (``train.py --descriptor-metric``: ``auto``, the default, where the
+learned embedding alone does not beat both raw descriptors on validation; ``on``; ``off``), each
+descriptor enters the mix raw or through a linear discriminant projection fitted on the training
+folds (``stage2_embed.metric``), whichever validates better alone. It ranks known individuals
+better; where the learned embedding is strong (the demo) the mix it joins told new individuals
+worse (docs/history.md, "A metric on the descriptors"), hence ``auto``.
 """
 
 from __future__ import annotations
@@ -47,6 +49,8 @@ FLOOR_QUERIES = 100
 # of the pipeline on both demo seeds above, where an embedder trained on a few dozen photos alone
 # (the old tie-break) is the least trustworthy part.
 PRIOR = (0.5, 0.0, 0.5)
+# when the fusion may project the descriptors (``choose_metrics``)
+METRIC_MODES = ("auto", "on", "off")
 # (embedder, pixels, hog) weights summing to 1
 MIXES = tuple((round(1 - (p + h) / STEPS, 2), round(p / STEPS, 2), round(h / STEPS, 2))
               for p, h in itertools.product(range(STEPS + 1), repeat=2) if p + h <= STEPS)
@@ -81,31 +85,40 @@ def split_embeddings(embed_model, records: str, image_size: int, crop: bool = Fa
 
 
 def choose_metrics(parts: dict[str, np.ndarray], ids: np.ndarray, q: np.ndarray, g: np.ndarray,
-                   allowed: bool = True) -> tuple[dict, dict]:
+                   mode: str = "auto") -> tuple[dict, dict]:
     """({descriptor: projection kept}, figures): each descriptor's LDA projection fitted on the
     gallery ``g``, kept where at least ``FLOOR_QUERIES`` known validation queries ``q`` rate it above
-    the raw descriptor alone. On fewer, validation cannot tell them apart, and the projected parts
-    reshuffle which mixes tie: on the shark fins' 12 queries all three runs then kept the learned
-    embedding (test 0.14) where the raw parts had given 90 % HOG (0.27; docs/history.md).
+    the raw descriptor alone, and where ``mode`` allows one: ``on``; ``auto`` where the learned
+    embedding (``parts["embedder"]``, absent: none) alone does not beat both raw descriptors; ``off``
+    never. On fewer queries validation cannot tell them apart, and the projected parts reshuffle
+    which mixes tie: on the shark fins' 12 queries all three runs then kept the learned embedding
+    (test 0.14) where the raw parts had given 90 % HOG (0.27; docs/history.md).
     The figures: each one's validation MAP@5 raw (``val_map5_pixels``) and projected
     (``val_map5_pixels_metric``), and whether it was kept (``pixel_metric``, ``hog_metric``: 1.0 /
-    0.0; never where not ``allowed``)."""
+    0.0)."""
     from stage2_embed.metric import fit_projection, project
     from stage2_embed.retrieval import known_individual_map5_from_sim
+
+    if mode not in METRIC_MODES:
+        raise ValueError(f"descriptor metric mode {mode!r}: expected one of {', '.join(METRIC_MODES)}")
 
     def alone(x: np.ndarray) -> float:
         return known_individual_map5_from_sim(x[q] @ x[g].T, ids[q].tolist(), ids[g].tolist())
 
     kernels, figures = {}, {}
-    enough = allowed and np.isin(ids[q], ids[g]).sum() >= FLOOR_QUERIES
-    for k, flag in (("pixels", "pixel_metric"), ("hog", "hog_metric")):
-        kernel = fit_projection(parts[k][g], ids[g])
+    fitted = {k: fit_projection(parts[k][g], ids[g]) for k in ("pixels", "hog")}
+    for k in fitted:
         figures[f"val_map5_{k}"] = alone(parts[k])
-        figures[f"val_map5_{k}_metric"] = alone(project(parts[k], kernel)) if kernel is not None else 0.0
-        keep = enough and kernel is not None and figures[f"val_map5_{k}_metric"] > figures[f"val_map5_{k}"]
+        figures[f"val_map5_{k}_metric"] = alone(project(parts[k], fitted[k])) if fitted[k] is not None else 0.0
+    # a strong learned embedding joined by projected descriptors told new individuals worse on the demo
+    weak = "embedder" not in parts or alone(parts["embedder"]) <= max(figures["val_map5_pixels"],
+                                                                      figures["val_map5_hog"])
+    enough = (mode == "on" or (mode == "auto" and weak)) and np.isin(ids[q], ids[g]).sum() >= FLOOR_QUERIES
+    for k, flag in (("pixels", "pixel_metric"), ("hog", "hog_metric")):
+        keep = enough and fitted[k] is not None and figures[f"val_map5_{k}_metric"] > figures[f"val_map5_{k}"]
         figures[flag] = float(keep)
         if keep:
-            kernels[k] = kernel
+            kernels[k] = fitted[k]
     return kernels, figures
 
 
@@ -180,15 +193,15 @@ def fused_model(embed_model, pixel_weight: float = 0.0, hog_weight: float = 0.0,
     return keras.Model(image, out, name="embedder_fused")
 
 
-def fuse(embed_model, records: str, image_size: int, val_fold: int, crop: bool = False, metric: bool = False):
+def fuse(embed_model, records: str, image_size: int, val_fold: int, crop: bool = False, metric: str = "auto"):
     """(the model to save as ``embedder.keras``, metrics): the validation MAP@5 of the embedder, of
     the pixels, of the edges (each raw and projected) and of the chosen mix, the descriptors' weights
-    in it and whether each is projected (only with ``metric``)."""
+    in it and whether each is projected (where ``metric``, a ``METRIC_MODES`` value, allows)."""
     from stage2_embed.metric import project
 
     parts, ids, folds, holdout = split_embeddings(embed_model, records, image_size, crop)
     q, g = split(folds, holdout, val_fold)
-    kernels, figures = choose_metrics(parts, ids, q, g, allowed=metric)
+    kernels, figures = choose_metrics(parts, ids, q, g, metric)
     parts = {k: project(v, kernels.get(k)) for k, v in parts.items()}
     curve = weight_curve(parts, ids, folds, holdout, val_fold)
     raw = {i: figures[f"val_map5_{k}"] for i, k in ((1, "pixels"), (2, "hog")) if k in kernels}
@@ -204,10 +217,12 @@ def warning(metrics: dict) -> str | None:
     if "val_map5_embedder" not in metrics or metrics["val_map5_embedder"] > metrics["val_map5_pixels"]:
         return None
     learned = 1.0 - metrics["pixel_weight"] - metrics.get("hog_weight", 0.0)
+    projected = lambda flag: " (LDA-projected)" if metrics.get(flag) else ""  # noqa: E731
     return (f"warning: the embedder (validation MAP@5 {metrics['val_map5_embedder']:.3f}) does not beat 16x16 "
             f"pixel nearest neighbours ({metrics['val_map5_pixels']:.3f}); the saved embedding is "
-            f"{metrics['pixel_weight']:.0%} pixels, {metrics.get('hog_weight', 0.0):.0%} edges (HOG) and "
-            f"{max(learned, 0.0):.0%} learned. Try --weights imagenet, a lower --image-size, more --epochs")
+            f"{metrics['pixel_weight']:.0%} pixels{projected('pixel_metric')}, {metrics.get('hog_weight', 0.0):.0%} "
+            f"edges (HOG){projected('hog_metric')} and {max(learned, 0.0):.0%} learned. Try --weights imagenet, "
+            "a lower --image-size, more --epochs")
 
 
 def warn_if_weak(run_dir: str) -> None:

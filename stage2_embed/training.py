@@ -16,6 +16,7 @@ from runtime import atomic
 from runtime.flags import check, option
 from runtime.trainer import BUDGET_HELP
 from stage2_embed.backbones import BACKBONES, HEADS
+from stage2_embed.fusion import METRIC_MODES
 from tfrecords.layout import CROP_MARGIN
 
 CACHE_BYTES = 2 << 30  # decoded training images are kept in memory below this size
@@ -62,10 +63,12 @@ class TrainConfig:
     mixed_precision: bool = option(False, help="mixed_bfloat16 on TPU and CPU, mixed_float16 on GPU")
     pixel_fusion: bool = option(True, help="mix the 16x16 pixel and HOG edge descriptors into the saved embedding "
                                            "at the weights validation prefers (never worse than either there)")
-    descriptor_metric: bool = option(False, help="let the fusion project each descriptor by an LDA fitted on the "
-                                                 "training folds where it validates better on >= 100 queries "
-                                                 "(stage2_embed/metric.py; ranks known individuals better, "
-                                                 "tells new ones worse on the demo)")
+    descriptor_metric: str = option("auto", help="when the fusion may project each descriptor by an LDA fitted on "
+                                                 "the training folds (kept where it validates better on >= 100 "
+                                                 "queries): auto where the learned embedding alone does not beat "
+                                                 "both raw descriptors (stage2_embed/metric.py; it ranks known "
+                                                 "individuals better, and beside a strong embedder told new ones "
+                                                 "worse on the demo)", choices=METRIC_MODES)
     steps_per_execution: int = option(1, help="steps per compiled call (TPU: 32 or more, so the host keeps up)",
                                       lo=1)
     seed: int = option(0, help="random seed for weights, shuffling and augmentation")

@@ -1,10 +1,12 @@
 """The metric learned on the descriptors (stage2_embed.metric): on hand-made descriptors whose
 identity hides under a larger nuisance, the LDA projection finds the individuals the raw cosine
-misses; the fusion keeps a projection only where it validates better; the Keras layers equal the
+misses; the fusion keeps a projection only where it validates better, and by default only beside a
+learned embedding that does not beat the raw descriptors; the Keras layers equal the
 NumPy projection and survive a safe-mode round trip."""
 
 import keras
 import numpy as np
+import pytest
 
 from stage2_embed.fusion import choose_metrics, fused_model
 from stage2_embed.metric import fit_projection, project, projection_layers
@@ -53,13 +55,30 @@ def test_the_fusion_keeps_a_projection_only_where_enough_queries_rate_it_better(
     assert set(kernels) == {"pixels"} and figures["pixel_metric"] == 1.0 and figures["hog_metric"] == 0.0
     assert figures["val_map5_pixels_metric"] > figures["val_map5_pixels"] + 0.1
     assert figures["val_map5_hog"] == 1.0
-    kernels, off = choose_metrics({"pixels": x, "hog": plain}, ids, q, ~q, allowed=False)  # the default: off
+    kernels, off = choose_metrics({"pixels": x, "hog": plain}, ids, q, ~q, "off")
     assert kernels == {} and off["pixel_metric"] == 0.0
     assert off["val_map5_pixels_metric"] == figures["val_map5_pixels_metric"]  # still measured and recorded
     few = np.isin(ids, ids[:80 * 4])  # 80 individuals: 80 queries, too few to choose on
     kernels, small = choose_metrics({"pixels": x[few], "hog": plain[few]}, ids[few], q[few], ~q[few])
     assert kernels == {} and small["pixel_metric"] == 0.0
     assert small["val_map5_pixels_metric"] > small["val_map5_pixels"] + 0.1  # though it validates better
+
+
+def test_auto_projects_only_beside_a_learned_embedding_weaker_than_a_raw_descriptor():
+    rng = np.random.default_rng(4)
+    x, ids = nuisance_set(rng, n_ids=120)
+    q = np.tile([True, False, False, False], 120)
+    noise = rng.normal(size=x.shape)
+    weak = noise / np.linalg.norm(noise, axis=1, keepdims=True)  # an embedder that learned nothing
+    strong = np.repeat(rng.normal(size=(120, 16)), 4, axis=0) + 0.05 * rng.normal(size=(480, 16))
+    strong /= np.linalg.norm(strong, axis=1, keepdims=True)
+    for embedder, kept in ((weak, {"pixels", "hog"}), (strong, set())):
+        parts = {"embedder": embedder, "pixels": x, "hog": x}
+        kernels, figures = choose_metrics(parts, ids, q, ~q)  # auto
+        assert set(kernels) == kept, (set(kernels), figures)
+        assert set(choose_metrics(parts, ids, q, ~q, "on")[0]) == {"pixels", "hog"}
+    with pytest.raises(ValueError, match="expected one of auto, on, off"):
+        choose_metrics(parts, ids, q, ~q, "yes")
 
 
 def test_the_layers_equal_the_numpy_projection_and_round_trip(tmp_path):
