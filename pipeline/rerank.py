@@ -166,3 +166,21 @@ def rerank(cands, query_emb, query_local, catalog, fusion: Fusion):
     inl = inlier_matrix(cands, query_emb, query_local, catalog.embeddings, catalog.individual_ids, catalog.local,
                         k=fusion.k)
     return apply(cands, inl, fusion)
+
+
+def cached_inliers(cands, arr: dict, q_mask, cat_mask, pairs: dict) -> np.ndarray:
+    """``inlier_matrix`` of ``cands`` (``arr``'s ``q_mask`` rows searched in its ``cat_mask``
+    rows), each (query, catalog photo) pair matched once per evaluation: ``pairs`` keeps the counts
+    by ``arr`` row."""
+    from pipeline.local import inliers as count
+
+    local, q_rows, c_rows = arr["local"], np.flatnonzero(q_mask), np.flatnonzero(cat_mask)
+
+    def match(i: int, c: int) -> int:
+        key = (int(q_rows[i]), int(c_rows[c]))
+        if key not in pairs:
+            pairs[key] = count(local.of(key[0]), local.of(key[1]))
+        return pairs[key]
+
+    return inlier_matrix(cands, arr["embeddings"][q_mask], local.take(q_mask), arr["embeddings"][cat_mask],
+                         arr["individual_ids"][cat_mask], local.take(cat_mask), k=cands.ids.shape[1], match=match)

@@ -15,7 +15,7 @@ Three things shift between validation and inference, and each is modelled:
   individual with one photo is never a known validation query. So validation also searches photos
   of holdout individuals in the catalog with one other photo of theirs added, or, with too few of
   them, its known queries in a catalog thinned to one photo of their individual (``single_scores``,
-  ``pipeline.validation.single_photo_search``), and the
+  ``pipeline.single_photo.single_photo_search``), and the
   known queries are a mixture of the two known kinds with weights fitted on the queries. Without
   this third kind the demo's estimate was 0.26-0.36 for a true 0.1.
 - **The catalog photos of the best candidate** (1, 2, 3+, ``group``), observed at inference too:

@@ -40,7 +40,7 @@ KINDS = ("known", "new", "single")
 class ThresholdModel:
     """Per threshold, the validation MAP@5 of known and of new queries; their best-match scores by
     the catalog photos of the best candidate (``group``: 1, 2, 3), and those of the known queries
-    of one catalog photo (``single_scores``, ``pipeline.validation.single_photo_search``); ``counts``:
+    of one catalog photo (``single_scores``, ``pipeline.single_photo.single_photo_search``); ``counts``:
     per kind and group, how many validation queries (the scores kept are capped at ``MAX_SCORES``);
     ``group_curves``: per kind and group, the mean AP at each threshold."""
     thresholds: tuple[float, ...]
@@ -111,7 +111,7 @@ def fit(cands, truths, catalog_ids, species_consistency: bool = False, threshold
         single=None) -> ThresholdModel:
     """The curves and grouped scores of validation ``cands`` (``pipeline.search.Candidates``, searched
     in a catalog of ``catalog_ids``) with ``truths``; ``single``: (candidates, catalog ids, truths) of
-    known queries whose individual has one catalog photo (``pipeline.validation.single_photo_search``)."""
+    known queries whose individual has one catalog photo (``pipeline.single_photo.single_photo_search``)."""
     from pipeline.search import NEW
 
     ap = _ap(cands, truths, thresholds, species_consistency)

@@ -106,6 +106,7 @@ def evaluate(cfg: EvalConfig, progress: bool = True) -> dict:
         single_catalog_photo,
         top1,
     )
+    from pipeline.single_photo import single_photo_search
     from stage2_embed.embedder import load_embedder
     from stage2_embed.fusion import warn_if_weak
 
@@ -218,7 +219,7 @@ def rerank_validation(cfg: EvalConfig, cands, arr: dict, q_mask, cat_mask, truth
     from pipeline.search import known_closed_map5
 
     before = known_closed_map5(cands, truths)
-    inl = inliers(cands, arr, q_mask, cat_mask, pairs)
+    inl = rerank.cached_inliers(cands, arr, q_mask, cat_mask, pairs)
     depth, by_depth = rerank.choose_depth(cands, inl, truths, depths(cfg))
     crossfit = by_depth[depth]
     if cfg.rerank == "auto" and not crossfit > before:  # nan (no known queries): nothing says it helps
@@ -228,86 +229,3 @@ def rerank_validation(cfg: EvalConfig, cands, arr: dict, q_mask, cat_mask, truth
         return cands, None, before, crossfit, by_depth
     fusion = rerank.fit_fusion(rerank.shallow(cands, depth), inl[:, :depth], truths)
     return rerank.apply(cands, inl[:, :depth], fusion), fusion, before, crossfit, by_depth
-
-
-def thin_catalog(cat_mask: np.ndarray, ids: np.ndarray, individuals, seed: int = 0) -> np.ndarray:
-    """``cat_mask`` with one photo (drawn with ``seed``) left of each of ``individuals``."""
-    import pandas as pd
-
-    rows = np.flatnonzero(cat_mask)
-    rows = np.random.default_rng(seed).permutation(rows[np.isin(ids[rows], np.unique(np.asarray(individuals)))])
-    keep = cat_mask.copy()
-    keep[rows[pd.Series(ids[rows]).duplicated().to_numpy()]] = False  # all but each one's first (random) photo
-    return keep
-
-
-def inliers(cands, arr: dict, q_mask, cat_mask, pairs: dict) -> np.ndarray:
-    """``rerank.inlier_matrix`` of ``cands`` (``arr``'s ``q_mask`` rows searched in its ``cat_mask``
-    rows), each (query, catalog photo) pair matched once per evaluation: ``pairs`` keeps the counts
-    by ``arr`` row."""
-    from pipeline import rerank
-    from pipeline.local import inliers as count
-
-    local, q_rows, c_rows = arr["local"], np.flatnonzero(q_mask), np.flatnonzero(cat_mask)
-
-    def match(i: int, c: int) -> int:
-        key = (int(q_rows[i]), int(c_rows[c]))
-        if key not in pairs:
-            pairs[key] = count(local.of(key[0]), local.of(key[1]))
-        return pairs[key]
-
-    return rerank.inlier_matrix(cands, arr["embeddings"][q_mask], local.take(q_mask), arr["embeddings"][cat_mask],
-                                arr["individual_ids"][cat_mask], local.take(cat_mask), k=cands.ids.shape[1],
-                                match=match)
-
-
-PER_HOLDOUT = 5  # queries per holdout individual at most: a few individuals must not fill the kind
-MIN_PAIRS = 30  # holdout queries below this: the thinned validation fold stands in
-
-
-def holdout_pairs(arr: dict, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """(catalog rows, query rows): one photo of each holdout individual with two or more, and up to
-    ``PER_HOLDOUT`` of its other photos as queries. The embedder never trained on these individuals."""
-    import pandas as pd
-
-    ids, rows = arr["individual_ids"], np.random.default_rng(seed).permutation(np.flatnonzero(arr["holdout"] == 1))
-    rank = pd.Series(ids[rows]).groupby(ids[rows]).cumcount().to_numpy()
-    multi = pd.Series(ids[rows]).map(pd.Series(ids[rows]).value_counts()).to_numpy() >= 2
-    return rows[multi & (rank == 0)], rows[multi & (rank >= 1) & (rank <= PER_HOLDOUT)]
-
-
-def single_photo_search(arr: dict, q_mask, cat_mask, truths: np.ndarray, fusion, pairs: dict,
-                        blended: tuple = (None, 0.0)) -> tuple | None:
-    """(candidates, catalog ids, truths, source) of known queries whose individual has one catalog
-    photo, blended by ``blended`` (head, weight) and re-ranked by ``fusion`` where given: how a known
-    individual with a single catalog photo scores, which cross-validation otherwise hardly sees
-    (``pipeline.threshold``). None without such queries.
-
-    source "holdout": photos of holdout individuals searched in the catalog with one other photo of
-    theirs added (``holdout_pairs``), when there are ``MIN_PAIRS`` of them; else "thinned": the
-    validation fold's known queries searched in the catalog thinned to one photo of their
-    individual. Holdout pairs come first because a test photo of a single-photo individual meets an
-    embedder that trained on one photo of it, not on several: on the default demo's validation, the
-    fold's own single-photo queries were found first 57 %, holdout pairs 62 %, thinned queries 79 %
-    (after re-ranking), and the thinned ones pushed the share estimate up by ~0.1."""
-    from pipeline import rerank
-    from pipeline.search import NEW, search
-
-    known = truths != NEW
-    ids, emb = arr["individual_ids"], arr["embeddings"]
-    added, queries = holdout_pairs(arr)
-    if len(queries) >= MIN_PAIRS:
-        source, cat, q = "holdout", cat_mask.copy(), np.zeros_like(q_mask)
-        cat[added], q[queries] = True, True
-    elif known.any():
-        source, cat, q = "thinned", thin_catalog(cat_mask, ids, truths[known]), np.zeros_like(q_mask)
-        q[np.flatnonzero(q_mask)[known]] = True
-    else:
-        return None
-    from pipeline import blend
-
-    k = fusion.k if fusion is not None else rerank.K
-    cands = blend.apply(search(emb[q], emb[cat], ids[cat], arr["species"][cat], k=k), emb[q], *blended)
-    if fusion is not None:
-        cands = rerank.apply(cands, inliers(cands, arr, q, cat, pairs), fusion)
-    return cands, ids[cat], ids[q], source

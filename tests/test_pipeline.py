@@ -229,7 +229,7 @@ def test_scrambled_test_truth_and_boxes_leave_the_submission_byte_identical(trai
 
 
 def test_thin_catalog_leaves_one_photo_of_each_named_individual_and_the_rest_alone():
-    from pipeline.validation import thin_catalog
+    from pipeline.single_photo import thin_catalog
 
     ids = np.array(["a", "a", "a", "b", "b", "c", "a", "d"], dtype=object)
     cat = np.array([True, True, True, True, True, True, False, True])
@@ -241,15 +241,15 @@ def test_thin_catalog_leaves_one_photo_of_each_named_individual_and_the_rest_alo
 
 
 def test_holdout_pairs_put_one_photo_of_each_repeated_holdout_individual_in_the_catalog_and_query_the_rest():
-    from pipeline import validation
+    from pipeline import single_photo
 
     ids = np.array(["h1"] * 9 + ["h2", "h2", "h3", "k", "k"], dtype=object)
     arr = {"individual_ids": ids, "holdout": np.array([1] * 12 + [0, 0])}
-    added, queries = validation.holdout_pairs(arr)
+    added, queries = single_photo.holdout_pairs(arr)
     assert sorted(ids[added]) == ["h1", "h2"]  # h3 has one photo: nothing to pair; k is not held out
-    assert sorted(ids[queries]) == ["h1"] * validation.PER_HOLDOUT + ["h2"]  # capped per individual
+    assert sorted(ids[queries]) == ["h1"] * single_photo.PER_HOLDOUT + ["h2"]  # capped per individual
     assert not set(added) & set(queries)
-    assert (validation.holdout_pairs(arr)[1] == queries).all()  # deterministic
+    assert (single_photo.holdout_pairs(arr)[1] == queries).all()  # deterministic
 
 
 def test_top1_counts_queries_whose_best_candidate_is_their_individual_among_single_photo_ones():

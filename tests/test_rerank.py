@@ -129,7 +129,6 @@ def test_cross_fitted_re_ranking_moves_each_query_by_a_fusion_fitted_without_it(
 
 
 def test_auto_re_ranks_only_when_queries_it_was_not_fitted_on_gain(monkeypatch):
-    from pipeline import validation
     from pipeline.validation import EvalConfig, rerank_validation
 
     second, truths = _second_best_truth()
@@ -140,7 +139,7 @@ def test_auto_re_ranks_only_when_queries_it_was_not_fitted_on_gain(monkeypatch):
     # inliers that mark the truth under an embedder that ranks it second: kept; noise under a perfect
     # embedder: a fit on noise can only lose, left off and the global order kept
     for cands, inl, kept, known_map5 in ((second, informative, True, 0.5), (first, noise, False, 1.0)):
-        monkeypatch.setattr(validation, "inliers", lambda *a, inl=inl: inl)
+        monkeypatch.setattr(rerank, "cached_inliers", lambda *a, inl=inl: inl)
         out, fusion, before, crossfit, _ = rerank_validation(cfg, cands, {}, None, None, truths, {})
         assert before == known_map5 and (crossfit > before) == kept and (fusion is not None) == kept
         assert (out.ids[:, 0] == truths).all() and (out is cands) != kept
