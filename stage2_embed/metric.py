@@ -15,7 +15,8 @@ the training photos; ``work/dev/lda``, docs/history.md "A metric on the descript
 ``train.py --descriptor-metric``, default ``auto``) keeps the projection of a descriptor only where
 it validates better than the raw descriptor on at least 100 queries and, by default, only where the
 learned embedding does not beat both raw descriptors (beside a strong one it told new individuals
-worse on the demo; beside a weak one it gained test MAP@5 0.60 -> 0.76 there).
+worse on the demo; beside an untrained one the demo's pipeline went from test MAP@5 0.6951 to
+0.7331: RESULTS.md, ``weak_embedder``).
 
 The projection is a plain ``Dense`` layer without bias (``sklearn``'s transform for the ``eigen``
 solver), so the saved embedder stays a stock Keras model that loads with ``safe_mode=True`` and
