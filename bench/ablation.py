@@ -53,25 +53,6 @@ def plain_embedder(emb: str):
     return keras.Model(image, out, name="embedder")
 
 
-def write_variant(out: str, model, cfg: dict, head_from: str | None = None) -> str:
-    """An embedder folder of ``model``; with ``head_from``, that run's training model beside it (the
-    ArcFace head that ``pipeline.blend`` reads)."""
-    import shutil
-
-    from runtime import atomic
-    from runtime.checkpoint import save_model
-
-    os.makedirs(out, exist_ok=True)
-    for f in ("train_model.keras", "train_config.json", "head.npz"):
-        if os.path.exists(os.path.join(out, f)):
-            os.remove(os.path.join(out, f))
-        if head_from and f != "head.npz":
-            shutil.copy(os.path.join(head_from, f), os.path.join(out, f))
-    save_model(model, os.path.join(out, "embedder.keras"))
-    atomic.write_json(os.path.join(out, "embedder_config.json"), cfg)
-    return out
-
-
 def single_photo_top1(submission: str, truth_csv: str, train_csv: str) -> float:
     import pandas as pd
 
@@ -116,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import pandas as pd
 
-    from pipeline.baselines import score, through_pipeline
+    from pipeline.baselines import score, through_pipeline, write_variant
     from pipeline.final import cv_run, identifying_embedder
     from stage2_embed.fusion import fuse
 

@@ -30,18 +30,13 @@ from runtime import flags
 
 def fused_variant(model, cfg: dict, w: str, mode: str, out: str) -> tuple[str, dict]:
     """(an embedder folder of ``model`` fused at ``mode``, the fusion's figures)."""
-    from runtime import atomic
-    from runtime.checkpoint import save_model
+    from pipeline.baselines import write_variant
     from stage2_embed.fusion import fuse
 
     val_fold = json.loads(open(os.path.join(w, "embedder", "train_config.json")).read())["val_fold"]
     fused, metrics = fuse(model, os.path.join(w, "crops"), cfg["image_size"], val_fold, metric=mode)
-    os.makedirs(out, exist_ok=True)
-    save_model(fused, os.path.join(out, "embedder.keras"))
-    atomic.write_json(os.path.join(out, "embedder_config.json"),
-                      {**cfg, **{k: metrics[k] for k in ("pixel_weight", "hog_weight")},
-                       **{k: bool(metrics[k]) for k in ("pixel_metric", "hog_metric")}})
-    return out, metrics
+    return write_variant(out, fused, {**cfg, **{k: metrics[k] for k in ("pixel_weight", "hog_weight")},
+                                      **{k: bool(metrics[k]) for k in ("pixel_metric", "hog_metric")}}), metrics
 
 
 def scored(folder: str, w: str) -> dict[str, float]:

@@ -53,22 +53,36 @@ def new_plus_frequent(train_csv: str, images: list[str], out: str) -> str:
     return path
 
 
+def write_variant(out: str, model, cfg: dict, head_from: str | None = None) -> str:
+    """An embedder folder of ``model``; with ``head_from``, that run's training model beside it (the
+    ArcFace head that ``pipeline.blend`` reads)."""
+    import shutil
+
+    from runtime import atomic
+    from runtime.checkpoint import save_model
+
+    os.makedirs(out, exist_ok=True)
+    for f in ("train_model.keras", "train_config.json", "head.npz"):
+        if os.path.exists(os.path.join(out, f)):
+            os.remove(os.path.join(out, f))
+        if head_from and f != "head.npz":
+            shutil.copy(os.path.join(head_from, f), os.path.join(out, f))
+    save_model(model, os.path.join(out, "embedder.keras"))
+    atomic.write_json(os.path.join(out, "embedder_config.json"), cfg)
+    return out
+
+
 def untrained_embedder(trained: str, out: str, seed: int = 0) -> str:
     """A randomly initialised embedder of ``trained``'s shape (the same one for a given seed)."""
     import keras
 
-    from runtime import atomic
-    from runtime.checkpoint import save_model
     from stage2_embed.model import EmbedderConfig, build_models
 
     cfg = {**json.loads(open(os.path.join(trained, "embedder_config.json")).read()),
            "pixel_weight": 0.0, "hog_weight": 0.0, "pixel_metric": False, "hog_metric": False}
     ecfg = EmbedderConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in cfg.items()})
-    os.makedirs(out, exist_ok=True)
     keras.utils.set_random_seed(seed)
-    save_model(build_models(ecfg)[1], os.path.join(out, "embedder.keras"))
-    atomic.write_json(os.path.join(out, "embedder_config.json"), cfg)
-    return out
+    return write_variant(out, build_models(ecfg)[1], cfg)
 
 
 def through_pipeline(emb: str, det: str, crops: str, records: str, rerank: str = "none",
