@@ -1,13 +1,14 @@
 """Measure the whole pipeline on your own photos: any Kaggle-layout folder (``train.csv``,
 ``train_images/``, ``test_images/``, optional ``boxes.csv`` and ``test_truth.csv``).
 
-    python bench/real.py --data DIR [--detector RUN_DIR|train|none] [--embedder RUN_DIR|train|pixels|hog]
+    python bench/real.py --data DIR [--detector RUN_DIR|train|none] [--embedder RUN_DIR|train|pixels|hog|fitted]
         [--workdir work/real] [--epochs 30] [--budget-minutes M] [--repeats N] [--init EMBEDDER_RUN]
         [--descriptor-metric auto|on|off]
 
 Builds the records, crops them with the given detector (``train``: trains one on the boxes first;
 ``none``: the records' own boxes, else whole photos), embeds with the given embedder (``train``:
-trains one with the defaults; ``pixels``: 16x16 grey pixels, ``hog``: HOG edges, no training), fits the threshold and
+trains one with the defaults; ``pixels``: 16x16 grey pixels, ``hog``: HOG edges, no training; ``fitted``: both,
+mixed and LDA-projected on the validation fold, no network: ``stage2_embed/pixels.py``), fits the threshold and
 the SIFT re-ranking on a validation fold, identifies the test photos against the training photos
 and prints one JSON line:
 
@@ -25,7 +26,8 @@ and prints one JSON line:
 - ``pixels_known_map5``, ``pixels_sift_known_map5``: the same closed-set MAP@5 for 16x16
   grey-pixel nearest neighbours, alone and re-ranked by SIFT: the training-free references every
   learned part must beat; ``hog_known_map5``, ``hog_sift_known_map5``: the same for HOG edges
-  (``stage2_embed.layers.HOGDescriptor``), the stronger training-free reference;
+  (``stage2_embed.layers.HOGDescriptor``), the stronger training-free reference; ``fitted_known_map5``,
+  ``fitted_sift_known_map5``: both descriptors fitted on the crops' validation fold (no network);
 - ``images_per_s``: identification throughput (detector, crop, embedding, search, re-ranking);
 - ``embedder_train_minutes``: how long training the embedder took here (``--budget-minutes`` caps
   each training: ``runtime/trainer.py``).
@@ -81,10 +83,10 @@ def stage1(a, records: str, w: str) -> tuple[str, dict]:
 
 def stage2(a, crops: str, w: str, seed: int = 0) -> tuple[str, dict]:
     """(embedder run folder, ``embedder_train_minutes`` when it was trained here)."""
-    from stage2_embed.pixel_embedder import DESCRIPTORS, write_pixel_embedder
+    from stage2_embed.pixel_embedder import KINDS, write_pixel_embedder
 
-    if a.embedder in DESCRIPTORS:
-        return write_pixel_embedder(os.path.join(w, a.embedder), 96, descriptor=a.embedder), {}
+    if a.embedder in KINDS:
+        return write_pixel_embedder(os.path.join(w, a.embedder), 96, descriptor=a.embedder, records=crops), {}
     if a.embedder != "train":
         return a.embedder, {}
     from stage2_embed.training import TrainConfig, train
@@ -127,7 +129,7 @@ def identification(a, det: str, emb: str, crops: str, records: str, w: str, refe
     from pipeline.baselines import score
     from pipeline.search import matches_known_map5
     from pipeline.validation import EvalConfig
-    from stage2_embed.pixel_embedder import DESCRIPTORS, write_pixel_embedder
+    from stage2_embed.pixel_embedder import KINDS, write_pixel_embedder
 
     runs = identify(det, emb, crops, records, os.path.join(w, "pipeline"))
     inf, speed = runs[EvalConfig.rerank]
@@ -140,9 +142,9 @@ def identification(a, det: str, emb: str, crops: str, records: str, w: str, refe
         out["known_map5"] = closed(os.path.join(w, "pipeline", EvalConfig.rerank))
         out["open_set_map5"] = score(inf["submission"], truth_csv)
         out["embedder_known_map5"] = closed(os.path.join(w, "pipeline", "none"))
-        for kind in DESCRIPTORS if references else ():
+        for kind in KINDS if references else ():
             ref = os.path.join(w, f"{kind}_reference_run")  # re-ranked always, as the reference was defined
-            px = write_pixel_embedder(os.path.join(w, f"{kind}_reference"), 96, descriptor=kind)
+            px = write_pixel_embedder(os.path.join(w, f"{kind}_reference"), 96, descriptor=kind, records=crops)
             identify(det, px, crops, records, ref, rerank="sift")
             out[f"{kind}_known_map5"] = closed(os.path.join(ref, "none"))
             out[f"{kind}_sift_known_map5"] = closed(os.path.join(ref, "sift"))
@@ -155,7 +157,9 @@ def main(argv: list[str] | None = None) -> int:
     p = flags.parser(__doc__)
     p.add_argument("--data", required=True, help="Kaggle-layout folder")
     p.add_argument("--detector", default="none", help="run folder, train or none")
-    p.add_argument("--embedder", default="train", help="run folder, train, pixels or hog (training-free)")
+    p.add_argument("--embedder", default="train", help="run folder, train, pixels or hog (training-free), or "
+                                                      "fitted (both, mixed and projected on the crops' validation "
+                                                      "fold, no network)")
     p.add_argument("--workdir", default="work/real", help="outputs")
     p.add_argument("--epochs", type=int, default=30, help="epochs when training")
     p.add_argument("--budget-minutes", type=float, default=0.0, help=BUDGET_HELP + " (each training here)")

@@ -39,7 +39,8 @@ def entries(w: str) -> dict[str, tuple[str, list[str]]]:
                      "re-ranking, group thresholds, pseudo-labels, all folds (on the demo)",
                      ["bench/ablation.py", "--workdir", demo]),
         "weak_embedder": ("the descriptors raw against the default `--descriptor-metric auto` beside an embedder "
-                          "that learned nothing (the demo's, untrained; on the demo's crops and test photos)",
+                          "that learned nothing (the demo's, untrained; on the demo's crops and test photos), and "
+                          "the descriptors alone fitted on the same fold with no network (`fitted_*`)",
                           ["bench/weak_embedder.py", "--workdir", demo]),
         "real_sharks": ("the real photo set in the repo (tests/data/finid_sharks: 115 white-shark fins, "
                         "CDLA-Permissive-1.0) through the demo's detector and an embedder trained on its crops "
@@ -49,6 +50,10 @@ def entries(w: str) -> dict[str, tuple[str, list[str]]]:
         "real_sharks_boxes": ("the same real set cropped by its hand-drawn boxes (no detector): stage 2 alone",
                               ["bench/real.py", "--data", REAL_SET, "--detector", "none", "--embedder", "train",
                                "--repeats", "3", "--workdir", os.path.join(w, "real_sharks_boxes")]),
+        "real_sharks_fitted": ("the same real set through the demo's detector, identified with both descriptors "
+                               "fitted on its crops' validation fold, no network (`--embedder fitted`)",
+                               ["bench/real.py", "--data", REAL_SET, "--detector", os.path.join(demo, "detector"),
+                                "--embedder", "fitted", "--workdir", os.path.join(w, "real_sharks_fitted")]),
         "real_sharks_init": ("the same, stage 2 started from the demo's embedder (--init, trained on the "
                              "synthetic world) instead of from scratch",
                              ["bench/real.py", "--data", REAL_SET, "--detector", "none", "--embedder", "train",

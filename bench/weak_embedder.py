@@ -12,7 +12,9 @@ test photos. The last line is JSON: ``raw_map5``, ``auto_map5`` and ``ratio`` (a
 test MAP@5 with ``new_individual``); ``raw_known_map5``, ``auto_known_map5`` (closed set: the test
 photos of known individuals, catalog = training photos); ``raw_new_first``, ``auto_new_first`` (the
 share of new individuals' photos put first as new); each fusion's weights, projections and
-validation MAP@5.
+validation MAP@5. ``fitted_*``: the same for the descriptors alone, no network at all, mixed and
+projected on the same fold (``stage2_embed/pixels.py --descriptor fitted``), with ``fitted_ratio``
+against ``raw_map5``.
 """
 
 from __future__ import annotations
@@ -28,13 +30,17 @@ if __package__ in (None, ""):
 from runtime import flags
 
 
+def val_fold(w: str) -> int:
+    """The demo embedder's validation fold."""
+    return json.loads(open(os.path.join(w, "embedder", "train_config.json")).read())["val_fold"]
+
+
 def fused_variant(model, cfg: dict, w: str, mode: str, out: str) -> tuple[str, dict]:
     """(an embedder folder of ``model`` fused at ``mode``, the fusion's figures)."""
     from pipeline.baselines import write_variant
     from stage2_embed.fusion import fuse
 
-    val_fold = json.loads(open(os.path.join(w, "embedder", "train_config.json")).read())["val_fold"]
-    fused, metrics = fuse(model, os.path.join(w, "crops"), cfg["image_size"], val_fold, metric=mode)
+    fused, metrics = fuse(model, os.path.join(w, "crops"), cfg["image_size"], val_fold(w), metric=mode)
     return write_variant(out, fused, {**cfg, **{k: metrics[k] for k in ("pixel_weight", "hog_weight")},
                                       **{k: bool(metrics[k]) for k in ("pixel_metric", "hog_metric")}}), metrics
 
@@ -67,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     import keras
 
     from pipeline.baselines import untrained_embedder
+    from stage2_embed.pixel_embedder import write_fitted_embedder
 
     w = a.workdir
     os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{os.path.abspath(w)}/mlflow.db")
@@ -85,6 +92,13 @@ def main(argv: list[str] | None = None) -> int:
                     if k.startswith("val_map5_") and k != "val_map5_fused"})
         print(f"{key}: {json.dumps({k: v for k, v in out.items() if k.startswith(key)})}", flush=True)
     out["ratio"] = round(out["auto_map5"] / out["raw_map5"], 4)
+    # no network at all: the descriptors alone, mixed and projected on the same fold (pixels.py --descriptor fitted)
+    fitted = write_fitted_embedder(os.path.join(root, "fitted"), os.path.join(w, "crops"), cfg["image_size"],
+                                   val_fold(w))
+    out.update({f"fitted_{k}": v for k, v in scored(fitted, w).items()})
+    figures = json.loads(open(os.path.join(fitted, "fusion.json")).read())
+    out.update({f"fitted_{k}": round(float(figures[k]), 4) for k in ("pixel_weight", "hog_weight", "val_map5_fused")})
+    out["fitted_ratio"] = round(out["fitted_map5"] / out["raw_map5"], 4)
     print(json.dumps(out))
     return 0
 

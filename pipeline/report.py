@@ -24,7 +24,7 @@ def _png(fig) -> str:
 
 
 def plots(thresholds, curve, chosen: float, per_species: dict[str, float], cm: pd.DataFrame) -> dict[str, str]:
-    """base64 PNGs: threshold curve, MAP@5 per species, species confusion matrix."""
+    """base64 PNGs: threshold curve, MAP@5 per species, species confusion matrix (with two species or more)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -46,6 +46,8 @@ def plots(thresholds, curve, chosen: float, per_species: dict[str, float], cm: p
     ax.set_xlabel("MAP@5")
     ax.invert_yaxis()
     out["species"] = _png(fig)
+    if len(cm) < 2:  # one species (a catalog of one kind of animal): nothing to confuse it with
+        return out
     fig, ax = plt.subplots(figsize=(1.0 + 0.7 * len(cm), 0.6 + 0.6 * len(cm)))
     ConfusionMatrixDisplay(cm.to_numpy(), display_labels=list(cm.index)).plot(
         ax=ax, cmap="Blues", xticks_rotation=45, colorbar=False)
@@ -145,7 +147,8 @@ def write_report(cfg, result: dict, thresholds, curve, cm, cands, preds, truths,
             f'<table class="metrics">{metrics}</table>',
             '<h2>Threshold</h2><img src="data:image/png;base64,' + imgs["threshold"] + '">',
             '<h2>MAP@5 per species</h2><img src="data:image/png;base64,' + imgs["species"] + '">',
-            '<h2>Species confusion</h2><img src="data:image/png;base64,' + imgs["confusion"] + '">',
+            '<h2>Species confusion</h2>' + (f'<img src="data:image/png;base64,{imgs["confusion"]}">'
+                                             if "confusion" in imgs else "<p>One species: nothing to confuse.</p>"),
             "<h2>Match gallery</h2><p>Query (grey frame), then the five predictions with the best-scoring catalog "
             "image of each; the right answer has a green frame. Wrong answers first.</p><table>"]
     for r in rows:

@@ -170,14 +170,14 @@ def photo_arrays(cfg: EvalConfig, model, ecfg: dict) -> tuple[dict, int]:
         if cfg.rerank != "none" and cat.local is None:
             raise ValueError(f"--catalog {cfg.catalog} has no local features to fit the re-ranking on: enroll its "
                              "photos again (pipeline/enroll.py) or pass --rerank none")
-        if ecfg.get("kind", "trained") == "trained":
-            print(f"warning: {cfg.embedder} is a trained embedder: if it trained on these catalog photos, "
-                  "validation on them over-rates it; --records with its crop records validates on its own "
-                  "validation fold", file=sys.stderr)
+        if ecfg.get("kind", "trained") in ("trained", "fitted"):
+            print(f"warning: {cfg.embedder} is a {ecfg.get('kind', 'trained')} embedder: if it was fitted on these "
+                  "catalog photos, validation on them over-rates it; --records with its crop records validates on "
+                  "its own validation fold", file=sys.stderr)
         return catalog_lib.validation_arrays(cat), cfg.val_fold or 0
     tcfg_path = join(cfg.embedder, "train_config.json")
-    fold = cfg.val_fold if cfg.val_fold is not None else (
-        json.loads(read_bytes(tcfg_path))["val_fold"] if exists(tcfg_path) else 0)
+    fold = cfg.val_fold if cfg.val_fold is not None else (  # a fitted descriptor embedder names its fold
+        json.loads(read_bytes(tcfg_path))["val_fold"] if exists(tcfg_path) else ecfg.get("val_fold", 0))
     return catalog_lib.from_records(model, ecfg, cfg.records, local=cfg.rerank != "none")[1], fold
 
 

@@ -65,7 +65,10 @@ def species_confusion(true: np.ndarray, pred: np.ndarray, species: list[str]) ->
     """Counts, rows the true species, columns the predicted one (every species, even if absent)."""
     from sklearn.metrics import confusion_matrix
 
-    cm = confusion_matrix(true, pred, labels=np.arange(len(species)))
+    if len(species) == 1:  # sklearn warns on a single label; every query is then on the diagonal
+        cm = np.array([[len(true)]])
+    else:
+        cm = confusion_matrix(true, pred, labels=np.arange(len(species)))
     return pd.DataFrame(cm, index=pd.Index(species, name="true"), columns=pd.Index(species, name="predicted"))
 
 
@@ -91,7 +94,8 @@ def plot_confusion(cm: pd.DataFrame, path: str, title: str) -> None:
 
     from runtime import atomic
 
-    fig, ax = plt.subplots(figsize=(1.0 + 0.7 * len(cm), 0.6 + 0.6 * len(cm)))
+    # at least the title's width: one species (a one-species catalog) made a 1.7-inch figure
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.0 + 0.7 * len(cm)), max(2.5, 0.6 + 0.6 * len(cm))))
     ConfusionMatrixDisplay(cm.to_numpy(), display_labels=list(cm.index)).plot(
         ax=ax, cmap="Blues", xticks_rotation=45, colorbar=False)
     ax.set_title(title)

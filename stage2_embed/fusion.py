@@ -175,28 +175,36 @@ def choose_weight(curve: dict[tuple[float, float, float], float], queries: int =
     return min(ties, key=lambda mix: (round(math.dist(mix, PRIOR), 9), -mix[0]))
 
 
-def fused_model(embed_model, pixel_weight: float = 0.0, hog_weight: float = 0.0, kernels: dict | None = None):
+def fused_model(embed_model, pixel_weight: float = 0.0, hog_weight: float = 0.0, kernels: dict | None = None,
+                image_size: int | None = None):
     """image -> ``[sqrt(w_e) * embedding, sqrt(w_p) * pixels, sqrt(w_h) * hog]`` (unit norm, parts
     of weight 0 left out, ``w_e = 1 - w_p - w_h``; a descriptor in ``kernels`` through its learned
     projection); no descriptor weighed: the embedder itself; the embedder weighed 0: its backbone
-    is not run at all."""
+    is not run at all. ``embed_model`` None (no learned part, ``image_size`` square inputs): the
+    descriptors' weights must sum to 1."""
     import keras
 
     weights = {"embedder": round(1.0 - pixel_weight - hog_weight, 6), "pixels": pixel_weight, "hog": hog_weight}
+    if embed_model is None and weights["embedder"] > 1e-6:
+        raise ValueError(f"without a learned embedding the descriptors' weights must sum to 1; got pixels "
+                         f"{pixel_weight}, hog {hog_weight}")
     if weights["embedder"] >= 1.0:
         return embed_model
-    image = keras.Input(embed_model.input_shape[1:], name="image")
+    shape = (image_size, image_size, 3) if embed_model is None else embed_model.input_shape[1:]
+    image = keras.Input(shape, name="image")
     fixed = descriptors(image, kernels)
     parts = [keras.layers.Rescaling(math.sqrt(w), name=f"{k}_part")(embed_model(image) if k == "embedder" else fixed[k])
              for k, w in weights.items() if w > 0]
     out = parts[0] if len(parts) == 1 else keras.layers.Concatenate(name="fused")(parts)
-    return keras.Model(image, out, name="embedder_fused")
+    return keras.Model(image, out, name="embedder_fused" if embed_model is not None else "descriptors_fitted")
 
 
 def fuse(embed_model, records: str, image_size: int, val_fold: int, crop: bool = False, metric: str = "auto"):
     """(the model to save as ``embedder.keras``, metrics): the validation MAP@5 of the embedder, of
     the pixels, of the edges (each raw and projected) and of the chosen mix, the descriptors' weights
-    in it and whether each is projected (where ``metric``, a ``METRIC_MODES`` value, allows)."""
+    in it and whether each is projected (where ``metric``, a ``METRIC_MODES`` value, allows).
+    ``embed_model`` None: the descriptors alone are mixed (``stage2_embed/pixels.py --descriptor
+    fitted``), and no ``val_map5_embedder`` is reported."""
     from stage2_embed.metric import project
 
     parts, ids, folds, holdout = split_embeddings(embed_model, records, image_size, crop)
@@ -206,9 +214,9 @@ def fuse(embed_model, records: str, image_size: int, val_fold: int, crop: bool =
     curve = weight_curve(parts, ids, folds, holdout, val_fold)
     raw = {i: figures[f"val_map5_{k}"] for i, k in ((1, "pixels"), (2, "hog")) if k in kernels}
     mix = choose_weight(curve, queries=int(np.isin(ids[q], ids[g]).sum()), raw=raw)  # the known queries
-    metrics = {"val_map5_embedder": curve[(1.0, 0.0, 0.0)], **figures, "val_map5_fused": curve[mix],
-               "pixel_weight": mix[1], "hog_weight": mix[2]}
-    return fused_model(embed_model, mix[1], mix[2], kernels), metrics
+    learned = {"val_map5_embedder": curve[(1.0, 0.0, 0.0)]} if embed_model is not None else {}
+    metrics = {**learned, **figures, "val_map5_fused": curve[mix], "pixel_weight": mix[1], "hog_weight": mix[2]}
+    return fused_model(embed_model, mix[1], mix[2], kernels, image_size), metrics
 
 
 def warning(metrics: dict) -> str | None:

@@ -2,8 +2,12 @@
 (16 x 16 grey thumbnails, no weights) or, with ``--descriptor hog``, a ``HOGDescriptor`` (edges).
 Everything that takes ``--embedder RUN_DIR`` (evaluation, the threshold, ``infer``, catalogs) runs
 on it unchanged: the honest baseline, and a proposer that works where no trained model exists.
+``--descriptor fitted --records CROPS``: both, mixed and projected as the records' validation fold
+prefers, in seconds and with no network (``stage2_embed.pixel_embedder.write_fitted_embedder``).
 
     python stage2_embed/pixels.py --out RUN_DIR [--image-size 96] [--side 16] [--descriptor pixels|hog]
+    python stage2_embed/pixels.py --out RUN_DIR --descriptor fitted --records CROPS [--val-fold 0]
+        [--crop] [--descriptor-metric auto|on|off]
 """
 
 from __future__ import annotations
@@ -17,11 +21,16 @@ if __package__ in (None, ""):  # run as a file: import the repo's packages, not 
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 from runtime import cli
-from stage2_embed.pixel_embedder import PixelConfig, write_pixel_embedder
+from runtime.storage import join, read_bytes
+from stage2_embed.pixel_embedder import PixelConfig, write_fitted_embedder, write_pixel_embedder
 
 
 def _main(a: argparse.Namespace) -> None:
-    print(json.dumps({"run_dir": write_pixel_embedder(a.out, a.image_size, a.side, a.descriptor)}))
+    if a.descriptor == "fitted":
+        out = write_fitted_embedder(a.out, a.records, a.image_size, a.val_fold, a.crop, a.descriptor_metric)
+        print(json.dumps({"run_dir": out, **json.loads(read_bytes(join(out, "fusion.json")))}))
+    else:
+        print(json.dumps({"run_dir": write_pixel_embedder(a.out, a.image_size, a.side, a.descriptor)}))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -18,6 +18,21 @@ def test_species_confusion_counts_every_species_even_absent_ones():
     assert list(cm.columns) == ["a", "b", "c", "d"]
 
 
+def test_one_species_is_all_diagonal_and_the_report_draws_no_matrix(recwarn, tmp_path):
+    from pipeline.report import plots
+    from stage2_embed.confusion_matrix import plot_confusion
+
+    cm = species_confusion(np.zeros(7, int), np.zeros(7, int), ["white_shark"])
+    assert cm.to_numpy().tolist() == [[7]] and not recwarn.list  # no sklearn "single label" warning
+    plot_confusion(cm, str(tmp_path / "cm.png"), "species, subcenter run, fold 0 (accuracy 100.0%)")
+    assert (tmp_path / "cm.png").stat().st_size > 0 and not recwarn.list  # the trainer's file: room for its title
+    imgs = plots(np.linspace(0, 1, 5), np.full(5, 0.5), 0.5, {"white_shark": 0.4}, cm)
+    assert set(imgs) == {"threshold", "species"} and not recwarn.list  # nor a tight-layout one
+    two = species_confusion(np.array([0, 1]), np.array([0, 0]), ["a", "b"])
+    assert set(plots(np.linspace(0, 1, 5), np.full(5, 0.5), 0.5, {"a": 0.4, "b": 0.2}, two)) == {
+        "threshold", "species", "confusion"}
+
+
 def test_confused_pairs_most_frequent_first_with_species():
     true = np.array([0, 0, 0, 1, 1, 2])
     pred = np.array([1, 1, 0, 0, 2, 2])

@@ -82,12 +82,16 @@ def _bench_real(tmp_path, detector: str) -> dict:
 
 def test_bench_real_measures_the_real_set_in_one_json_line(tmp_path):
     """No training: the box crops, 16x16 pixels proposing, SIFT re-ranking. On real fins the local
-    features must add to the pixels (the training-free reference of the accuracy issue), and the
-    HOG edges, which the trainer fuses into the embedding, must find more than the pixels."""
+    features must add to the pixels (the training-free reference of the accuracy issue), the HOG
+    edges, which the trainer fuses into the embedding, must find more than the pixels, and both
+    fitted on the validation fold more than either."""
     out = _bench_real(tmp_path, "none")
     assert out["test_images"] == 38 and out["embedder_kind"] == "pixels"
     assert out["pixels_sift_known_map5"] == out["known_map5"] > out["pixels_known_map5"] > 0.05
     assert out["hog_known_map5"] > out["pixels_known_map5"]
+    # both descriptors mixed on the validation fold (no network) rank above each alone, re-ranked or not
+    assert out["fitted_known_map5"] > out["hog_known_map5"]
+    assert out["fitted_sift_known_map5"] > out["hog_sift_known_map5"]
     assert out["open_set_map5"] > 0.05
 
 
