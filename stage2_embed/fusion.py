@@ -230,7 +230,7 @@ def warning(metrics: dict) -> str | None:
             f"pixel nearest neighbours ({metrics['val_map5_pixels']:.3f}); the saved embedding is "
             f"{metrics['pixel_weight']:.0%} pixels{projected('pixel_metric')}, {metrics.get('hog_weight', 0.0):.0%} "
             f"edges (HOG){projected('hog_metric')} and {max(learned, 0.0):.0%} learned. Try --weights imagenet, "
-            "a lower --image-size, more --epochs")
+            "a lower --image-size, more --epochs, or no network: stage2_embed/pixels.py --descriptor fitted")
 
 
 def warn_if_weak(run_dir: str) -> None:

@@ -79,7 +79,7 @@ def test_a_warning_only_when_the_embedder_loses_to_the_pixels():
     assert warning({"val_map5_embedder": 0.5, "val_map5_pixels": 0.4, "pixel_weight": 0.2}) is None
     msg = warning({"val_map5_embedder": 0.01, "val_map5_pixels": 0.18, "pixel_weight": 0.3, "hog_weight": 0.7})
     assert msg.startswith("warning:") and "0.010" in msg and "30% pixels, 70% edges" in msg and "\n" not in msg
-    assert "0% learned" in msg
+    assert "0% learned" in msg and msg.endswith("no network: stage2_embed/pixels.py --descriptor fitted")
     msg = warning({"val_map5_embedder": 0.01, "val_map5_pixels": 0.18, "pixel_weight": 0.3, "hog_weight": 0.7,
                    "pixel_metric": 0.0, "hog_metric": 1.0})
     assert "30% pixels, 70% edges (HOG) (LDA-projected) and 0% learned" in msg
