@@ -20,17 +20,18 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a file: import the repo's packages, not this folder's files
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-from runtime import cli
+from runtime import cli, flags
 from runtime.storage import join, read_bytes
 from stage2_embed.pixel_embedder import PixelConfig, write_fitted_embedder, write_pixel_embedder
 
 
 def _main(a: argparse.Namespace) -> None:
-    if a.descriptor == "fitted":
-        out = write_fitted_embedder(a.out, a.records, a.image_size, a.val_fold, a.crop, a.descriptor_metric)
+    c = flags.config_from(PixelConfig, a)  # its checks: --descriptor fitted with --records, and only then
+    if c.descriptor == "fitted":
+        out = write_fitted_embedder(c.out, c.records, c.image_size, c.val_fold, c.crop, c.descriptor_metric)
         print(json.dumps({"run_dir": out, **json.loads(read_bytes(join(out, "fusion.json")))}))
     else:
-        print(json.dumps({"run_dir": write_pixel_embedder(a.out, a.image_size, a.side, a.descriptor)}))
+        print(json.dumps({"run_dir": write_pixel_embedder(c.out, c.image_size, c.side, c.descriptor)}))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -53,3 +53,19 @@ def test_fitted_needs_records_and_says_so(tmp_path):
         PixelConfig(out=str(tmp_path), records="r")
     with pytest.raises(ValueError, match="needs crop records"):
         write_pixel_embedder(str(tmp_path), 32, descriptor="fitted")
+
+
+def test_the_command_fits_prints_its_figures_and_refuses_a_fit_without_records(tiny_crops, tmp_path):
+    import os
+
+    from tests.conftest import run_script
+
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db"}
+    r = run_script(["stage2_embed/pixels.py", "--out", str(tmp_path / "bad"), "--descriptor", "fitted"], env=env)
+    assert r.returncode == 2 and r.stderr.strip().splitlines() == [
+        "error: --descriptor fitted needs --records CROPS, and --records only goes with it"]
+    r = run_script(["stage2_embed/pixels.py", "--out", str(tmp_path / "ok"), "--descriptor", "fitted",
+                    "--records", str(tiny_crops), "--image-size", "64"], env=env)
+    assert r.returncode == 0, r.stderr[-2000:]
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    assert out["run_dir"] == str(tmp_path / "ok") and out["val_map5_fused"] >= out["val_map5_hog"]
