@@ -38,11 +38,10 @@ def val_fold(w: str) -> int:
 def fused_variant(model, cfg: dict, w: str, mode: str, out: str) -> tuple[str, dict]:
     """(an embedder folder of ``model`` fused at ``mode``, the fusion's figures)."""
     from pipeline.baselines import write_variant
-    from stage2_embed.fusion import fuse
+    from stage2_embed.fusion import fuse, saved_choice
 
     fused, metrics = fuse(model, os.path.join(w, "crops"), cfg["image_size"], val_fold(w), metric=mode)
-    return write_variant(out, fused, {**cfg, **{k: metrics[k] for k in ("pixel_weight", "hog_weight")},
-                                      **{k: bool(metrics[k]) for k in ("pixel_metric", "hog_metric")}}), metrics
+    return write_variant(out, fused, {**cfg, **saved_choice(metrics)}), metrics
 
 
 def scored(folder: str, w: str) -> dict[str, float]:

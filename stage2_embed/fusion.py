@@ -219,6 +219,13 @@ def fuse(embed_model, records: str, image_size: int, val_fold: int, crop: bool =
     return fused_model(embed_model, mix[1], mix[2], kernels, image_size), metrics
 
 
+def saved_choice(metrics: dict) -> dict:
+    """What an embedder config keeps of a fusion's ``metrics``: the descriptors' weights and whether
+    each is projected (``pixel_metric``, ``hog_metric`` as booleans)."""
+    return {"pixel_weight": metrics["pixel_weight"], "hog_weight": metrics["hog_weight"],
+            "pixel_metric": bool(metrics["pixel_metric"]), "hog_metric": bool(metrics["hog_metric"])}
+
+
 def warning(metrics: dict) -> str | None:
     """One line when the embedder alone does not beat the pixels on validation (None without those
     figures: a final model trained on every fold whose cross-validation run recorded none)."""

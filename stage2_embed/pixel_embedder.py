@@ -94,9 +94,8 @@ def write_fitted_embedder(out: str, records: str, image_size: int = 96, val_fold
     from runtime.checkpoint import save_model
     from runtime.storage import join, makedirs
     from runtime.tracking import log_artifact, start_run
-    from stage2_embed.fusion import fuse
-    from tfrecords.layout import CROP_MARGIN
-    from tfrecords.reader import read_manifest
+    from stage2_embed.fusion import fuse, saved_choice
+    from tfrecords.reader import crop_margin, read_manifest
 
     manifest = read_manifest(records)  # a wrong path fails here, in one line, before any work
     makedirs(out)
@@ -105,13 +104,9 @@ def write_fitted_embedder(out: str, records: str, image_size: int = 96, val_fold
     with start_run("stage2-fitted", cfg, run_name=f"fitted-{image_size}-fold{val_fold}"):
         model, metrics = fuse(None, records, image_size, val_fold, crop, metric)
         save_model(model, join(out, "embedder.keras"))
-        crop_cfg = manifest.get("config", {}) if manifest.get("kind") == "crops" else {}  # infer cuts the same
-        margin = crop_cfg.get("margin", CROP_MARGIN if crop else None)
         atomic.write_json(join(out, "embedder_config.json"), {
             "kind": "fitted", "image_size": image_size, "embedding_dim": int(model.output_shape[-1]),
-            "val_fold": val_fold, "crop_margin": margin, "pixel_weight": metrics["pixel_weight"],
-            "hog_weight": metrics["hog_weight"], "pixel_metric": bool(metrics["pixel_metric"]),
-            "hog_metric": bool(metrics["hog_metric"])})
+            "val_fold": val_fold, "crop_margin": crop_margin(manifest, crop), **saved_choice(metrics)})
         atomic.write_json(join(out, "fusion.json"), metrics)
         mlflow.log_metrics(metrics)
         log_artifact(join(out, "embedder_config.json"))

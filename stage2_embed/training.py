@@ -17,7 +17,6 @@ from runtime.flags import check, option
 from runtime.trainer import BUDGET_HELP
 from stage2_embed.backbones import BACKBONES, HEADS
 from stage2_embed.fusion import METRIC_MODES
-from tfrecords.layout import CROP_MARGIN
 
 CACHE_BYTES = 2 << 30  # decoded training images are kept in memory below this size
 
@@ -136,14 +135,14 @@ def embedder_config(cfg: TrainConfig, manifest: dict, counts: np.ndarray, replic
     were cut with (written down so that inference cuts the same)."""
     from stage2_embed.layers import dynamic_margins
     from stage2_embed.model import EmbedderConfig
+    from tfrecords.reader import crop_margin
 
-    crop_cfg = manifest.get("config", {}) if manifest.get("kind") == "crops" else {}
     return EmbedderConfig(
         num_classes=len(manifest["individuals"]), num_species=len(manifest["species"]), backbone=cfg.backbone,
         weights=cfg.weights, image_size=cfg.image_size, embedding_dim=cfg.embedding_dim, head=cfg.head, k=cfg.k,
         scale=cfg.scale, margin=cfg.arc_margin, sync_bn=replicas > 1,
         margins=tuple(dynamic_margins(np.maximum(counts, 1))) if cfg.dynamic_margin else None,
-        crop_margin=crop_cfg.get("margin", CROP_MARGIN if cfg.crop else None))
+        crop_margin=crop_margin(manifest, cfg.crop))
 
 
 def _stage(cfg: TrainConfig, strategy, on_validation: Callable[[int, float], None] | None):
@@ -223,7 +222,7 @@ def finish_embedding(embed_model, cfg: TrainConfig, ecfg) -> tuple:
     import mlflow
 
     from runtime.storage import join
-    from stage2_embed.fusion import fuse, warning
+    from stage2_embed.fusion import fuse, saved_choice, warning
 
     if not cfg.pixel_fusion:
         return embed_model, {}
@@ -241,8 +240,7 @@ def finish_embedding(embed_model, cfg: TrainConfig, ecfg) -> tuple:
         fused = fused_model(embed_model, metrics["pixel_weight"], metrics["hog_weight"], kernels)
     else:
         fused, metrics = fuse(embed_model, cfg.records, cfg.image_size, cfg.val_fold, cfg.crop, cfg.descriptor_metric)
-    saved = replace(ecfg, pixel_weight=metrics["pixel_weight"], hog_weight=metrics["hog_weight"],
-                    pixel_metric=bool(metrics["pixel_metric"]), hog_metric=bool(metrics["hog_metric"]))
+    saved = replace(ecfg, **saved_choice(metrics))
     atomic.write_json(join(cfg.out, "embedder_config.json"), asdict(saved))
     atomic.write_json(join(cfg.out, "fusion.json"), metrics)  # evaluate and infer repeat the warning
     mlflow.log_metrics(metrics)

@@ -41,6 +41,14 @@ def read_manifest(records: str) -> dict:
     return m
 
 
+def crop_margin(manifest: dict, crop: bool) -> float | None:
+    """The margin around each box that an embedder of these records saw, for inference to cut the
+    same: the one crop records were cut with, ``CROP_MARGIN`` where image records are cut at
+    training (``crop``), else None (the whole photo)."""
+    cut = manifest.get("config", {}) if manifest.get("kind") == "crops" else {}
+    return cut.get("margin", CROP_MARGIN if crop else None)
+
+
 def list_shards(records: str, split: str) -> list[str]:
     """The split's shard files, in name order (from the manifest when there is one)."""
     if exists(join(records, "manifest.json")):
