@@ -29,7 +29,8 @@ def plots(thresholds, curve, chosen: float, per_species: dict[str, float], cm: p
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from sklearn.metrics import ConfusionMatrixDisplay
+
+    from stage2_embed.confusion_matrix import confusion_figure
 
     out = {}
     fig, ax = plt.subplots(figsize=(6, 3.5))
@@ -48,11 +49,7 @@ def plots(thresholds, curve, chosen: float, per_species: dict[str, float], cm: p
     out["species"] = _png(fig)
     if len(cm) < 2:  # one species (a catalog of one kind of animal): nothing to confuse it with
         return out
-    fig, ax = plt.subplots(figsize=(1.0 + 0.7 * len(cm), 0.6 + 0.6 * len(cm)))
-    ConfusionMatrixDisplay(cm.to_numpy(), display_labels=list(cm.index)).plot(
-        ax=ax, cmap="Blues", xticks_rotation=45, colorbar=False)
-    ax.set_title("species: true (rows) vs predicted from the nearest catalog images")
-    out["confusion"] = _png(fig)
+    out["confusion"] = _png(confusion_figure(cm, "species: true (rows) vs predicted from the nearest catalog images"))
     return out
 
 

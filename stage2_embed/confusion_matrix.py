@@ -85,14 +85,13 @@ def confused_pairs(true: np.ndarray, pred: np.ndarray, individuals: list[str], s
     return pairs.reset_index(drop=True)
 
 
-def plot_confusion(cm: pd.DataFrame, path: str, title: str) -> None:
+def confusion_figure(cm: pd.DataFrame, title: str):
+    """A matplotlib figure of ``cm`` (laid out), for the trainer's PNG and the evaluation report."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from sklearn.metrics import ConfusionMatrixDisplay
-
-    from runtime import atomic
 
     # at least the title's width: one species (a one-species catalog) made a 1.7-inch figure
     fig, ax = plt.subplots(figsize=(max(5.0, 1.0 + 0.7 * len(cm)), max(2.5, 0.6 + 0.6 * len(cm))))
@@ -100,6 +99,15 @@ def plot_confusion(cm: pd.DataFrame, path: str, title: str) -> None:
         ax=ax, cmap="Blues", xticks_rotation=45, colorbar=False)
     ax.set_title(title)
     fig.tight_layout()
+    return fig
+
+
+def plot_confusion(cm: pd.DataFrame, path: str, title: str) -> None:
+    import matplotlib.pyplot as plt
+
+    from runtime import atomic
+
+    fig = confusion_figure(cm, title)
     atomic.write_bytes(path, _png(fig))
     plt.close(fig)
 
