@@ -19,6 +19,10 @@ and prints one JSON line:
   --tile 3``): every animal at 1/9 of its area, nine to a frame, as photos taken at sea frame them;
   ``detector_map50_tile6``: on 6x6 grids (fins at ~2 % of the frame), and ``_unsliced`` without the
   photo's tiles (``--slices 1``), with ``tile6_slices_ratio`` of the two (``stage1_detect/slicing.py``);
+  ``detector_map50_at_sea``, ``detector_iou50_share_at_sea``: on the boxed photos shrunk to 1.5-6 % of
+  a synthetic sea frame (``tfrecords/synthetic/at_sea.py``), and ``detector_wide_share_at_sea``: how
+  often the box the crops take there covers over half the frame (water boxed as an animal); a given
+  detector only (one trained here saw these photos);
 - ``known_map5``: MAP@5 of the test photos of known individuals, ranking the catalog's individuals
   only (closed set: what a researcher scrolling the candidates sees);
 - ``open_set_map5``: Kaggle's MAP@5 of ``submission.csv`` against ``test_truth.csv``;
@@ -49,6 +53,22 @@ from runtime.trainer import BUDGET_HELP
 from stage2_embed.fusion import METRIC_MODES
 
 
+def at_sea(data: str, det: str, w: str) -> dict:
+    """The detector on the boxed photos shrunk into a synthetic sea (``tfrecords.synthetic.at_sea``)."""
+    from stage1_detect.scoring import evaluate
+    from tfrecords.builder import build
+    from tfrecords.plan import BuildConfig
+    from tfrecords.synthetic.at_sea import paste_at_sea
+
+    folder, records = os.path.join(w, "at_sea"), os.path.join(w, "at_sea_records")
+    if not os.path.exists(os.path.join(folder, "boxes.csv")):
+        paste_at_sea(data, folder, seed=0)
+    build(BuildConfig(data=folder, out=records, folds=2), progress=False)
+    r = evaluate(det, records, out=os.path.join(w, "detector_eval_at_sea"), every=True)
+    return {"detector_map50_at_sea": r["map50"], "detector_iou50_share_at_sea": r["iou50_share"],
+            "detector_wide_share_at_sea": r["wide_share"]}
+
+
 def stage1(a, records: str, w: str) -> tuple[str, dict]:
     """(crop records, detector figures)."""
     from stage1_detect.cropping import CropConfig, crop_records
@@ -75,6 +95,8 @@ def stage1(a, records: str, w: str) -> tuple[str, dict]:
                        "frame_iou50_share": r["frame_iou50_share"], "detector_map50_tile3": small[3],
                        "detector_map50_tile6": small[6], "detector_map50_tile6_unsliced": whole,
                        "tile6_slices_ratio": round(small[6] / max(whole, 1e-9), 3)}
+            if every:  # a detector trained here saw most of these photos: at sea they would flatter it
+                figures.update(at_sea(a.data, det, w))
         crop_records(CropConfig(records=records, out=crops, detector=det), progress=False)
     else:
         crop_records(CropConfig(records=records, out=crops, source="boxes"), progress=False)

@@ -25,6 +25,10 @@ MAX_BOXES = 8
 # it); a box cut to less than CLOSE_UP_KEEP of its area is left out rather than taught as a whole animal
 CLOSE_UP_FILL = (0.55, 1.1)
 CLOSE_UP_KEEP = 0.3
+# ``empty_windows``: a window's side as a share of the photo's, and how many places are tried for one that
+# touches no box
+EMPTY_SIDE = (0.25, 0.6)
+EMPTY_TRIES = 8
 
 
 def to_detection(ex: dict[str, tf.Tensor], image_size: int, class_map: tuple[int, ...] | None = None
@@ -182,6 +186,37 @@ def close_ups(rate: float, image_size: int) -> Callable[[dict], dict]:
     return apply
 
 
+def empty_windows(rate: float) -> Callable[[dict], dict]:
+    """Water alone: a share ``rate`` of photos replaced by a square window of their own (``EMPTY_SIDE``
+    of the side) that touches none of their boxes, scaled back to the photo's size, with no box. The
+    synthetic world frames an animal in every photo, so a detector trained on it had never been told
+    that water is not an animal: on photos at sea, where a fin is 1-5 % of the frame, it drew a "fin"
+    over the whole frame and trusted it more than the fin (docs/history.md, "Water alone"). Photos
+    where no such window is found stay as they are. Drawn with the photo's ``seed`` key (``keyed``)."""
+
+    def apply(d: dict) -> dict:
+        img, boxes = d["images"], d["bounding_boxes"]["boxes"]
+        size = tf.cast(tf.shape(img)[0], tf.float32)
+        key = tf.random.experimental.stateless_fold_in(d["seed"], 7)  # apart from close_ups' draws
+        u = tf.random.stateless_uniform([EMPTY_TRIES, 4], key)
+        side = size * (EMPTY_SIDE[0] + (EMPTY_SIDE[1] - EMPTY_SIDE[0]) * u[:, 0])
+        x0, y0 = (size - side) * u[:, 1], (size - side) * u[:, 2]
+        w = tf.stack([x0, y0, x0 + side, y0 + side], 1)[:, None, :]  # [T, 1, 4] against boxes [1, B, 4]
+        lo, hi = tf.maximum(w[..., :2], boxes[None, :, :2]), tf.minimum(w[..., 2:], boxes[None, :, 2:])
+        touched = tf.reduce_any(tf.reduce_all(hi > lo, axis=-1), axis=1)  # [T]
+        free = tf.where(~touched)[:, 0]
+        use = (u[0, 3] < rate) & (tf.size(free) > 0)
+        pick = tf.gather(tf.concat([free, [0]], 0), 0)
+        window = tf.gather(tf.concat([w[:, 0, 1::-1], w[:, 0, :1:-1]], 1), pick) / size  # rel yxyx
+        out = tf.image.crop_and_resize(img[None], window[None], [0], tf.shape(img)[:2])[0]
+        keep = tf.fill(tf.shape(boxes)[:1], ~use)
+        return {**d, "images": tf.where(use, out, img),
+                "bounding_boxes": {"boxes": tf.boolean_mask(boxes, keep),
+                                   "classes": tf.boolean_mask(d["bounding_boxes"]["classes"], keep)}}
+
+    return apply
+
+
 def tiles(k: int) -> Callable[[dict], dict]:
     """A ragged batch of k*k photos -> their k x k grid (one example, unbatched) for scoring."""
 
@@ -227,13 +262,15 @@ def count_with_boxes(records: str, val_fold: int) -> int:
 
 def train_dataset(records: str, image_size: int, batch_size: int, val_fold: int, seed: int = 0,
                   augment: bool = True, photometric: str = "mild", mosaic_rate: float = 0.0,
-                  close_up_rate: float = 0.0) -> tf.data.Dataset:
+                  close_up_rate: float = 0.0, empty_rate: float = 0.0) -> tf.data.Dataset:
     ds = parsed_records(records, "train", exclude_folds=[val_fold])
-    ds = ds.filter(lambda e: tf.size(e["image/object/class/label"]) > 0)  # images without boxes teach nothing here
-    close = augment and close_up_rate > 0
+    ds = ds.filter(lambda e: tf.size(e["image/object/class/label"]) > 0)  # water alone comes from empty_windows
+    close = augment and (close_up_rate > 0 or empty_rate > 0)  # windows are cut from twice the input's pixels
     ds = ds.map(lambda e: to_detection(e, image_size * (2 if close else 1)), num_parallel_calls=AUTOTUNE)
     if close:
         ds = ds.enumerate().map(keyed(2 * seed), num_parallel_calls=AUTOTUNE)
+        if empty_rate > 0:
+            ds = ds.map(empty_windows(empty_rate), num_parallel_calls=AUTOTUNE)
         ds = ds.map(close_ups(close_up_rate, image_size), num_parallel_calls=AUTOTUNE)
         ds = ds.map(lambda d: {k: v for k, v in d.items() if k != "seed"})  # the photos' keys: batches get theirs
     ds = ds.shuffle(1024, seed=seed).ragged_batch(batch_size, drop_remainder=True)

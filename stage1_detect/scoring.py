@@ -97,8 +97,11 @@ def evaluate(run_dir: str, records: str, val_fold: int | None = None, out: str |
     # the reference a detector must beat: no detector, the crop is the whole photo (boxes are
     # normalised, so the photo is [0, 0, 1, 1]); close-up photo-ID shots make it a strong one
     frame = np.array([iou(np.tile([0.0, 0.0, 1.0, 1.0], (len(t), 1)), t).max() for t in truths])
+    wide = (pred_boxes[:, 2] - pred_boxes[:, 0]) * (pred_boxes[:, 3] - pred_boxes[:, 1]) > 0.5
     result.update({"images": int(len(ious)), "mean_iou": float(ious.mean()),
                    "iou50_share": float((ious >= 0.5).mean()), "found_share": float((scores > 0).mean()),
+                   # chosen boxes over half the photo: right for close-ups, the frame drawn as an animal at sea
+                   "wide_share": float((wide & (scores > 0)).mean()),
                    "frame_iou50_share": float((frame >= 0.5).mean())})
     if out:
         os.makedirs(out, exist_ok=True)

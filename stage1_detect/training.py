@@ -40,6 +40,9 @@ class TrainConfig:
     close_ups: float = option(0.3, help="share of training photos cut close around their animal with --augment (its "
                                         "box filling 0.55-1.1 of the side: the framing of photo-ID close-ups, which "
                                         "the synthetic world rarely has; 0: off)", lo=0.0, hi=1.0)
+    empty: float = option(0.0, help="share of training photos replaced by a window of their own water away from "
+                                    "every box, with no box, with --augment (what is not an animal, at the scale "
+                                    "of photos at sea; 0: off)", lo=0.0, hi=1.0)
 
     def __post_init__(self) -> None:
         check(self)
@@ -79,7 +82,7 @@ def _stage(cfg: TrainConfig, strategy):
     keras.utils.set_random_seed(cfg.seed)
     global_batch = cfg.batch_size * strategy.num_replicas_in_sync
     train_ds = train_dataset(cfg.records, cfg.image_size, global_batch, cfg.val_fold, cfg.seed, cfg.augment,
-                             cfg.photometric, cfg.mosaic, cfg.close_ups)
+                             cfg.photometric, cfg.mosaic, cfg.close_ups, cfg.empty)
     train_ds = shard_by_file(train_ds, len(list_shards(cfg.records, "train")), strategy)
     val_ds = eval_dataset(cfg.records, cfg.image_size, cfg.batch_size, cfg.val_fold).cache()
     steps = count_with_boxes(cfg.records, cfg.val_fold) // global_batch

@@ -142,3 +142,43 @@ def test_close_ups_frame_the_first_animal_as_a_close_up_and_keeps_its_pixels_box
         inside = img[int(y0) + 2:int(y1) - 2, int(x0) + 2:int(x1) - 2, 0]
         assert inside.min() > 200  # the box holds the animal's pixels ...
         assert img[..., 0].mean() < 255 * (x1 - x0 + 4) * (y1 - y0 + 4) / 160**2  # ... and little else is bright
+
+
+def test_empty_windows_cut_water_away_from_every_box_and_leave_it_unboxed():
+    """Water alone: a window touching neither animal, scaled to the photo's size, with no box; off, or
+    where no free window exists, the photo as it was."""
+    from stage1_detect.data import EMPTY_SIDE, empty_windows, keyed
+
+    photo = {**_boxed_photo(), "seed": tf.constant([2, 0], tf.int64)}
+    ramp = np.linspace(0.0, 100.0, 320, dtype=np.float32)[None, :, None]  # water that differs from place to place
+    photo["images"] = tf.maximum(photo["images"], ramp)
+    photo["images"] = tf.where(tf.constant(np.arange(320)[None, :, None] >= 280) & (tf.range(320)[:, None, None] < 30),
+                               255.0, photo["images"])  # the small animal in the corner, bright too
+    same = empty_windows(0.0)(photo)
+    np.testing.assert_array_equal(same["images"].numpy(), photo["images"].numpy())
+    np.testing.assert_array_equal(same["bounding_boxes"]["boxes"].numpy(), photo["bounding_boxes"]["boxes"].numpy())
+    ds = tf.data.Dataset.from_tensors(photo).repeat(12).enumerate().map(keyed(4)).map(empty_windows(1.0))
+    outs = [empty_windows(1.0)(photo), *ds]
+    emptied = [o for o in outs if o["bounding_boxes"]["classes"].shape[0] == 0]
+    assert len(emptied) >= 10  # 8 tries find a free window almost always here
+    for out in emptied:
+        img = out["images"].numpy()
+        assert img.shape == (320, 320, 3) and out["bounding_boxes"]["boxes"].shape == (0, 4)
+        assert img.max() <= 100.5  # only water: no pixel of either bright animal
+    draws = {o["images"].numpy().tobytes() for o in emptied}
+    assert len(draws) > 1  # keyed per photo: not one window for all
+    full = {**photo, "bounding_boxes": {"boxes": tf.constant([[0.0, 0.0, 320.0, 320.0]]),
+                                        "classes": tf.constant([0.0])}}
+    kept = empty_windows(1.0)(full)  # the animal fills the photo: no water to cut
+    np.testing.assert_array_equal(kept["bounding_boxes"]["classes"].numpy(), [0.0])
+    assert EMPTY_SIDE[0] > 0.1  # windows are water at the scale of photos at sea, not single pixels
+
+
+def test_training_batches_with_empty_windows_hold_photos_without_boxes(tiny_records):
+    from stage1_detect.data import train_dataset
+
+    def unboxed(rate: float) -> int:
+        ds = train_dataset(str(tiny_records), 64, 4, val_fold=0, close_up_rate=0.3, empty_rate=rate)
+        return sum(int((boxes["classes"].numpy() < 0).all(axis=1).sum()) for _, boxes in ds.take(8))
+
+    assert unboxed(0.0) == 0 and unboxed(0.5) >= 4

@@ -1,0 +1,81 @@
+"""Boxed photos shrunk into a wide sea: a proxy for detecting animals in photos taken at sea.
+
+    from tfrecords.synthetic.at_sea import paste_at_sea
+    paste_at_sea("tests/data/finid_sharks", "work/at_sea")   # -> a Kaggle-layout folder with boxes.csv
+
+Photo-ID close-ups (the committed real fins fill a median 69 % of their frame) say little about a
+photo taken from a boat, where a fin is 1-5 % of the frame and the rest is water, sky and foam. Grids
+of the photos (``stage1_detect/evaluate.py --tile K``) shrink the fins but fill the frame with other
+fins. Here each boxed photo is shrunk to ``AREA`` of a ``FRAME`` and laid on the synthetic sea of
+``tfrecords.synthetic.sea`` (chop, foam, glint, sometimes a horizon with sky and land: the ``sea``
+scene, not the ``plain`` world the demo's detector trains on), its edges faded into the sea over a
+tenth of its side so that no pasted rectangle marks it. The fin and its own water are real; what
+lies around them is not, so a detector that draws boxes over open water, sky or foam pays for each
+one here, as it would at sea. Deterministic per ``seed``.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pandas as pd
+from PIL import Image, ImageOps
+
+from tfrecords.boxes import load_boxes
+from tfrecords.layout import read_csv
+from tfrecords.synthetic.sea import surface
+
+AREA = (0.015, 0.06)  # the pasted photo's share of the frame: its fin a few per cent of it
+FRAME = (1536, 1024)  # width, height: 3:2 as a camera's; records keep 1024 px anyway
+FADE = 0.1  # the pasted photo's edges blend into the sea over this share of its side
+
+
+def _fade(h: int, w: int) -> np.ndarray:
+    """[h, w, 1] weights: 1 inside, falling to 0 at the edges over ``FADE`` of each side."""
+    ys = np.minimum(np.arange(h), np.arange(h)[::-1])[:, None] / max(FADE * h, 1.0)
+    xs = np.minimum(np.arange(w), np.arange(w)[::-1])[None, :] / max(FADE * w, 1.0)
+    return np.clip(np.minimum(ys, xs), 0.0, 1.0)[:, :, None].astype(np.float32)
+
+
+def paste_one(rgb: np.ndarray, boxes: list, rng: np.random.Generator) -> tuple[np.ndarray, list]:
+    """One photo (uint8 HxWx3) and its pixel boxes (x0, y0, x1, y1, label) -> the sea frame with the
+    photo shrunk into it, and the boxes moved with it."""
+    width, height = FRAME
+    sea = (np.clip(surface(rng, height, width), 0.0, 1.0) * 255.0).astype(np.float32)
+    h, w = rgb.shape[:2]
+    s = float(np.sqrt(rng.uniform(*AREA) * width * height / (h * w)))
+    ph, pw = max(1, min(height, round(h * s))), max(1, min(width, round(w * s)))
+    y0, x0 = int(rng.integers(0, height - ph + 1)), int(rng.integers(0, width - pw + 1))
+    patch = np.asarray(Image.fromarray(rgb).resize((pw, ph), Image.Resampling.BICUBIC), np.float32)
+    a = _fade(ph, pw)
+    sea[y0:y0 + ph, x0:x0 + pw] = a * patch + (1.0 - a) * sea[y0:y0 + ph, x0:x0 + pw]
+    moved = [(x0 + b[0] * pw / w, y0 + b[1] * ph / h, x0 + b[2] * pw / w, y0 + b[3] * ph / h, b[4]) for b in boxes]
+    return sea.astype(np.uint8), moved
+
+
+def paste_at_sea(data: str, out: str, seed: int = 0, part: str = "animal") -> int:
+    """Every boxed photo of the Kaggle-layout folder ``data`` (train and test, ``boxes.csv``) into the
+    sea, written to ``out`` as training photos with their individuals and a ``boxes.csv``; returns
+    how many. Photos without a box are left out (there is nothing to find in them)."""
+    boxes, _ = load_boxes(os.path.join(data, "boxes.csv"), part)
+    tables = [read_csv(os.path.join(data, "train.csv"), ("image",), "train.csv").assign(folder="train_images")]
+    if os.path.exists(os.path.join(data, "test_truth.csv")):
+        tables.append(read_csv(os.path.join(data, "test_truth.csv"), ("image",), "test_truth.csv")
+                      .assign(folder="test_images"))
+    rows = pd.concat(tables, ignore_index=True)
+    rows = rows[rows["image"].isin(boxes)].sort_values("image", kind="stable")
+    os.makedirs(os.path.join(out, "train_images"), exist_ok=True)
+    os.makedirs(os.path.join(out, "test_images"), exist_ok=True)
+    rng, kept = np.random.default_rng(seed), []
+    for row in rows.itertuples(index=False):
+        with Image.open(os.path.join(data, row.folder, row.image)) as im:
+            rgb = np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
+        frame, moved = paste_one(rgb, boxes[row.image], rng)
+        Image.fromarray(frame).save(os.path.join(out, "train_images", row.image), quality=92)
+        kept += [(row.image, *b) for b in moved]
+    cols = [c for c in ("image", "species", "individual_id") if c in rows.columns]
+    rows[cols].to_csv(os.path.join(out, "train.csv"), index=False)
+    pd.DataFrame(kept, columns=["image", "x_min", "y_min", "x_max", "y_max", "label"]).to_csv(
+        os.path.join(out, "boxes.csv"), index=False, float_format="%.1f")
+    return len(rows)
