@@ -206,6 +206,7 @@ def run(cfg: InferConfig, progress: bool = True) -> dict:
     from pipeline.search import NEW, matches_table
     from runtime import atomic
     from runtime.storage import join, makedirs
+    from stage1_detect.scoring import wide_share
 
     photos.check_inputs(cfg)  # before minutes of model loading and catalog embedding
     m = load(cfg)
@@ -237,7 +238,9 @@ def run(cfg: InferConfig, progress: bool = True) -> dict:
               "pixel_weight": m.embedder_cfg.get("pixel_weight", 0.0),
               "hog_weight": m.embedder_cfg.get("hog_weight", 0.0),
               "new_individual_first": float(np.mean([p[0] == NEW for p in preds]))
-              if preds else 0.0}
+              if preds else 0.0,
+              # crops over half their photo: right for close-ups; photos at sea: the frame, no animal seen
+              "wide_crop_share": wide_share(boxes)}
     return {**result, "mlflow_run_id": track(cfg, result, sub)}
 
 

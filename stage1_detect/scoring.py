@@ -43,6 +43,21 @@ def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return inter / np.maximum(area(a) + area(b) - inter, 1e-12)
 
 
+def wide_share(boxes: np.ndarray, found: np.ndarray | None = None) -> float:
+    """Share of photos whose box (rel yxyx [N, 4]; only where ``found``) covers more than half of the
+    photo. Right for close-ups; at sea, where a fin is a few per cent of the frame, it is the frame
+    drawn as an animal (README, "Photos at sea").
+
+    >>> wide_share(np.array([[0.0, 0.0, 1.0, 1.0], [0.1, 0.1, 0.3, 0.2]]))
+    0.5
+    """
+    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+    wide = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]) > 0.5
+    if found is not None:
+        wide &= np.asarray(found, bool)
+    return float(wide.mean()) if len(wide) else 0.0
+
+
 def coco_map(model, ds, zoom: int = 1, mirror: bool = False, slices: int = 1) -> dict[str, float]:
     """COCO mAP@0.5 and mAP@0.5:0.95 of ``model`` on ``ds`` (images, dense boxes); ``zoom`` > 1: of
     the photos' and their zoomed-out views' boxes together; ``mirror``: each view's boxes fused with
@@ -97,11 +112,9 @@ def evaluate(run_dir: str, records: str, val_fold: int | None = None, out: str |
     # the reference a detector must beat: no detector, the crop is the whole photo (boxes are
     # normalised, so the photo is [0, 0, 1, 1]); close-up photo-ID shots make it a strong one
     frame = np.array([iou(np.tile([0.0, 0.0, 1.0, 1.0], (len(t), 1)), t).max() for t in truths])
-    wide = (pred_boxes[:, 2] - pred_boxes[:, 0]) * (pred_boxes[:, 3] - pred_boxes[:, 1]) > 0.5
     result.update({"images": int(len(ious)), "mean_iou": float(ious.mean()),
                    "iou50_share": float((ious >= 0.5).mean()), "found_share": float((scores > 0).mean()),
-                   # chosen boxes over half the photo: right for close-ups, the frame drawn as an animal at sea
-                   "wide_share": float((wide & (scores > 0)).mean()),
+                   "wide_share": wide_share(pred_boxes, scores > 0),
                    "frame_iou50_share": float((frame >= 0.5).mean())})
     if out:
         os.makedirs(out, exist_ok=True)

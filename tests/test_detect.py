@@ -317,3 +317,15 @@ def test_the_evaluate_cli_passes_every_option_on(monkeypatch, tmp_path):
     assert seen["args"] == ("D", "R", 2, str(tmp_path), 3)
     assert seen["kwargs"] == {"every": True, "tile": 4, "zoom": 5, "mirror": False, "slices": 1}
     assert len(seen["args"]) + len(seen["kwargs"]) == len(dataclasses.fields(DetectorEvalConfig))
+
+
+def test_wide_share_counts_found_boxes_over_half_the_photo():
+    from stage1_detect.scoring import wide_share
+
+    boxes = np.array([[0.0, 0.0, 1.0, 1.0],  # the whole photo
+                      [0.0, 0.0, 0.7, 0.7],  # 0.49: not over half
+                      [0.1, 0.0, 0.9, 0.9],  # 0.72
+                      [0.2, 0.2, 0.3, 0.3]])
+    assert wide_share(boxes) == 0.5
+    assert wide_share(boxes, found=np.array([False, True, True, True])) == 0.25  # a box not found is no box
+    assert wide_share(np.zeros((0, 4))) == 0.0

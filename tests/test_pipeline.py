@@ -220,8 +220,10 @@ def test_scrambled_test_truth_and_boxes_leave_the_submission_byte_identical(trai
                           workers=2), progress=False)
         out = tmp_path / variant / "submission.csv"
         for detector in (det, "none"):
-            run(InferConfig(detector=detector, embedder=str(emb), catalog=catalog, records=str(rec),
-                            out=str(out.parent)), progress=False)
+            res = run(InferConfig(detector=detector, embedder=str(emb), catalog=catalog, records=str(rec),
+                                  out=str(out.parent)), progress=False)
+            if detector == "none":  # every crop is its whole photo
+                assert res["wide_crop_share"] == 1.0
             subs.append((variant, detector, out.read_bytes()))
     assert (tmp_path / "as_given" / "data" / "test_truth.csv").read_bytes() != (
         tmp_path / "scrambled" / "data" / "test_truth.csv").read_bytes()

@@ -107,5 +107,6 @@ def test_bench_real_scores_a_given_detector_against_the_whole_frame(tmp_path):
     assert out["frame_iou50_share"] == pytest.approx(90 / 111, abs=1e-6)
     assert {"detector_map50", "detector_iou50_share", "detector_map50_tile3", "detector_map50_tile6",
             "detector_map50_tile6_unsliced", "tile6_slices_ratio"} <= set(out)
-    # at sea the fins are a few per cent of the frame: the whole frame hits none, the detector's box must
-    assert out["detector_iou50_share_at_sea"] > 0.3 > out["detector_wide_share_at_sea"]
+    # at sea the fins are a few per cent of the frame: the whole frame hits none; the detector's box hits
+    # more often than it covers the frame (README, "Photos at sea": about a third of them, never the fin)
+    assert out["detector_iou50_share_at_sea"] > max(0.3, out["detector_wide_share_at_sea"])
