@@ -21,6 +21,12 @@ from stage2_embed.fusion import METRIC_MODES
 CACHE_BYTES = 2 << 30  # decoded training images are kept in memory below this size
 
 
+# The last validation and ``_finish`` (every photo embedded again, the descriptors fitted and fused, the
+# confusion report, saving) take about this many epochs: 1.3 minutes after 65-s epochs on 4,031 whale-head-
+# sized photos (docs/history.md, "A rehearsal at the whale heads' scale"); a budget keeps it back.
+FINISH_EPOCHS = 1.5
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     records: str = option(help="crop records (stage1_detect/crop.py output), or image records with --crop")
@@ -187,7 +193,8 @@ def _stage(cfg: TrainConfig, strategy, on_validation: Callable[[int, float], Non
                  configs={"embedder_config.json": asdict(ecfg)}, validate=validate,
                  finish=lambda history: _finish(cfg, ecfg, train_model, embed_model),
                  params={"replicas": strategy.num_replicas_in_sync, "global_batch": global_batch,
-                         "mixed": str(cfg.mixed_precision)}, best="val_map5", schedule=schedule_of(cfg, steps))
+                         "mixed": str(cfg.mixed_precision)}, best="val_map5", schedule=schedule_of(cfg, steps),
+                 reserve_epochs=FINISH_EPOCHS)
 
 
 def _finish(cfg: TrainConfig, ecfg, train_model, embed_model) -> dict:

@@ -115,7 +115,7 @@ def test_plan_epochs_keeps_what_fits_at_the_traced_pace():
 
 
 def _toy_run(tmp_path, monkeypatch, budget_minutes: float, epoch_seconds: list[float], epochs: int = 10,
-             first_step: float = 5.0, resume: bool = False):
+             first_step: float = 5.0, resume: bool = False, reserve: float = 0.0):
     """A linear model trained by the loop under a fake clock that moves only while an epoch trains
     (``epoch_seconds`` each, 4 steps; the first epoch's first step ``first_step`` s, later ones a
     quarter): (the loop's result, the epochs' ``last`` flags, the model)."""
@@ -157,9 +157,9 @@ def _toy_run(tmp_path, monkeypatch, budget_minutes: float, epoch_seconds: list[f
         model.compile(optimizer=keras.optimizers.SGD(trainer.warmup_cosine(0.05, 4, epochs, 1.0)), loss="mse")
         return trainer.Stage("toy", "toy", model, data, None,
                              validate=lambda epoch, last: lasts.append(last) or {},
-                             schedule=lambda e: trainer.warmup_cosine(0.05, 4, e, 1.0))
+                             schedule=lambda e: trainer.warmup_cosine(0.05, 4, e, 1.0), reserve_epochs=reserve)
 
-    out = str(tmp_path / f"run{budget_minutes}-{epochs}")
+    out = str(tmp_path / f"run{budget_minutes}-{epochs}-{reserve}")
     final = trainer.train(Toy(out, budget_minutes), out, epochs, build, resume=resume, progress=False)
     return final, lasts, box["model"]
 
@@ -189,3 +189,14 @@ def test_a_budget_ends_the_run_where_slower_epochs_would_overrun_it(tmp_path, mo
     final, lasts, _ = _toy_run(tmp_path, monkeypatch, 1.0, [10.0, 25.0], first_step=2.5)
     assert final["epoch"] == 2 and final["epochs_planned"] == 3.0
     assert lasts == [False, False, True]
+
+
+def test_a_budget_keeps_back_the_time_of_the_closing_work(tmp_path, monkeypatch):
+    """A stage whose closing work takes 1.5 epochs: of a minute, 1.5 x 12 s are kept back, so
+    1 + (42 - 14 - 2) // 12 = 3 epochs are planned (4 without); and with 25-s epochs after a 10-s first one
+    and a reserve of one epoch, the second epoch ends the run (35 s gone, 25 s more and 25 s kept back
+    would pass the minute)."""
+    final, lasts, _ = _toy_run(tmp_path, monkeypatch, 1.0, [14.0, 10.0], reserve=1.5)
+    assert final["epoch"] == 2 and final["epochs_planned"] == 3.0 and lasts == [False, False, True]
+    final, lasts, _ = _toy_run(tmp_path, monkeypatch, 1.0, [10.0, 25.0], first_step=2.5, reserve=1.0)
+    assert final["epoch"] == 1 and final["epochs_planned"] == 2.0 and lasts == [False, True]
