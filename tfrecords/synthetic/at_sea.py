@@ -23,7 +23,16 @@ import pandas as pd
 from PIL import Image, ImageOps
 
 from tfrecords.boxes import load_boxes
-from tfrecords.layout import read_csv
+from tfrecords.layout import (
+    BOX_COLUMNS,
+    BOXES_CSV,
+    TEST_DIR,
+    TEST_TRUTH_CSV,
+    TRAIN_COLUMNS,
+    TRAIN_CSV,
+    TRAIN_DIR,
+    read_csv,
+)
 from tfrecords.synthetic.sea import surface
 
 AREA = (0.015, 0.06)  # the pasted photo's share of the frame: its fin a few per cent of it
@@ -58,24 +67,22 @@ def paste_at_sea(data: str, out: str, seed: int = 0, part: str = "animal") -> in
     """Every boxed photo of the Kaggle-layout folder ``data`` (train and test, ``boxes.csv``) into the
     sea, written to ``out`` as training photos with their individuals and a ``boxes.csv``; returns
     how many. Photos without a box are left out (there is nothing to find in them)."""
-    boxes, _ = load_boxes(os.path.join(data, "boxes.csv"), part)
-    tables = [read_csv(os.path.join(data, "train.csv"), ("image",), "train.csv").assign(folder="train_images")]
-    if os.path.exists(os.path.join(data, "test_truth.csv")):
-        tables.append(read_csv(os.path.join(data, "test_truth.csv"), ("image",), "test_truth.csv")
-                      .assign(folder="test_images"))
+    boxes, _ = load_boxes(os.path.join(data, BOXES_CSV), part)
+    tables = [read_csv(os.path.join(data, TRAIN_CSV), ("image",), TRAIN_CSV).assign(folder=TRAIN_DIR)]
+    if os.path.exists(os.path.join(data, TEST_TRUTH_CSV)):
+        tables.append(read_csv(os.path.join(data, TEST_TRUTH_CSV), ("image",), TEST_TRUTH_CSV).assign(folder=TEST_DIR))
     rows = pd.concat(tables, ignore_index=True)
     rows = rows[rows["image"].isin(boxes)].sort_values("image", kind="stable")
-    os.makedirs(os.path.join(out, "train_images"), exist_ok=True)
-    os.makedirs(os.path.join(out, "test_images"), exist_ok=True)
+    os.makedirs(os.path.join(out, TRAIN_DIR), exist_ok=True)
+    os.makedirs(os.path.join(out, TEST_DIR), exist_ok=True)
     rng, kept = np.random.default_rng(seed), []
     for row in rows.itertuples(index=False):
         with Image.open(os.path.join(data, row.folder, row.image)) as im:
             rgb = np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
         frame, moved = paste_one(rgb, boxes[row.image], rng)
-        Image.fromarray(frame).save(os.path.join(out, "train_images", row.image), quality=92)
+        Image.fromarray(frame).save(os.path.join(out, TRAIN_DIR, row.image), quality=92)
         kept += [(row.image, *b) for b in moved]
-    cols = [c for c in ("image", "species", "individual_id") if c in rows.columns]
-    rows[cols].to_csv(os.path.join(out, "train.csv"), index=False)
-    pd.DataFrame(kept, columns=["image", "x_min", "y_min", "x_max", "y_max", "label"]).to_csv(
-        os.path.join(out, "boxes.csv"), index=False, float_format="%.1f")
+    rows[[c for c in TRAIN_COLUMNS if c in rows.columns]].to_csv(os.path.join(out, TRAIN_CSV), index=False)
+    pd.DataFrame(kept, columns=list(BOX_COLUMNS)).to_csv(os.path.join(out, BOXES_CSV), index=False,
+                                                         float_format="%.1f")
     return len(rows)
