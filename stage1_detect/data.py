@@ -29,6 +29,10 @@ CLOSE_UP_KEEP = 0.3
 # touches no box
 EMPTY_SIDE = (0.25, 0.6)
 EMPTY_TRIES = 8
+# ``far_views``: the shrunk photo's side as a share of the frame's (a box of a median 18 % of the photo then
+# covers 0.7-4.5 % of the frame), and the share of its side over which its edges fade into the canvas
+FAR_SIDE = (0.2, 0.5)
+FAR_FADE = 0.1
 
 
 def to_detection(ex: dict[str, tf.Tensor], image_size: int, class_map: tuple[int, ...] | None = None
@@ -172,7 +176,7 @@ def close_ups(rate: float, image_size: int) -> Callable[[dict], dict]:
         lo = tf.stack([tf.minimum(x1 - side, x0), tf.minimum(y1 - side, y0)])
         hi = tf.stack([tf.maximum(x1 - side, x0), tf.maximum(y1 - side, y0)])
         corner = tf.clip_by_value(lo + (hi - lo) * u[2:], 0.0, size - side)
-        close = u[0] < rate
+        close = (u[0] < rate) & ~d.get("far", tf.constant(False))  # a photo seen from afar stays whole
         corner, side = tf.where(close, corner, 0.0), tf.where(close, side, size)
         window = tf.concat([corner[::-1], corner[::-1] + side], 0) / size  # rel yxyx
         out = tf.image.crop_and_resize(img[None], window[None], [0], (image_size, image_size))[0]
@@ -186,35 +190,79 @@ def close_ups(rate: float, image_size: int) -> Callable[[dict], dict]:
     return apply
 
 
+def free_window(boxes: tf.Tensor, size: tf.Tensor, key: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """A square window (rel yxyx, ``EMPTY_SIDE`` of the side) of a ``size``-px photo that touches none
+    of ``boxes``, from ``EMPTY_TRIES`` places drawn with ``key``, and whether one was found (if not,
+    the first place)."""
+    u = tf.random.stateless_uniform([EMPTY_TRIES, 3], key)
+    side = size * (EMPTY_SIDE[0] + (EMPTY_SIDE[1] - EMPTY_SIDE[0]) * u[:, 0])
+    x0, y0 = (size - side) * u[:, 1], (size - side) * u[:, 2]
+    w = tf.stack([x0, y0, x0 + side, y0 + side], 1)[:, None, :]  # [T, 1, 4] against boxes [1, B, 4]
+    lo, hi = tf.maximum(w[..., :2], boxes[None, :, :2]), tf.minimum(w[..., 2:], boxes[None, :, 2:])
+    touched = tf.reduce_any(tf.reduce_all(hi > lo, axis=-1), axis=1)  # [T]
+    free = tf.where(~touched)[:, 0]
+    pick = tf.gather(tf.concat([free, [0]], 0), 0)
+    window = tf.gather(tf.concat([w[:, 0, 1::-1], w[:, 0, :1:-1]], 1), pick) / size  # rel yxyx
+    return window, tf.size(free) > 0
+
+
 def empty_windows(rate: float) -> Callable[[dict], dict]:
-    """Water alone: a share ``rate`` of photos replaced by a square window of their own (``EMPTY_SIDE``
-    of the side) that touches none of their boxes, scaled back to the photo's size, with no box. The
-    synthetic world frames an animal in every photo, so a detector trained on it is never told that
-    water is not an animal: on fins shrunk into a sea (``tfrecords.synthetic.at_sea``) the demo's
-    detector drew a "fin" over the whole frame in a third of the photos. This did not cure it (at
-    sea the same over two seeds, 6x6 grids of fins lower), so it is off by default (docs/history.md,
-    "Photos at sea"). Photos where no such window is found stay as they are. Drawn with the photo's
-    ``seed`` key (``keyed``)."""
+    """Water alone: a share ``rate`` of photos replaced by a ``free_window`` of their own, scaled back
+    to the photo's size, with no box. The synthetic world frames an animal in every photo, so a
+    detector trained on it is never told that water is not an animal: on fins shrunk into a sea
+    (``tfrecords.synthetic.at_sea``) the demo's detector drew a "fin" over the whole frame in a third
+    of the photos. This did not cure it (at sea the same over two seeds, 6x6 grids of fins lower), so
+    it is off by default (docs/history.md, "Photos at sea"). Photos where no such window is found stay
+    as they are. Drawn with the photo's ``seed`` key (``keyed``)."""
 
     def apply(d: dict) -> dict:
         img, boxes = d["images"], d["bounding_boxes"]["boxes"]
-        size = tf.cast(tf.shape(img)[0], tf.float32)
         key = tf.random.experimental.stateless_fold_in(d["seed"], 7)  # apart from close_ups' draws
-        u = tf.random.stateless_uniform([EMPTY_TRIES, 4], key)
-        side = size * (EMPTY_SIDE[0] + (EMPTY_SIDE[1] - EMPTY_SIDE[0]) * u[:, 0])
-        x0, y0 = (size - side) * u[:, 1], (size - side) * u[:, 2]
-        w = tf.stack([x0, y0, x0 + side, y0 + side], 1)[:, None, :]  # [T, 1, 4] against boxes [1, B, 4]
-        lo, hi = tf.maximum(w[..., :2], boxes[None, :, :2]), tf.minimum(w[..., 2:], boxes[None, :, 2:])
-        touched = tf.reduce_any(tf.reduce_all(hi > lo, axis=-1), axis=1)  # [T]
-        free = tf.where(~touched)[:, 0]
-        use = (u[0, 3] < rate) & (tf.size(free) > 0)
-        pick = tf.gather(tf.concat([free, [0]], 0), 0)
-        window = tf.gather(tf.concat([w[:, 0, 1::-1], w[:, 0, :1:-1]], 1), pick) / size  # rel yxyx
+        window, found = free_window(boxes, tf.cast(tf.shape(img)[0], tf.float32), key)
+        use = (tf.random.stateless_uniform([], tf.random.experimental.stateless_fold_in(key, 1)) < rate) & found
         out = tf.image.crop_and_resize(img[None], window[None], [0], tf.shape(img)[:2])[0]
         keep = tf.fill(tf.shape(boxes)[:1], ~use)
         return {**d, "images": tf.where(use, out, img),
                 "bounding_boxes": {"boxes": tf.boolean_mask(boxes, keep),
                                    "classes": tf.boolean_mask(d["bounding_boxes"]["classes"], keep)}}
+
+    return apply
+
+
+def far_views(rate: float) -> Callable[[dict], dict]:
+    """Seen from afar: a share ``rate`` of photos shrunk to ``FAR_SIDE`` of their side and laid at a
+    random place on a canvas of their own water (a ``free_window`` blown up to the photo's size; none:
+    the photo's mean colour), the pasted photo's edges faded over ``FAR_FADE`` of its side. The
+    synthetic world frames its animals at 7-90 % of the photo; at sea real fins are 1-5 % with open
+    water all round, and where the demo's detector did not see such a fin it boxed the whole frame
+    (docs/history.md, "Photos at sea"). Mosaic makes animals smaller but fills the frame with them.
+    This did not cure it either (at sea within the spread over two seeds, close-ups and 6x6 grids of
+    fins lower), so it is off by default. Shrunk photos are marked ``far`` so that ``close_ups``
+    leaves them whole. Drawn with the photo's ``seed`` key (``keyed``)."""
+
+    def apply(d: dict) -> dict:
+        img, boxes = d["images"], d["bounding_boxes"]["boxes"]
+        n = tf.shape(img)[0]
+        size = tf.cast(n, tf.float32)
+        key = tf.random.experimental.stateless_fold_in(d["seed"], 11)  # apart from the other draws
+        u = tf.random.stateless_uniform([4], tf.random.experimental.stateless_fold_in(key, 1))
+        window, found = free_window(boxes, size, key)
+        water = tf.image.crop_and_resize(img[None], window[None], [0], tf.shape(img)[:2])[0]
+        canvas = tf.where(found, water, tf.broadcast_to(tf.reduce_mean(img, [0, 1]), tf.shape(img)))
+        z = FAR_SIDE[0] + (FAR_SIDE[1] - FAR_SIDE[0]) * u[1]
+        side = tf.maximum(tf.cast(tf.round(size * z), tf.int32), 2)
+        x, y = [tf.cast(tf.floor(tf.cast(n - side, tf.float32) * v), tf.int32) for v in (u[2], u[3])]
+        ramp = tf.minimum(tf.range(side, dtype=tf.float32) + 0.5, tf.cast(side, tf.float32) - 0.5
+                          - tf.range(side, dtype=tf.float32)) / (FAR_FADE * tf.cast(side, tf.float32))
+        ramp = tf.clip_by_value(ramp, 0.0, 1.0)
+        alpha = tf.image.pad_to_bounding_box((ramp[:, None] * ramp[None, :])[:, :, None], y, x, n, n)
+        small = tf.image.pad_to_bounding_box(tf.image.resize(img, (side, side), antialias=True), y, x, n, n)
+        use = u[0] < rate
+        out = canvas * (1.0 - alpha) + small * alpha
+        scale = tf.cast(side, tf.float32) / size
+        moved = boxes * scale + tf.cast(tf.stack([x, y, x, y]), tf.float32)
+        return {**d, "images": tf.where(use, out, img), "far": use,
+                "bounding_boxes": {**d["bounding_boxes"], "boxes": tf.where(use, moved, boxes)}}
 
     return apply
 
@@ -264,17 +312,19 @@ def count_with_boxes(records: str, val_fold: int) -> int:
 
 def train_dataset(records: str, image_size: int, batch_size: int, val_fold: int, seed: int = 0,
                   augment: bool = True, photometric: str = "mild", mosaic_rate: float = 0.0,
-                  close_up_rate: float = 0.0, empty_rate: float = 0.0) -> tf.data.Dataset:
+                  close_up_rate: float = 0.0, empty_rate: float = 0.0, far_rate: float = 0.0) -> tf.data.Dataset:
     ds = parsed_records(records, "train", exclude_folds=[val_fold])
     ds = ds.filter(lambda e: tf.size(e["image/object/class/label"]) > 0)  # water alone comes from empty_windows
-    close = augment and (close_up_rate > 0 or empty_rate > 0)  # windows are cut from twice the input's pixels
+    close = augment and (close_up_rate > 0 or empty_rate > 0 or far_rate > 0)  # windows: from twice the pixels
     ds = ds.map(lambda e: to_detection(e, image_size * (2 if close else 1)), num_parallel_calls=AUTOTUNE)
     if close:
         ds = ds.enumerate().map(keyed(2 * seed), num_parallel_calls=AUTOTUNE)
         if empty_rate > 0:
             ds = ds.map(empty_windows(empty_rate), num_parallel_calls=AUTOTUNE)
+        if far_rate > 0:
+            ds = ds.map(far_views(far_rate), num_parallel_calls=AUTOTUNE)
         ds = ds.map(close_ups(close_up_rate, image_size), num_parallel_calls=AUTOTUNE)
-        ds = ds.map(lambda d: {k: v for k, v in d.items() if k != "seed"})  # the photos' keys: batches get theirs
+        ds = ds.map(lambda d: {k: v for k, v in d.items() if k not in ("seed", "far")})  # batches get their keys
     ds = ds.shuffle(1024, seed=seed).ragged_batch(batch_size, drop_remainder=True)
     mixed = augment and mosaic_rate > 0
     if mixed:

@@ -43,6 +43,9 @@ class TrainConfig:
     empty: float = option(0.0, help="share of training photos replaced by a window of their own water away from "
                                     "every box, with no box, with --augment (what is not an animal, at the scale "
                                     "of photos at sea; 0: off)", lo=0.0, hi=1.0)
+    far: float = option(0.0, help="share of training photos shrunk to 0.2-0.5 of the side on a canvas of their own "
+                                  "water, with --augment (animals at 1-5 %% of the frame with open water all round: "
+                                  "the framing of photos at sea; 0: off)", lo=0.0, hi=1.0)
 
     def __post_init__(self) -> None:
         check(self)
@@ -82,7 +85,7 @@ def _stage(cfg: TrainConfig, strategy):
     keras.utils.set_random_seed(cfg.seed)
     global_batch = cfg.batch_size * strategy.num_replicas_in_sync
     train_ds = train_dataset(cfg.records, cfg.image_size, global_batch, cfg.val_fold, cfg.seed, cfg.augment,
-                             cfg.photometric, cfg.mosaic, cfg.close_ups, cfg.empty)
+                             cfg.photometric, cfg.mosaic, cfg.close_ups, cfg.empty, cfg.far)
     train_ds = shard_by_file(train_ds, len(list_shards(cfg.records, "train")), strategy)
     val_ds = eval_dataset(cfg.records, cfg.image_size, cfg.batch_size, cfg.val_fold).cache()
     steps = count_with_boxes(cfg.records, cfg.val_fold) // global_batch

@@ -182,3 +182,48 @@ def test_training_batches_with_empty_windows_hold_photos_without_boxes(tiny_reco
         return sum(int((boxes["classes"].numpy() < 0).all(axis=1).sum()) for _, boxes in ds.take(8))
 
     assert unboxed(0.0) == 0 and unboxed(0.5) >= 4
+
+
+def test_far_views_shrink_the_photo_onto_its_own_water_with_every_box_on_its_animal():
+    """Seen from afar: the photo at 0.2-0.5 of its side somewhere on a canvas of its water, each box
+    moved onto its shrunk animal; close-ups then leave such a photo whole; off, the photo as it was."""
+    from stage1_detect.data import FAR_SIDE, close_ups, far_views, keyed
+
+    photo = {**_boxed_photo(), "seed": tf.constant([2, 0], tf.int64)}
+    photo["images"] = tf.maximum(photo["images"], 40.0)  # water of 40, the animals 255
+    same = far_views(0.0)(photo)
+    np.testing.assert_array_equal(same["images"].numpy(), photo["images"].numpy())
+    assert not bool(same["far"])
+    ds = tf.data.Dataset.from_tensors(photo).repeat(12).enumerate().map(keyed(4)).map(far_views(1.0))
+    outs = [far_views(1.0)(photo), *ds]
+    sides = []
+    for out in outs:
+        img, boxes = out["images"].numpy(), out["bounding_boxes"]["boxes"].numpy()
+        assert img.shape == (320, 320, 3) and bool(out["far"])
+        np.testing.assert_array_equal(out["bounding_boxes"]["classes"].numpy(), [0.0, 1.0])
+        (x0, y0, x1, y1), _ = boxes
+        sides.append((x1 - x0) / 80)  # the first animal was 80 px wide
+        assert FAR_SIDE[0] - 0.01 <= sides[-1] <= FAR_SIDE[1] + 0.01
+        assert 0 <= x0 and x1 <= 320 and 0 <= y0 and y1 <= 320
+        cx, cy = int((x0 + x1) / 2), int((y0 + y1) / 2)
+        assert img[cy, cx, 0] > 200  # the box's middle is the animal's pixels ...
+        assert (img[..., 0] > 200).mean() < 80 * 100 * FAR_SIDE[1] ** 2 * 1.6 / 320**2  # ... small in a sea of water
+        assert np.median(img[..., 0]) < 100  # water, or where no free window was drawn, the photo's mean
+        whole = close_ups(1.0, 160)({**out, "seed": tf.constant([2, 0], tf.int64)})
+        np.testing.assert_allclose(whole["bounding_boxes"]["boxes"].numpy(), boxes / 2, atol=1e-3)  # not cut close
+    assert len({round(float(s), 3) for s in sides}) > 1  # keyed per photo: not one size for all
+
+
+def test_training_batches_with_far_views_hold_small_animals(tiny_records):
+    from stage1_detect.data import train_dataset
+
+    def small(rate: float) -> int:
+        ds = train_dataset(str(tiny_records), 64, 4, val_fold=0, close_up_rate=0.3, far_rate=rate)
+        n = 0
+        for _, boxes in ds.take(8):
+            b, c = boxes["boxes"].numpy(), boxes["classes"].numpy()
+            area = (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1]) / 64**2
+            n += int(((c >= 0) & (area < 0.02)).any(axis=1).sum())
+        return n
+
+    assert small(1.0) > small(0.0) + 8
