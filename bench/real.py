@@ -21,8 +21,10 @@ and prints one JSON line:
   photo's tiles (``--slices 1``), with ``tile6_slices_ratio`` of the two (``stage1_detect/slicing.py``);
   ``detector_map50_at_sea``, ``detector_iou50_share_at_sea``: on the boxed photos shrunk to 1.5-6 % of
   a synthetic sea frame (``tfrecords/synthetic/at_sea.py``), and ``detector_wide_share_at_sea``: how
-  often the box the crops take there covers over half the frame (water boxed as an animal); a given
-  detector only (one trained here saw these photos);
+  often the box the crops take there covers over half the frame (water boxed as an animal); the same
+  three ending ``_at_sea_real`` with each frame's water mirrored out of a box-free band of another of
+  the folder's photos (real water, foam and rock instead of the synthetic sea); a given detector only
+  (one trained here saw these photos);
 - ``known_map5``: MAP@5 of the test photos of known individuals, ranking the catalog's individuals
   only (closed set: what a researcher scrolling the candidates sees);
 - ``open_set_map5``: Kaggle's MAP@5 of ``submission.csv`` against ``test_truth.csv``;
@@ -53,20 +55,22 @@ from runtime.trainer import BUDGET_HELP
 from stage2_embed.fusion import METRIC_MODES
 
 
-def at_sea(data: str, det: str, w: str) -> dict:
-    """The detector on the boxed photos shrunk into a synthetic sea (``tfrecords.synthetic.at_sea``)."""
+def at_sea(data: str, det: str, w: str, water: str = "sea") -> dict:
+    """The detector on the boxed photos shrunk into a synthetic sea, or with ``water="real"`` into the
+    folder's own water (``tfrecords.synthetic.at_sea``); keys end ``_at_sea`` or ``_at_sea_real``."""
     from stage1_detect.scoring import evaluate
     from tfrecords.builder import build
     from tfrecords.plan import BuildConfig
     from tfrecords.synthetic.at_sea import paste_at_sea
 
-    folder, records = os.path.join(w, "at_sea"), os.path.join(w, "at_sea_records")
+    name = "at_sea" if water == "sea" else "at_sea_real"
+    folder, records = os.path.join(w, name), os.path.join(w, f"{name}_records")
     if not os.path.exists(os.path.join(folder, "boxes.csv")):
-        paste_at_sea(data, folder, seed=0)
+        paste_at_sea(data, folder, seed=0, water=water)
     build(BuildConfig(data=folder, out=records, folds=2), progress=False)
-    r = evaluate(det, records, out=os.path.join(w, "detector_eval_at_sea"), every=True)
-    return {"detector_map50_at_sea": r["map50"], "detector_iou50_share_at_sea": r["iou50_share"],
-            "detector_wide_share_at_sea": r["wide_share"]}
+    r = evaluate(det, records, out=os.path.join(w, f"detector_eval_{name}"), every=True)
+    return {f"detector_map50_{name}": r["map50"], f"detector_iou50_share_{name}": r["iou50_share"],
+            f"detector_wide_share_{name}": r["wide_share"]}
 
 
 def stage1(a, records: str, w: str) -> tuple[str, dict]:
@@ -97,6 +101,7 @@ def stage1(a, records: str, w: str) -> tuple[str, dict]:
                        "tile6_slices_ratio": round(small[6] / max(whole, 1e-9), 3)}
             if every:  # a detector trained here saw most of these photos: at sea they would flatter it
                 figures.update(at_sea(a.data, det, w))
+                figures.update(at_sea(a.data, det, w, water="real"))
         crop_records(CropConfig(records=records, out=crops, detector=det), progress=False)
     else:
         crop_records(CropConfig(records=records, out=crops, source="boxes"), progress=False)

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import keras_cv
+import numpy as np
 import tensorflow as tf
 
 from stage1_detect.model import BOX_FORMAT
@@ -33,6 +34,7 @@ EMPTY_TRIES = 8
 # covers 0.7-4.5 % of the frame), and the share of its side over which its edges fade into the canvas
 FAR_SIDE = (0.2, 0.5)
 FAR_FADE = 0.1
+FAR_WATER_FRAMES = 64  # ``sea_water`` frames drawn once per run for ``--far-water sea``
 
 
 def to_detection(ex: dict[str, tf.Tensor], image_size: int, class_map: tuple[int, ...] | None = None
@@ -229,7 +231,16 @@ def empty_windows(rate: float) -> Callable[[dict], dict]:
     return apply
 
 
-def far_views(rate: float) -> Callable[[dict], dict]:
+def sea_water(n: int, size: int, seed: int) -> np.ndarray:
+    """``n`` square frames of the ``sea`` scene's open water (``tfrecords.synthetic.sea.surface``: chop,
+    foam, glint, sometimes a horizon), uint8 [n, size, size, 3]: canvases for ``far_views``."""
+    from tfrecords.synthetic.sea import surface
+
+    rng = np.random.default_rng([seed, 17])
+    return np.stack([(np.clip(surface(rng, size, size), 0.0, 1.0) * 255.0).astype(np.uint8) for _ in range(n)])
+
+
+def far_views(rate: float, water: np.ndarray | None = None) -> Callable[[dict], dict]:
     """Seen from afar: a share ``rate`` of photos shrunk to ``FAR_SIDE`` of their side and laid at a
     random place on a canvas of their own water (a ``free_window`` blown up to the photo's size; none:
     the photo's mean colour), the pasted photo's edges faded over ``FAR_FADE`` of its side. The
@@ -237,18 +248,25 @@ def far_views(rate: float) -> Callable[[dict], dict]:
     water all round, and where the demo's detector did not see such a fin it boxed the whole frame
     (docs/history.md, "Photos at sea"). Mosaic makes animals smaller but fills the frame with them.
     This did not cure it either (at sea within the spread over two seeds, close-ups and 6x6 grids of
-    fins lower), so it is off by default. Shrunk photos are marked ``far`` so that ``close_ups``
-    leaves them whole. Drawn with the photo's ``seed`` key (``keyed``)."""
+    fins lower), so it is off by default. ``water`` (``sea_water``'s frames): canvases drawn from those
+    instead, mirrored at random (fewer wide boxes at sea, no more fins found, close-ups lower: off too).
+    Shrunk photos are marked ``far`` so that ``close_ups`` leaves them whole. Drawn with the photo's
+    ``seed`` key (``keyed``)."""
+
+    bank = None if water is None else tf.constant(water)
 
     def apply(d: dict) -> dict:
         img, boxes = d["images"], d["bounding_boxes"]["boxes"]
         n = tf.shape(img)[0]
         size = tf.cast(n, tf.float32)
         key = tf.random.experimental.stateless_fold_in(d["seed"], 11)  # apart from the other draws
-        u = tf.random.stateless_uniform([4], tf.random.experimental.stateless_fold_in(key, 1))
+        u = tf.random.stateless_uniform([6], tf.random.experimental.stateless_fold_in(key, 1))
         window, found = free_window(boxes, size, key)
-        water = tf.image.crop_and_resize(img[None], window[None], [0], tf.shape(img)[:2])[0]
-        canvas = tf.where(found, water, tf.broadcast_to(tf.reduce_mean(img, [0, 1]), tf.shape(img)))
+        own = tf.image.crop_and_resize(img[None], window[None], [0], tf.shape(img)[:2])[0]
+        canvas = tf.where(found, own, tf.broadcast_to(tf.reduce_mean(img, [0, 1]), tf.shape(img)))
+        if bank is not None:
+            sea = tf.cast(tf.gather(bank, tf.cast(u[4] * bank.shape[0], tf.int32)), tf.float32)
+            canvas = tf.image.resize(tf.where(u[5] < 0.5, sea, sea[:, ::-1]), tf.shape(img)[:2])
         z = FAR_SIDE[0] + (FAR_SIDE[1] - FAR_SIDE[0]) * u[1]
         side = tf.maximum(tf.cast(tf.round(size * z), tf.int32), 2)
         x, y = [tf.cast(tf.floor(tf.cast(n - side, tf.float32) * v), tf.int32) for v in (u[2], u[3])]
@@ -312,7 +330,8 @@ def count_with_boxes(records: str, val_fold: int) -> int:
 
 def train_dataset(records: str, image_size: int, batch_size: int, val_fold: int, seed: int = 0,
                   augment: bool = True, photometric: str = "mild", mosaic_rate: float = 0.0,
-                  close_up_rate: float = 0.0, empty_rate: float = 0.0, far_rate: float = 0.0) -> tf.data.Dataset:
+                  close_up_rate: float = 0.0, empty_rate: float = 0.0, far_rate: float = 0.0,
+                  far_water: str = "own") -> tf.data.Dataset:
     ds = parsed_records(records, "train", exclude_folds=[val_fold])
     ds = ds.filter(lambda e: tf.size(e["image/object/class/label"]) > 0)  # water alone comes from empty_windows
     close = augment and (close_up_rate > 0 or empty_rate > 0 or far_rate > 0)  # windows: from twice the pixels
@@ -322,7 +341,8 @@ def train_dataset(records: str, image_size: int, batch_size: int, val_fold: int,
         if empty_rate > 0:
             ds = ds.map(empty_windows(empty_rate), num_parallel_calls=AUTOTUNE)
         if far_rate > 0:
-            ds = ds.map(far_views(far_rate), num_parallel_calls=AUTOTUNE)
+            water = sea_water(FAR_WATER_FRAMES, 2 * image_size, seed) if far_water == "sea" else None
+            ds = ds.map(far_views(far_rate, water), num_parallel_calls=AUTOTUNE)
         ds = ds.map(close_ups(close_up_rate, image_size), num_parallel_calls=AUTOTUNE)
         ds = ds.map(lambda d: {k: v for k, v in d.items() if k not in ("seed", "far")})  # batches get their keys
     ds = ds.shuffle(1024, seed=seed).ragged_batch(batch_size, drop_remainder=True)

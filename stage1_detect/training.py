@@ -46,6 +46,8 @@ class TrainConfig:
     far: float = option(0.0, help="share of training photos shrunk to 0.2-0.5 of the side on a canvas of their own "
                                   "water, with --augment (animals at 1-5 %% of the frame with open water all round: "
                                   "the framing of photos at sea; 0: off)", lo=0.0, hi=1.0)
+    far_water: str = option("own", help="the canvas of --far: own (a window of the photo's own water) or sea (the "
+                                        "sea scene's open water, tfrecords/synthetic/sea.py)", choices=("own", "sea"))
 
     def __post_init__(self) -> None:
         check(self)
@@ -85,7 +87,8 @@ def _stage(cfg: TrainConfig, strategy):
     keras.utils.set_random_seed(cfg.seed)
     global_batch = cfg.batch_size * strategy.num_replicas_in_sync
     train_ds = train_dataset(cfg.records, cfg.image_size, global_batch, cfg.val_fold, cfg.seed, cfg.augment,
-                             cfg.photometric, cfg.mosaic, cfg.close_ups, cfg.empty, cfg.far)
+                             cfg.photometric, cfg.mosaic, cfg.close_ups, cfg.empty, cfg.far,
+                             cfg.far_water)
     train_ds = shard_by_file(train_ds, len(list_shards(cfg.records, "train")), strategy)
     val_ds = eval_dataset(cfg.records, cfg.image_size, cfg.batch_size, cfg.val_fold).cache()
     steps = count_with_boxes(cfg.records, cfg.val_fold) // global_batch

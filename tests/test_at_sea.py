@@ -43,3 +43,47 @@ def test_a_folder_goes_to_sea_with_its_boxes_and_individuals(tmp_path):
     assert list(boxes["label"]) == ["fin", "fin"] and (boxes["x_max"] <= FRAME[0]).all()
     pd.testing.assert_frame_equal(boxes, pd.read_csv(tmp_path / "b" / "boxes.csv"))  # the seed decides all
     assert (Image.open(tmp_path / "a" / "train_images" / "p0.jpg").size == FRAME)
+
+
+def test_real_water_is_the_box_free_band_of_another_photo_mirrored_to_the_frame():
+    from tfrecords.synthetic.at_sea import STRIP_TRIM, real_sea, water_strip
+
+    rgb = np.zeros((240, 300, 3), np.uint8)
+    rgb[:, :, 2] = np.linspace(0, 250, 300).astype(np.uint8)[None, :]  # water that differs across the photo
+    rgb[150:240, 60:300] = 255  # the animal, at the bottom
+    strip = water_strip(rgb, [(60.0, 150.0, 300.0, 240.0, "fin")])
+    t = STRIP_TRIM
+    assert strip.shape == (150 - 2 * t, 300 - 2 * t, 3) and strip.max() < 255  # the band above: no animal in it
+    assert water_strip(rgb, [(0.0, 10.0, 300.0, 230.0, "fin")]) is None  # nothing but thin bands left
+    sea = real_sea(strip)
+    assert sea.shape == (FRAME[1], FRAME[0], 3)
+    # mirrored, not stretched: the band's left-to-right ramp spans the frame's width once
+    row = sea[FRAME[1] // 2, :, 2]
+    assert row[:20].mean() < 20 and row[-20:].mean() > 170 and np.all(np.diff(row[50:-50]) >= -2)
+
+
+def test_a_folder_at_real_sea_takes_each_frames_water_from_another_photo(tmp_path):
+    src = tmp_path / "src"
+    (src / "train_images").mkdir(parents=True)
+    colours = [(200, 0, 0), (0, 200, 0), (0, 0, 200)]
+    rows = []
+    for i, c in enumerate(colours):
+        img = np.zeros((160, 200, 3), np.uint8)
+        img[:] = c  # each photo's water its own colour
+        img[100:140, 60:100] = 255
+        Image.fromarray(img).save(src / "train_images" / f"p{i}.jpg", quality=95)
+        rows.append((f"p{i}.jpg", 60, 100, 100, 140))
+    pd.DataFrame({"image": [r[0] for r in rows], "species": "s", "individual_id": ["a", "b", "c"]}).to_csv(
+        src / "train.csv", index=False)
+    pd.DataFrame(rows, columns=["image", "x_min", "y_min", "x_max", "y_max"]).to_csv(src / "boxes.csv", index=False)
+    assert paste_at_sea(str(src), str(tmp_path / "out"), seed=1, part="fin", water="real") == 3
+    boxes = pd.read_csv(tmp_path / "out" / "boxes.csv")
+    for i, c in enumerate(colours):
+        frame = np.asarray(Image.open(tmp_path / "out" / "train_images" / f"p{i}.jpg"), np.float32)
+        corner = frame[:40, :40].reshape(-1, 3).mean(0)  # water, far from the small pasted photo (mostly)
+        b = boxes.iloc[i]
+        if b.x_min < 60 and b.y_min < 60:
+            corner = frame[-40:, -40:].reshape(-1, 3).mean(0)
+        assert int(np.argmax(corner)) != int(np.argmax(c))  # another photo's water
+        inner = frame[int(b.y_min) + 2:int(b.y_max) - 2, int(b.x_min) + 2:int(b.x_max) - 2]
+        assert inner.min() > 200  # the box still holds the animal

@@ -227,3 +227,24 @@ def test_training_batches_with_far_views_hold_small_animals(tiny_records):
         return n
 
     assert small(1.0) > small(0.0) + 8
+
+
+def test_far_views_on_sea_water_take_the_canvas_from_the_bank():
+    from stage1_detect.data import far_views, keyed, sea_water
+
+    photo = {**_boxed_photo(), "seed": tf.constant([2, 0], tf.int64)}
+    photo["images"] = tf.maximum(photo["images"], 40.0)
+    bank = np.full((3, 320, 320, 3), 90, np.uint8)
+    bank[:, :, :160] = 120  # left half brighter: mirrored draws differ
+    ds = tf.data.Dataset.from_tensors(photo).repeat(12).enumerate().map(keyed(4)).map(far_views(1.0, bank))
+    halves = set()
+    for out in ds:
+        img = out["images"].numpy()
+        assert np.median(img[..., 0]) in (90.0, 120.0)  # the bank's water, not the photo's 40
+        (x0, y0, x1, y1), _ = out["bounding_boxes"]["boxes"].numpy()
+        assert img[int((y0 + y1) / 2), int((x0 + x1) / 2), 0] > 200  # the animal under its box
+        halves.add(bool(img[5, 5, 0] > 105))
+    assert halves == {True, False}  # mirrored at random
+    sea = sea_water(2, 64, seed=0)
+    assert sea.shape == (2, 64, 64, 3) and sea.dtype == np.uint8 and sea[0].std() > 1
+    np.testing.assert_array_equal(sea, sea_water(2, 64, seed=0))  # the run's seed decides the water

@@ -38,6 +38,10 @@ from tfrecords.synthetic.sea import surface
 AREA = (0.015, 0.06)  # the pasted photo's share of the frame: its fin a few per cent of it
 FRAME = (1536, 1024)  # width, height: 3:2 as a camera's; records keep 1024 px anyway
 FADE = 0.1  # the pasted photo's edges blend into the sea over this share of its side
+# ``water="real"``: a photo lends its water when a box-free band holds this share of it, this many px each way
+STRIP_SHARE = 0.2
+STRIP_SIDE = 64
+STRIP_TRIM = 4  # px cut from each edge of a band: a few of the photos have a thin border
 
 
 def _fade(h: int, w: int) -> np.ndarray:
@@ -47,11 +51,41 @@ def _fade(h: int, w: int) -> np.ndarray:
     return np.clip(np.minimum(ys, xs), 0.0, 1.0)[:, :, None].astype(np.float32)
 
 
-def paste_one(rgb: np.ndarray, boxes: list, rng: np.random.Generator) -> tuple[np.ndarray, list]:
-    """One photo (uint8 HxWx3) and its pixel boxes (x0, y0, x1, y1, label) -> the sea frame with the
-    photo shrunk into it, and the boxes moved with it."""
+def water_strip(rgb: np.ndarray, boxes: list) -> np.ndarray | None:
+    """The widest band of ``rgb`` that no box touches (above, below, left or right of every box), when
+    it holds at least ``STRIP_SHARE`` of the photo and ``STRIP_SIDE`` px each way; else None."""
+    h, w = rgb.shape[:2]
+    if not boxes:
+        return None
+    x0, y0 = min(b[0] for b in boxes), min(b[1] for b in boxes)
+    x1, y1 = max(b[2] for b in boxes), max(b[3] for b in boxes)
+    bands = [rgb[:int(y0)], rgb[int(np.ceil(y1)):], rgb[:, :int(x0)], rgb[:, int(np.ceil(x1)):]]
+    t = STRIP_TRIM  # some photos have a thin border of another colour
+    best = max(bands, key=lambda b: b.shape[0] * b.shape[1])[t:-t, t:-t]
+    ok = best.shape[0] * best.shape[1] >= STRIP_SHARE * h * w and min(best.shape[:2]) >= STRIP_SIDE
+    return best if ok else None
+
+
+def real_sea(strip: np.ndarray) -> np.ndarray:
+    """A ``FRAME`` of real water, float32, from a strip mirrored out to the frame's shape at the strip's
+    own scale (as wide as the strip, or as tall), then resized."""
     width, height = FRAME
-    sea = (np.clip(surface(rng, height, width), 0.0, 1.0) * 255.0).astype(np.float32)
+    h, w = strip.shape[:2]
+    fw = max(w, int(np.ceil(h * width / height)))
+    fh = int(round(fw * height / width))
+    while strip.shape[0] < fh or strip.shape[1] < fw:  # one mirrored copy per call at most
+        grow = [(0, min(max(need - have, 0), have)) for need, have in zip((fh, fw), strip.shape[:2], strict=True)]
+        strip = np.pad(strip, [*grow, (0, 0)], mode="symmetric")
+    return np.asarray(Image.fromarray(strip[:fh, :fw]).resize(FRAME, Image.Resampling.BICUBIC), np.float32)
+
+
+def paste_one(rgb: np.ndarray, boxes: list, rng: np.random.Generator, water: np.ndarray | None = None
+              ) -> tuple[np.ndarray, list]:
+    """One photo (uint8 HxWx3) and its pixel boxes (x0, y0, x1, y1, label) -> the sea frame with the
+    photo shrunk into it, and the boxes moved with it. ``water``: a ``real_sea`` frame to use instead
+    of the synthetic sea."""
+    width, height = FRAME
+    sea = (np.clip(surface(rng, height, width), 0.0, 1.0) * 255.0).astype(np.float32) if water is None else water.copy()
     h, w = rgb.shape[:2]
     s = float(np.sqrt(rng.uniform(*AREA) * width * height / (h * w)))
     ph, pw = max(1, min(height, round(h * s))), max(1, min(width, round(w * s)))
@@ -63,10 +97,14 @@ def paste_one(rgb: np.ndarray, boxes: list, rng: np.random.Generator) -> tuple[n
     return sea.astype(np.uint8), moved
 
 
-def paste_at_sea(data: str, out: str, seed: int = 0, part: str = "animal") -> int:
+def paste_at_sea(data: str, out: str, seed: int = 0, part: str = "animal", water: str = "sea") -> int:
     """Every boxed photo of the Kaggle-layout folder ``data`` (train and test, ``boxes.csv``) into the
     sea, written to ``out`` as training photos with their individuals and a ``boxes.csv``; returns
-    how many. Photos without a box are left out (there is nothing to find in them)."""
+    how many. Photos without a box are left out (there is nothing to find in them). ``water``: sea
+    (the synthetic sea) or real (the folder's own water: each frame a ``real_sea`` of the
+    ``water_strip`` of another of its photos, drawn at random)."""
+    if water not in ("sea", "real"):
+        raise ValueError(f"water {water!r}: choose sea or real")
     boxes, _ = load_boxes(os.path.join(data, BOXES_CSV), part)
     tables = [read_csv(os.path.join(data, TRAIN_CSV), ("image",), TRAIN_CSV).assign(folder=TRAIN_DIR)]
     if os.path.exists(os.path.join(data, TEST_TRUTH_CSV)):
@@ -76,13 +114,24 @@ def paste_at_sea(data: str, out: str, seed: int = 0, part: str = "animal") -> in
     os.makedirs(os.path.join(out, TRAIN_DIR), exist_ok=True)
     os.makedirs(os.path.join(out, TEST_DIR), exist_ok=True)
     rng, kept = np.random.default_rng(seed), []
-    for row in rows.itertuples(index=False):
-        with Image.open(os.path.join(data, row.folder, row.image)) as im:
-            rgb = np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
-        frame, moved = paste_one(rgb, boxes[row.image], rng)
+    photos = [(row, _read(os.path.join(data, row.folder, row.image))) for row in rows.itertuples(index=False)]
+    strips = [(row.image, s) for row, rgb in photos if (s := water_strip(rgb, boxes[row.image])) is not None]
+    if water == "real" and len(strips) < 2:
+        raise ValueError(f"{data}: {len(strips)} photos with a box-free band of water; water='real' needs two")
+    for row, rgb in photos:
+        sea = None
+        if water == "real":
+            others = [s for name, s in strips if name != row.image]
+            sea = real_sea(others[int(rng.integers(len(others)))])
+        frame, moved = paste_one(rgb, boxes[row.image], rng, sea)
         Image.fromarray(frame).save(os.path.join(out, TRAIN_DIR, row.image), quality=92)
         kept += [(row.image, *b) for b in moved]
     rows[[c for c in TRAIN_COLUMNS if c in rows.columns]].to_csv(os.path.join(out, TRAIN_CSV), index=False)
     pd.DataFrame(kept, columns=list(BOX_COLUMNS)).to_csv(os.path.join(out, BOXES_CSV), index=False,
                                                          float_format="%.1f")
     return len(rows)
+
+
+def _read(path: str) -> np.ndarray:
+    with Image.open(path) as im:
+        return np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
