@@ -13,7 +13,7 @@ import pandas as pd
 
 from runtime.flags import check, option
 from stage1_detect.slicing import SLICES, SLICES_HELP
-from stage1_detect.views import MIRROR, MIRROR_HELP, ZOOM, ZOOM_HELP
+from stage1_detect.views import INPUT_SIZE_HELP, MIRROR, MIRROR_HELP, ZOOM, ZOOM_HELP
 
 
 @dataclass(frozen=True)
@@ -47,6 +47,7 @@ class InferConfig:
     zoom: int = option(ZOOM, help=ZOOM_HELP, lo=1, hi=8)
     mirror: bool = option(MIRROR, help=MIRROR_HELP)
     slices: int = option(SLICES, help=SLICES_HELP, lo=1, hi=4)
+    input_size: int = option(0, help=INPUT_SIZE_HELP, lo=0)
     max_side: int = option(1024, help="photos are scaled down to this longer side before detection", lo=32)
     chunk: int = option(512, help="images held in memory at once", lo=1)
 
@@ -121,7 +122,7 @@ def load(cfg: InferConfig) -> Models:
     if cfg.detector != "none":
         from stage1_detect.model import load_detector
 
-        detector, dcfg = load_detector(cfg.detector, cfg.runtime)
+        detector, dcfg = load_detector(cfg.detector, cfg.runtime, cfg.input_size)
         det_size = dcfg.image_size
     fusion = load_fusion(cfg)
     cat = catalog_lib.load(cfg.catalog, embedder, ecfg, local=fusion is not None)

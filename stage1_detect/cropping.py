@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 
 from runtime.flags import check, option
 from stage1_detect.slicing import SLICES, SLICES_HELP
-from stage1_detect.views import MIRROR, MIRROR_HELP, ZOOM, ZOOM_HELP
+from stage1_detect.views import INPUT_SIZE_HELP, MIRROR, MIRROR_HELP, ZOOM, ZOOM_HELP
 from tfrecords.layout import CROP_MARGIN
 
 # what crop records keep of their image records' manifest
@@ -36,6 +36,7 @@ class CropConfig:
     zoom: int = option(ZOOM, help=ZOOM_HELP, lo=1, hi=8)
     mirror: bool = option(MIRROR, help=MIRROR_HELP)
     slices: int = option(SLICES, help=SLICES_HELP, lo=1, hi=4)
+    input_size: int = option(0, help=INPUT_SIZE_HELP, lo=0)
 
     def __post_init__(self) -> None:
         check(self)
@@ -194,7 +195,7 @@ def crop_records(cfg: CropConfig, progress: bool = True) -> dict:
     if cfg.source == "detector":
         from stage1_detect.model import load_detector
 
-        model, dcfg = load_detector(cfg.detector)
+        model, dcfg = load_detector(cfg.detector, input_size=cfg.input_size)
         image_size = dcfg.image_size
     makedirs(join(cfg.out, ".state"))
     shards, counts = [], Counter()

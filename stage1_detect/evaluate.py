@@ -1,7 +1,7 @@
 """Evaluate a trained detector on the validation fold, or on every record of a folder (``--all``).
 
     python stage1_detect/evaluate.py --detector RUN_DIR --records OUT [--val-fold K | --all] [--tile K]
-        [--zoom Z] [--[no-]mirror] [--slices K] [--out REPORT_DIR]
+        [--zoom Z] [--[no-]mirror] [--slices K] [--input-size PX] [--out REPORT_DIR]
 
 COCO mAP@0.5 and mAP@0.5:0.95 (pycocotools through keras-cv), the mean IoU of the chosen crop box
 (best box per image) with the nearest true box, the share of images where that IoU >= 0.5, and a PNG grid of
@@ -27,7 +27,8 @@ from stage1_detect.scoring import DetectorEvalConfig, evaluate
 
 def _main(a: argparse.Namespace) -> None:
     r = evaluate(a.detector, a.records, a.val_fold, a.out or os.path.join(a.detector, "eval"), a.batch_size,
-                 every=a.all, tile=a.tile, zoom=a.zoom, mirror=a.mirror, slices=a.slices)
+                 every=a.all, tile=a.tile, zoom=a.zoom, mirror=a.mirror, slices=a.slices,
+                 input_size=a.input_size)
     print(json.dumps(r))
     print(f"predictions drawn: {r.get('grid')}")
 

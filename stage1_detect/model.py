@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import os
 import weakref
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import keras
 import keras_cv
@@ -113,11 +113,24 @@ def load_config(run_dir: str) -> DetectorConfig:
 _LOADED: dict[tuple, object] = {}
 
 
-def load_detector(run_dir: str, runtime: str = "tf") -> tuple[keras.Model, DetectorConfig]:
+def load_detector(run_dir: str, runtime: str = "tf", input_size: int = 0) -> tuple[keras.Model, DetectorConfig]:
     """``RUN_DIR/detector.keras`` (loaded with ``safe_mode=True``) and its config; with
     ``runtime="onnx"``, its export ``detector.onnx`` (``top_box_fn``) as a ``runtime.onnx.Session``.
-    A local file already loaded by this process, unchanged since, is not loaded again."""
+    A local file already loaded by this process, unchanged since, is not loaded again. ``input_size``
+    (not 0 nor the trained size): the same weights in a detector built for that input, and the config
+    says that size."""
     cfg = load_config(run_dir)
+    if input_size and input_size != cfg.image_size:
+        if input_size % 32:
+            raise ValueError(f"--input-size must be a multiple of 32 (the detector's largest stride), got {input_size}")
+        if runtime == "onnx":
+            raise ValueError(f"--input-size {input_size}: the ONNX export of {run_dir} has its trained input "
+                             f"({cfg.image_size} px); use --runtime tf")
+        trained, _ = load_detector(run_dir)
+        cfg = replace(cfg, image_size=input_size)
+        model = build_detector(cfg)
+        model.set_weights(trained.get_weights())
+        return model, cfg
     path = join(run_dir, "detector.keras")
     if not exists(path):
         raise FileNotFoundError(f"{path} not found: train the detector first (stage1_detect/train.py)")

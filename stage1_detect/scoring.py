@@ -12,7 +12,7 @@ import numpy as np
 
 from runtime.flags import option
 from stage1_detect.slicing import SLICES, SLICES_HELP
-from stage1_detect.views import MIRROR, MIRROR_HELP, ZOOM, ZOOM_HELP
+from stage1_detect.views import INPUT_SIZE_HELP, MIRROR, MIRROR_HELP, ZOOM, ZOOM_HELP
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,7 @@ class DetectorEvalConfig:
     zoom: int = option(ZOOM, help=ZOOM_HELP, lo=1, hi=8)
     mirror: bool = option(MIRROR, help=MIRROR_HELP)
     slices: int = option(SLICES, help=SLICES_HELP, lo=1, hi=4)
+    input_size: int = option(0, help=INPUT_SIZE_HELP, lo=0)
 
 
 def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -80,7 +81,7 @@ def coco_map(model, ds, zoom: int = 1, mirror: bool = False, slices: int = 1) ->
 
 def evaluate(run_dir: str, records: str, val_fold: int | None = None, out: str | None = None,
              batch_size: int = 16, grid: int = 16, every: bool = False, tile: int = 1, zoom: int = ZOOM,
-             mirror: bool = MIRROR, slices: int = SLICES) -> dict:
+             mirror: bool = MIRROR, slices: int = SLICES, input_size: int = 0) -> dict:
     """COCO mAP of ``run_dir``'s detector on the validation fold (``every``: on every record with
     boxes, both splits), and how often the box the crops take hits an animal: the chosen (best)
     box's IoU with the nearest true box >= 0.5 (``iou50_share``), beside how often the whole photo
@@ -89,7 +90,7 @@ def evaluate(run_dir: str, records: str, val_fold: int | None = None, out: str |
     from stage1_detect.model import load_detector, most_confident
     from tfrecords.reader import box_union, decode_image
 
-    model, cfg = load_detector(run_dir)
+    model, cfg = load_detector(run_dir, input_size=input_size)
     if val_fold is None and not every:
         train_cfg = os.path.join(run_dir, "train_config.json")
         val_fold = json.loads(open(train_cfg).read())["val_fold"] if os.path.exists(train_cfg) else 0

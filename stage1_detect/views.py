@@ -36,6 +36,9 @@ ZOOM_HELP = ("also look at each photo shrunk to 1/ZOOM of its side (stage1_detec
 MIRROR = True
 MIRROR_HELP = ("the detector also looks at each view mirrored left-right and fuses the boxes the two agree on "
                "(stage1_detect/views.py: real fins found more often)")
+INPUT_SIZE_HELP = ("the detector's input in pixels, a multiple of 32 (0: the size it trained at). The network is "
+                   "convolutional: at a larger input it sees small animals larger (photos taken from a boat, fins "
+                   "1-5 %% of the frame) and frame-filling ones worse (close-ups); README, Stage 1, 'Photos at sea'")
 FUSE_IOU = 0.55  # boxes of the photo and its mirror overlapping this much are one box (WBF's usual value)
 
 

@@ -329,3 +329,24 @@ def test_wide_share_counts_found_boxes_over_half_the_photo():
     assert wide_share(boxes) == 0.5
     assert wide_share(boxes, found=np.array([False, True, True, True])) == 0.25  # a box not found is no box
     assert wide_share(np.zeros((0, 4))) == 0.0
+
+
+def test_a_detector_runs_at_another_input_size_with_its_own_weights(tiny_run, tiny_records):
+    from stage1_detect.model import load_detector
+    from stage1_detect.scoring import evaluate
+
+    out, _, _ = tiny_run
+    trained, cfg = load_detector(str(out))
+    big, big_cfg = load_detector(str(out), input_size=cfg.image_size + 64)
+    assert big_cfg.image_size == cfg.image_size + 64 and big_cfg.classes == cfg.classes
+    assert tuple(big.input_shape[1:3]) == (cfg.image_size + 64,) * 2
+    for a, b in zip(trained.get_weights(), big.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    same, _ = load_detector(str(out), input_size=cfg.image_size)
+    assert same is trained  # the trained size: the loaded model itself
+    with pytest.raises(ValueError, match="ONNX export .* use --runtime tf"):
+        load_detector(str(out), runtime="onnx", input_size=cfg.image_size + 64)
+    with pytest.raises(ValueError, match="multiple of 32"):
+        load_detector(str(out), input_size=cfg.image_size + 10)
+    r = evaluate(str(out), str(tiny_records), every=True, input_size=cfg.image_size + 64)
+    assert r["images"] == evaluate(str(out), str(tiny_records), every=True)["images"]
