@@ -55,7 +55,7 @@ from runtime.trainer import BUDGET_HELP
 from stage2_embed.fusion import METRIC_MODES
 
 
-def at_sea(data: str, det: str, w: str, water: str = "sea") -> dict:
+def at_sea(data: str, det: str, w: str, water: str = "sea", input_size: int = 0) -> dict:
     """The detector on the boxed photos shrunk into a synthetic sea, or with ``water="real"`` into the
     folder's own water (``tfrecords.synthetic.at_sea``); keys end ``_at_sea`` or ``_at_sea_real``."""
     from stage1_detect.scoring import evaluate
@@ -68,7 +68,7 @@ def at_sea(data: str, det: str, w: str, water: str = "sea") -> dict:
     if not os.path.exists(os.path.join(folder, "boxes.csv")):
         paste_at_sea(data, folder, seed=0, water=water)
     build(BuildConfig(data=folder, out=records, folds=2), progress=False)
-    r = evaluate(det, records, out=os.path.join(w, f"detector_eval_{name}"), every=True)
+    r = evaluate(det, records, out=os.path.join(w, f"detector_eval_{name}"), every=True, input_size=input_size)
     return {f"detector_map50_{name}": r["map50"], f"detector_iou50_share_{name}": r["iou50_share"],
             f"detector_wide_share_{name}": r["wide_share"]}
 
@@ -91,18 +91,19 @@ def stage1(a, records: str, w: str) -> tuple[str, dict]:
         if os.path.exists(os.path.join(a.data, "boxes.csv")):
             # a given detector never saw these photos: all of them; one trained here: its validation fold
             every = a.detector != "train"
-            r = evaluate(det, records, out=os.path.join(w, "detector_eval"), every=every)
-            small = {k: evaluate(det, records, out=None, every=every, tile=k)["map50"] for k in (3, 6)}
+            n = a.input_size
+            r = evaluate(det, records, out=os.path.join(w, "detector_eval"), every=every, input_size=n)
+            small = {k: evaluate(det, records, out=None, every=every, tile=k, input_size=n)["map50"] for k in (3, 6)}
             # fins at ~2 % of the frame, as at sea, with the photo's tiles and without (the reference)
-            whole = evaluate(det, records, out=None, every=every, tile=6, slices=1)["map50"]
+            whole = evaluate(det, records, out=None, every=every, tile=6, slices=1, input_size=n)["map50"]
             figures = {"detector_map50": r["map50"], "detector_iou50_share": r["iou50_share"],
                        "frame_iou50_share": r["frame_iou50_share"], "detector_map50_tile3": small[3],
                        "detector_map50_tile6": small[6], "detector_map50_tile6_unsliced": whole,
                        "tile6_slices_ratio": round(small[6] / max(whole, 1e-9), 3)}
             if every:  # a detector trained here saw most of these photos: at sea they would flatter it
-                figures.update(at_sea(a.data, det, w))
-                figures.update(at_sea(a.data, det, w, water="real"))
-        crop_records(CropConfig(records=records, out=crops, detector=det), progress=False)
+                figures.update(at_sea(a.data, det, w, input_size=n))
+                figures.update(at_sea(a.data, det, w, water="real", input_size=n))
+        crop_records(CropConfig(records=records, out=crops, detector=det, input_size=a.input_size), progress=False)
     else:
         crop_records(CropConfig(records=records, out=crops, source="boxes"), progress=False)
     return crops, {"detector": det, **figures}
@@ -127,7 +128,8 @@ def stage2(a, crops: str, w: str, seed: int = 0) -> tuple[str, dict]:
     return emb, {"embedder_train_minutes": round((time.perf_counter() - t) / 60, 2)}
 
 
-def identify(det: str, emb: str, crops: str, records: str, out: str, rerank: str | None = None) -> dict:
+def identify(det: str, emb: str, crops: str, records: str, out: str, rerank: str | None = None,
+             input_size: int = 0) -> dict:
     """Fit the threshold and the SIFT re-ranking on the validation fold (``evaluate.py --rerank
     RERANK``), then identify the test photos with what it chose and without re-ranking
     (``out/<rerank>``, ``out/none``): {rerank: (infer result, images/s)}. ``None``: the pipeline's
@@ -142,7 +144,7 @@ def identify(det: str, emb: str, crops: str, records: str, out: str, rerank: str
     for way in (rerank, "none"):  # as validation chose, then the embedding alone
         t = time.perf_counter()
         r = run(InferConfig(detector=det, embedder=emb, catalog=crops, records=records,
-                            out=os.path.join(out, way), rerank=way), progress=False)
+                            out=os.path.join(out, way), rerank=way, input_size=input_size), progress=False)
         runs[way] = (r, r["images"] / (time.perf_counter() - t))
     return runs
 
@@ -158,7 +160,7 @@ def identification(a, det: str, emb: str, crops: str, records: str, w: str, refe
     from pipeline.validation import EvalConfig
     from stage2_embed.pixel_embedder import KINDS, write_pixel_embedder
 
-    runs = identify(det, emb, crops, records, os.path.join(w, "pipeline"))
+    runs = identify(det, emb, crops, records, os.path.join(w, "pipeline"), input_size=a.input_size)
     inf, speed = runs[EvalConfig.rerank]
     out = {"images_per_s": round(speed, 2)}
     truth_csv = os.path.join(a.data, "test_truth.csv")
@@ -176,7 +178,7 @@ def identification(a, det: str, emb: str, crops: str, records: str, w: str, refe
                 continue
             ref = os.path.join(w, f"{kind}_reference_run")  # re-ranked always, as the reference was defined
             px = write_pixel_embedder(os.path.join(w, f"{kind}_reference"), 96, descriptor=kind, records=crops)
-            identify(det, px, crops, records, ref, rerank="sift")
+            identify(det, px, crops, records, ref, rerank="sift", input_size=a.input_size)
             out[f"{kind}_known_map5"] = closed(os.path.join(ref, "none"))
             out[f"{kind}_sift_known_map5"] = closed(os.path.join(ref, "sift"))
     return {**out, "embedder_kind": inf["embedder_kind"], "pixel_weight": inf["pixel_weight"],
@@ -199,6 +201,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--descriptor-metric", default="auto", choices=METRIC_MODES,
                    help="with --embedder train: when the fusion may project the descriptors (stage2_embed/train.py's "
                         "option; default: %(default)s)")
+    p.add_argument("--input-size", type=int, default=0, help="the detector's input in px for every measurement "
+                                                             "here (evaluate.py's --input-size; 0: as trained)")
     p.add_argument("--init", default=None, help="with --embedder train: start from this run's embedder "
                                                 "(e.g. the demo's, trained on the synthetic world)")
     a = p.parse_args(argv)

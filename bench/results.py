@@ -56,6 +56,12 @@ def entries(w: str) -> dict[str, tuple[str, list[str]]]:
                                "fitted on its crops' validation fold, no network (`--embedder fitted`)",
                                ["bench/real.py", "--data", REAL_SET, "--detector", os.path.join(demo, "detector"),
                                 "--embedder", "fitted", "--workdir", os.path.join(w, "real_sharks_fitted")]),
+        "real_sharks_at256": ("the same real set through the demo's detector at a 256-px input instead of the "
+                              "160 px it trained at (`--input-size 256`), identified with 16x16 pixels (no "
+                              "training): every detector figure of `real_sharks` at the larger input",
+                              ["bench/real.py", "--data", REAL_SET, "--detector", os.path.join(demo, "detector"),
+                               "--embedder", "pixels", "--input-size", "256", "--workdir",
+                               os.path.join(w, "real_sharks_at256")]),
         "real_sharks_init": ("the same, stage 2 started from the demo's embedder (--init, trained on the "
                              "synthetic world) instead of from scratch",
                              ["bench/real.py", "--data", REAL_SET, "--detector", "none", "--embedder", "train",
