@@ -53,6 +53,18 @@ def plots(thresholds, curve, chosen: float, per_species: dict[str, float], cm: p
     return out
 
 
+def thumbnail(img, size: int):
+    """uint8 HxWx3 -> uint8 size x size x 3: scaled to fit, centred on black. A crop of any shape: a
+    1 x 320 sliver keeps a row of 1 px (``tf.image.resize_with_pad`` asked for 0 rows and failed)."""
+    import tensorflow as tf
+
+    h, w = int(img.shape[0]), int(img.shape[1])
+    fit = (max(1, round(h * size / max(h, w))), max(1, round(w * size / max(h, w))))
+    img = tf.image.resize(tf.cast(img, tf.float32), fit)
+    img = tf.image.pad_to_bounding_box(img, (size - fit[0]) // 2, (size - fit[1]) // 2, size, size)
+    return tf.cast(tf.clip_by_value(tf.round(img), 0, 255), tf.uint8)
+
+
 def thumbnails(records: str, names: set[str], size: int = 96) -> dict[str, str]:
     """base64 JPEG thumbnails of the named train records."""
     import tensorflow as tf
@@ -63,8 +75,7 @@ def thumbnails(records: str, names: set[str], size: int = 96) -> dict[str, str]:
     for e in parsed_records(records, "train"):
         name = e["image/filename"].numpy().decode()
         if name in names:
-            img = tf.io.decode_jpeg(e["image/encoded"], channels=3)
-            img = tf.cast(tf.image.resize_with_pad(tf.cast(img, tf.float32), size, size), tf.uint8)
+            img = thumbnail(tf.io.decode_jpeg(e["image/encoded"], channels=3), size)
             out[name] = base64.b64encode(tf.io.encode_jpeg(img, quality=85).numpy()).decode()
     return out
 

@@ -16,6 +16,10 @@ from stage1_detect.views import INPUT_SIZE_HELP, MIRROR, MIRROR_HELP, ZOOM, ZOOM
 from tfrecords.layout import CROP_MARGIN
 
 # what crop records keep of their image records' manifest
+# A chosen box thinner than this share of the photo's side is not cut out (the whole photo is used,
+# as below --min-score): at a 256-px input the demo's detector chose a box 1 px tall on one real photo
+# (a 1 x 320 crop), which no embedder can read and which broke the report's thumbnails
+MIN_SIDE = 0.01
 MANIFEST_KEYS = ("species", "individuals", "parts", "folds", "holdout_individuals", "individual_species",
                  "fold_counts")
 
@@ -102,7 +106,8 @@ def choose_boxes(parsed, model=None, image_size: int = 0, source: str = "detecto
     ds = parsed.map(lambda e: decode_image(e["image/encoded"], image_size * slices, antialias=False),
                     num_parallel_calls=tf.data.AUTOTUNE).batch(batch_size).prefetch(tf.data.AUTOTUNE)
     boxes, scores, _ = most_confident(model, ds, image_size, zoom, mirror, slices)
-    ok = scores >= min_score
+    sides = np.minimum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]) if len(boxes) else np.zeros(0)
+    ok = (scores >= min_score) & (sides >= MIN_SIDE)  # a sliver is no animal: the whole photo instead
     boxes[~ok] = (0.0, 0.0, 1.0, 1.0)
     return boxes, scores, ["detector" if k else "full" for k in ok]
 

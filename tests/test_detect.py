@@ -350,3 +350,27 @@ def test_a_detector_runs_at_another_input_size_with_its_own_weights(tiny_run, ti
         load_detector(str(out), input_size=cfg.image_size + 10)
     r = evaluate(str(out), str(tiny_records), every=True, input_size=cfg.image_size + 64)
     assert r["images"] == evaluate(str(out), str(tiny_records), every=True)["images"]
+
+
+def test_a_sliver_of_a_box_is_not_cut_out_and_its_thumbnail_does_not_break(tmp_path):
+    """The demo's detector at 256 px once chose a box 1 px tall (a 1 x 320 crop that broke the report's
+    thumbnails): a chosen box thinner than MIN_SIDE of the photo gives the whole photo, as a low score
+    does; a thin crop's thumbnail is drawn all the same."""
+    from pipeline.report import thumbnail
+    from stage1_detect.cropping import MIN_SIDE, choose_boxes
+
+    jpeg = tf.io.encode_jpeg(tf.fill([64, 64, 3], tf.constant(120, tf.uint8))).numpy()
+    parsed = tf.data.Dataset.from_tensor_slices({"image/encoded": tf.constant([jpeg, jpeg])})
+    found = np.array([[8.0, 8.0, 24.0, 20.0], [4.0, 10.0, 28.0, 10.0 + 0.5 * MIN_SIDE * 32]], np.float32)
+
+    def detector(x):  # xyxy px of the 32-px input, as top_box_fn gives them
+        return found[: int(x.shape[0])], np.array([0.9, 0.95], np.float32)[: int(x.shape[0])], np.zeros(2)
+
+    boxes, scores, sources = choose_boxes(parsed, detector, 32, zoom=1, mirror=False, slices=1)
+    assert sources == ["detector", "full"]
+    np.testing.assert_allclose(boxes[0], [0.25, 0.25, 0.625, 0.75])  # rel yxyx of the first
+    np.testing.assert_allclose(boxes[1], [0.0, 0.0, 1.0, 1.0])  # the sliver: the whole photo
+    thin = thumbnail(tf.fill([1, 320, 3], tf.constant(200, tf.uint8)), 96).numpy()
+    assert thin.shape == (96, 96, 3) and (thin[47] > 150).all() and thin[:47].max() == thin[48:].max() == 0
+    square = thumbnail(tf.fill([40, 20, 3], tf.constant(90, tf.uint8)), 96).numpy()
+    assert (square[:, 24:72] == 90).all() and square[:, :23].max() == 0
