@@ -313,9 +313,9 @@ def test_the_evaluate_cli_passes_every_option_on(monkeypatch, tmp_path):
     seen = {}
     monkeypatch.setattr(cli, "evaluate", lambda *a, **k: seen.update(args=a, kwargs=k) or {"map50": 0.0})
     cli.main(["--detector", "D", "--records", "R", "--val-fold", "2", "--batch-size", "3", "--all", "--tile", "4",
-              "--zoom", "5", "--no-mirror", "--slices", "1", "--out", str(tmp_path)])
+              "--zoom", "5", "--no-mirror", "--slices", "1", "--input-size", "256", "--out", str(tmp_path)])
     assert seen["args"] == ("D", "R", 2, str(tmp_path), 3)
-    assert seen["kwargs"] == {"every": True, "tile": 4, "zoom": 5, "mirror": False, "slices": 1}
+    assert seen["kwargs"] == {"every": True, "tile": 4, "zoom": 5, "mirror": False, "slices": 1, "input_size": 256}
     assert len(seen["args"]) + len(seen["kwargs"]) == len(dataclasses.fields(DetectorEvalConfig))
 
 

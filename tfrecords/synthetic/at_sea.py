@@ -114,12 +114,15 @@ def paste_at_sea(data: str, out: str, seed: int = 0, part: str = "animal", water
     os.makedirs(os.path.join(out, TRAIN_DIR), exist_ok=True)
     os.makedirs(os.path.join(out, TEST_DIR), exist_ok=True)
     rng, kept = np.random.default_rng(seed), []
-    photos = [(row, _read(os.path.join(data, row.folder, row.image))) for row in rows.itertuples(index=False)]
-    strips = [(row.image, s) for row, rgb in photos if (s := water_strip(rgb, boxes[row.image])) is not None]
+    strips = []  # (image, band) read first; the photos themselves one at a time (24 MP each at sea)
+    for row in rows.itertuples(index=False) if water == "real" else ():
+        band = water_strip(_read(os.path.join(data, row.folder, row.image)), boxes[row.image])
+        if band is not None:
+            strips.append((row.image, _fit(band)))
     if water == "real" and len(strips) < 2:
         raise ValueError(f"{data}: {len(strips)} photos with a box-free band of water; water='real' needs two")
-    for row, rgb in photos:
-        sea = None
+    for row in rows.itertuples(index=False):
+        rgb, sea = _read(os.path.join(data, row.folder, row.image)), None
         if water == "real":
             others = [s for name, s in strips if name != row.image]
             sea = real_sea(others[int(rng.integers(len(others)))])
@@ -130,6 +133,16 @@ def paste_at_sea(data: str, out: str, seed: int = 0, part: str = "animal", water
     pd.DataFrame(kept, columns=list(BOX_COLUMNS)).to_csv(os.path.join(out, BOXES_CSV), index=False,
                                                          float_format="%.1f")
     return len(rows)
+
+
+def _fit(band: np.ndarray) -> np.ndarray:
+    """A band no larger than the frame (a copy: a view would keep its whole photo in memory)."""
+    h, w = band.shape[:2]
+    scale = min(1.0, FRAME[0] / w, FRAME[1] / h)
+    if scale == 1.0:
+        return band.copy()
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return np.asarray(Image.fromarray(band).resize(size, Image.Resampling.BILINEAR))
 
 
 def _read(path: str) -> np.ndarray:
