@@ -261,10 +261,11 @@ def far_views(rate: float, water: np.ndarray | None = None) -> Callable[[dict], 
         size = tf.cast(n, tf.float32)
         key = tf.random.experimental.stateless_fold_in(d["seed"], 11)  # apart from the other draws
         u = tf.random.stateless_uniform([6], tf.random.experimental.stateless_fold_in(key, 1))
-        window, found = free_window(boxes, size, key)
-        own = tf.image.crop_and_resize(img[None], window[None], [0], tf.shape(img)[:2])[0]
-        canvas = tf.where(found, own, tf.broadcast_to(tf.reduce_mean(img, [0, 1]), tf.shape(img)))
-        if bank is not None:
+        if bank is None:
+            window, found = free_window(boxes, size, key)
+            own = tf.image.crop_and_resize(img[None], window[None], [0], tf.shape(img)[:2])[0]
+            canvas = tf.where(found, own, tf.broadcast_to(tf.reduce_mean(img, [0, 1]), tf.shape(img)))
+        else:
             sea = tf.cast(tf.gather(bank, tf.cast(u[4] * bank.shape[0], tf.int32)), tf.float32)
             canvas = tf.image.resize(tf.where(u[5] < 0.5, sea, sea[:, ::-1]), tf.shape(img)[:2])
         z = FAR_SIDE[0] + (FAR_SIDE[1] - FAR_SIDE[0]) * u[1]

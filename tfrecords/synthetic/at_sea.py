@@ -52,7 +52,7 @@ def _fade(h: int, w: int) -> np.ndarray:
 
 
 def water_strip(rgb: np.ndarray, boxes: list) -> np.ndarray | None:
-    """The widest band of ``rgb`` that no box touches (above, below, left or right of every box), when
+    """The largest band of ``rgb`` that no box touches (above, below, left or right of every box), when
     it holds at least ``STRIP_SHARE`` of the photo and ``STRIP_SIDE`` px each way; else None."""
     h, w = rgb.shape[:2]
     if not boxes:
