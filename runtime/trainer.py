@@ -3,9 +3,10 @@
 A stage brings a ``Stage``: its model (compiled inside the strategy's scope), its training data,
 its validation and what it saves at the end. ``train`` does the rest once: the distribution
 strategy, the chief (under several workers only the chief writes), the run folder's lock,
-``--resume`` from the last checkpoint, the epoch loop, a checkpoint and an MLflow record per epoch,
-and ``history.json``, and a time budget (``--budget-minutes``: the epochs and the schedule cut to
-what fits, ``plan_epochs``). ``warmup_cosine`` is the learning-rate schedule both stages use.
+``--resume`` from the last checkpoint, the epoch loop, an MLflow record per epoch and a checkpoint
+when one is due (``runtime.checkpoint``), ``history.json``, and a time budget (``--budget-minutes``:
+the epochs and the schedule cut to what fits, ``plan_epochs``). ``warmup_cosine`` is the
+learning-rate schedule both stages use.
 
     def build(strategy, state):            # state: the checkpoint being resumed, or None
         schedule = schedule_of(cfg, steps)
@@ -176,8 +177,8 @@ def _chief(stage: Stage, cfg: Any, out: str, run: Run, strategy, ckpt: Checkpoin
         spent = sum(h.get("epoch_seconds", 0.0) for h in history)  # a resumed run's epochs count
         while run.epoch < run.epochs:
             metrics = _epoch(stage, cfg, run, strategy, spent, fresh=not history, progress=progress)
-            keep_if_best(stage, out, history, metrics)
-            ckpt.end_epoch(stage.model, run.epoch, run.epochs, metrics, history, mrun.info.run_id)
+            best = keep_if_best(stage, out, history, metrics)
+            ckpt.end_epoch(stage.model, run.epoch, run.epochs, metrics, history, mrun.info.run_id, force=best)
             run.epoch += 1
         atomic.write_json(join(out, "history.json"), history)
         log_curves(history)
@@ -235,17 +236,19 @@ def _best_epoch(history: list[dict], key: str) -> dict | None:
     return max(scored, key=lambda h: (h[key], h["epoch"])) if scored else None
 
 
-def keep_if_best(stage: Stage, out: str, history: list[dict], metrics: dict) -> None:
+def keep_if_best(stage: Stage, out: str, history: list[dict], metrics: dict) -> bool:
     """Save the model's weights as ``best.weights.h5`` when this epoch's ``stage.best`` beats every
-    earlier one (ties go to the later epoch)."""
+    earlier one (ties go to the later epoch); True when it did."""
     if not stage.best or stage.best not in metrics:
-        return
+        return False
     before = _best_epoch(history, stage.best)
     if before is None or metrics[stage.best] >= before[stage.best]:
         path = join(out, "best.weights.h5")
         tmp = atomic.scratch(path)
         stage.model.save_weights(tmp)
         atomic.publish(tmp, path)
+        return True
+    return False
 
 
 def restore_best(stage: Stage, out: str, history: list[dict]) -> dict:

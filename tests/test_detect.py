@@ -332,6 +332,7 @@ def test_wide_share_counts_found_boxes_over_half_the_photo():
 
 
 def test_a_detector_runs_at_another_input_size_with_its_own_weights(tiny_run, tiny_records):
+    from stage1_detect.data import boxed_records
     from stage1_detect.model import load_detector
     from stage1_detect.scoring import evaluate
 
@@ -348,8 +349,8 @@ def test_a_detector_runs_at_another_input_size_with_its_own_weights(tiny_run, ti
         load_detector(str(out), runtime="onnx", input_size=cfg.image_size + 64)
     with pytest.raises(ValueError, match="multiple of 32"):
         load_detector(str(out), input_size=cfg.image_size + 10)
-    r = evaluate(str(out), str(tiny_records), every=True, input_size=cfg.image_size + 64)
-    assert r["images"] == evaluate(str(out), str(tiny_records), every=True)["images"]
+    r = evaluate(str(out), str(tiny_records), input_size=cfg.image_size + 64)  # the validation fold's photos
+    assert r["images"] == sum(1 for _ in boxed_records(str(tiny_records), r["val_fold"])) > 0
 
 
 def test_a_sliver_of_a_box_is_not_cut_out_and_its_thumbnail_does_not_break(tmp_path):

@@ -103,7 +103,9 @@ def test_infer_from_a_folder_gives_a_broken_photo_its_row(trained, tiny_data, tm
     assert pd.read_csv(tmp_path / "failures.csv")["image"].tolist() == ["broken.jpg"]
 
 
-def test_enrolled_photos_are_found_by_the_next_search(trained, tiny_data, tmp_path):
+def test_enrolled_photos_are_found_by_the_next_search(trained, evaluated, tiny_data, tmp_path):
+    """``evaluated`` fitted the re-ranking (threshold.json) that the second search uses: run alone,
+    without it, this test failed (not re-ranked); the suite's order had hidden that."""
     from pipeline.enrolment import enroll
     from pipeline.identify import InferConfig, run
 

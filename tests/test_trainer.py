@@ -3,6 +3,7 @@ without side effects."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -200,3 +201,80 @@ def test_a_budget_keeps_back_the_time_of_the_closing_work(tmp_path, monkeypatch)
     assert final["epoch"] == 2 and final["epochs_planned"] == 3.0 and lasts == [False, False, True]
     final, lasts, _ = _toy_run(tmp_path, monkeypatch, 1.0, [10.0, 25.0], first_step=2.5, reserve=1.0)
     assert final["epoch"] == 1 and final["epochs_planned"] == 2.0 and lasts == [False, True]
+
+
+def test_a_checkpoint_is_written_when_due_the_best_and_the_last_epoch_always(tmp_path, monkeypatch):
+    """Epochs ending every 25 s, a save due 60 s after the last: epoch 2 is due (75 s), epoch 3 is
+    forced (the best validated so far, 100 s), so epoch 6 is the next due (175 s); the last (7) is
+    saved regardless."""
+    import keras
+    import numpy as np
+
+    from runtime import checkpoint
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
+    now = [0.0]
+    monkeypatch.setattr(checkpoint, "clock", lambda: now[0])
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    model.compile(optimizer=keras.optimizers.Adam(1e-2), loss="mse")
+    model.fit(np.ones((4, 3), "float32"), np.zeros((4, 2), "float32"), epochs=1, verbose=0)
+    ckpt, history, states = checkpoint.Checkpoint(str(tmp_path / "run"), every_s=60.0), [], []
+    for epoch in range(8):
+        now[0] += 25.0
+        saved = ckpt.end_epoch(model, epoch, 8, {"loss": 1.0 / (epoch + 1)}, history, "run-id", force=epoch == 3)
+        states.append((saved, ckpt.state()["epoch"] if ckpt.state() else None))
+    assert states == [(False, None), (False, None), (True, 2), (True, 3), (False, 3), (False, 3), (True, 6),
+                      (True, 7)]
+    assert [h["epoch"] for h in ckpt.state()["history"]] == list(range(8))
+    assert sorted(p.name for p in (tmp_path / "run" / "ckpt").iterdir()) == [
+        "epoch7.optimizer.npz", "epoch7.weights.h5", "state.json"]
+
+
+def test_a_run_stopped_between_saves_trains_those_epochs_again_and_ends_as_if_never_stopped(tmp_path, monkeypatch):
+    """No save due by the clock: the best validated epoch (1) is the last saved when epoch 3 fails;
+    --resume trains epochs 2-4 again from it, each epoch once in the history, the same weights."""
+    import dataclasses
+
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    from runtime import checkpoint, trainer
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
+    monkeypatch.setattr(checkpoint, "EVERY_S", 1e9)
+
+    @dataclasses.dataclass(frozen=True)
+    class Toy:
+        out: str
+
+    x = np.random.default_rng(0).normal(size=(64, 4)).astype("float32")
+    data = tf.data.Dataset.from_tensor_slices((x, x @ np.ones((4, 1), "float32"))).batch(16)
+    scores, fail_at, box = [0.5, 0.9, 0.3, 0.4, 0.2], [3], {}
+
+    def build(strategy, state):
+        keras.utils.set_random_seed(0)
+        model = box["model"] = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+        model.compile(optimizer=keras.optimizers.SGD(trainer.warmup_cosine(0.05, 4, 5, 1.0)), loss="mse")
+
+        def validate(epoch, last):
+            if epoch in fail_at:
+                fail_at.clear()
+                raise RuntimeError("stopped")
+            return {"score": scores[epoch]}
+
+        return trainer.Stage("toy", "toy", model, data, None, validate=validate, best="score")
+
+    def run(name: str, resume: bool = False):
+        return trainer.train(Toy(str(tmp_path / name)), str(tmp_path / name), 5, build, resume=resume,
+                             progress=False)
+
+    with pytest.raises(RuntimeError, match="stopped"):
+        run("a")
+    assert json.loads((tmp_path / "a" / "ckpt" / "state.json").read_text())["epoch"] == 1
+    resumed = run("a", resume=True)
+    weights = box["model"].weights[0].numpy()
+    whole = run("b")
+    assert [h["epoch"] for h in json.loads((tmp_path / "a" / "history.json").read_text())] == [0, 1, 2, 3, 4]
+    assert resumed["best_epoch"] == whole["best_epoch"] == 1
+    np.testing.assert_allclose(weights, box["model"].weights[0].numpy(), rtol=1e-6)
