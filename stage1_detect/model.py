@@ -107,10 +107,13 @@ def load_config(run_dir: str) -> DetectorConfig:
     return DetectorConfig(**{**d, "classes": tuple(d["classes"])})
 
 
-# The Keras detector last loaded by this process, by (file, size, mtime): a process that identifies
-# several times with one detector (the demo beside its baselines) loads and traces it once, and
-# ``stage1_detect.cropping.boxes_of`` can remember its boxes. Inference only: nothing trains these.
+# The Keras detectors last loaded by this process, by (file, size, mtime, input size): a process that
+# identifies several times with one detector (the demo beside its baselines, bench/real.py's seven
+# measurements at --input-size) loads and traces it once, and ``stage1_detect.cropping.boxes_of``
+# can remember its boxes. Two entries: the trained detector and one rebuilt for another input (a
+# detector is tens of MB). Inference only: nothing trains these.
 _LOADED: dict[tuple, object] = {}
+_KEEP = 2
 
 
 def load_detector(run_dir: str, runtime: str = "tf", input_size: int = 0) -> tuple[keras.Model, DetectorConfig]:
@@ -120,17 +123,12 @@ def load_detector(run_dir: str, runtime: str = "tf", input_size: int = 0) -> tup
     (not 0 nor the trained size): the same weights in a detector built for that input, and the config
     says that size."""
     cfg = load_config(run_dir)
-    if input_size and input_size != cfg.image_size:
-        if input_size % 32:
-            raise ValueError(f"--input-size must be a multiple of 32 (the detector's largest stride), got {input_size}")
-        if runtime == "onnx":
-            raise ValueError(f"--input-size {input_size}: the ONNX export of {run_dir} has its trained input "
-                             f"({cfg.image_size} px); use --runtime tf")
-        trained, _ = load_detector(run_dir)
-        cfg = replace(cfg, image_size=input_size)
-        model = build_detector(cfg)
-        model.set_weights(trained.get_weights())
-        return model, cfg
+    resized = bool(input_size) and input_size != cfg.image_size
+    if resized and input_size % 32:
+        raise ValueError(f"--input-size must be a multiple of 32 (the detector's largest stride), got {input_size}")
+    if resized and runtime == "onnx":
+        raise ValueError(f"--input-size {input_size}: the ONNX export of {run_dir} has its trained input "
+                         f"({cfg.image_size} px); use --runtime tf")
     path = join(run_dir, "detector.keras")
     if not exists(path):
         raise FileNotFoundError(f"{path} not found: train the detector first (stage1_detect/train.py)")
@@ -138,16 +136,25 @@ def load_detector(run_dir: str, runtime: str = "tf", input_size: int = 0) -> tup
         from runtime.onnx import Session
 
         return Session(join(run_dir, "detector.onnx"), source=path), cfg
+    if resized:
+        cfg = replace(cfg, image_size=input_size)
     key = None
     if os.path.exists(path):  # a local file (object storage is read anew each time)
         st = os.stat(path)
-        key = (os.path.abspath(path), st.st_size, st.st_mtime_ns)
+        key = (os.path.abspath(path), st.st_size, st.st_mtime_ns, cfg.image_size)
         if key in _LOADED:
+            _LOADED[key] = _LOADED.pop(key)  # the most recently used goes last
             return _LOADED[key], cfg
-    model = keras.saving.load_model(path, safe_mode=True)
+    if resized:
+        trained, _ = load_detector(run_dir)
+        model = build_detector(cfg)
+        model.set_weights(trained.get_weights())
+    else:
+        model = keras.saving.load_model(path, safe_mode=True)
     if key is not None:
-        _LOADED.clear()  # the last one only: a detector is tens of MB
         _LOADED[key] = model
+        while len(_LOADED) > _KEEP:
+            _LOADED.pop(next(iter(_LOADED)))  # the least recently used
     return model, cfg
 
 

@@ -345,6 +345,8 @@ def test_a_detector_runs_at_another_input_size_with_its_own_weights(tiny_run, ti
         np.testing.assert_array_equal(a, b)
     same, _ = load_detector(str(out), input_size=cfg.image_size)
     assert same is trained  # the trained size: the loaded model itself
+    # both stay loaded (bench/real.py measures seven times at one --input-size): rebuilt once
+    assert load_detector(str(out), input_size=cfg.image_size + 64)[0] is big and load_detector(str(out))[0] is trained
     with pytest.raises(ValueError, match="ONNX export .* use --runtime tf"):
         load_detector(str(out), runtime="onnx", input_size=cfg.image_size + 64)
     with pytest.raises(ValueError, match="multiple of 32"):
