@@ -3,7 +3,7 @@
 An epoch is saved when ``EVERY_S`` seconds have passed since the last save (or the run's start),
 when it is the best validated so far (so a resumed run's history names the epoch whose weights
 ``best.weights.h5`` holds), and the run's last epoch always: on 2 CPU cores a small run's epoch
-can take about as long as saving it (the small demo's embedder: 15 saves of 1.3 s beside epochs
+can take about as long as saving it (the small demo's embedder: 15 saves of ~1 s beside epochs
 of ~1 s), while a kill still costs at most about a minute of training. Every epoch's metrics go
 to MLflow and the printed line all the same; a run resumed after a kill trains again the epochs
 since its last save (their MLflow steps are logged twice).

@@ -76,3 +76,14 @@ def small_demo(tmp_path_factory):
     r = run_script(["pipeline/demo.py", "--workdir", str(out), "--size", "small"], timeout=1800)
     assert r.returncode == 0, r.stderr[-3000:]
     return out, json.loads(r.stdout.strip().splitlines()[-1]), r.stdout
+
+
+@pytest.fixture(autouse=True)
+def no_mlflow_run_left_active():
+    """A test that leaves an MLflow run active in this process makes every later ``start_run`` fail
+    ("Run ... is already active"): the leak is reported on the test that left it."""
+    yield
+    mlflow = sys.modules.get("mlflow")
+    if mlflow is not None and (run := mlflow.active_run()) is not None:
+        mlflow.end_run()
+        pytest.fail(f"the test left MLflow run {run.info.run_id} active")

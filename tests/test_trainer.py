@@ -211,6 +211,7 @@ def test_a_checkpoint_is_written_when_due_the_best_and_the_last_epoch_always(tmp
     import numpy as np
 
     from runtime import checkpoint
+    from runtime.tracking import start_run
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
     now = [0.0]
@@ -219,10 +220,12 @@ def test_a_checkpoint_is_written_when_due_the_best_and_the_last_epoch_always(tmp
     model.compile(optimizer=keras.optimizers.Adam(1e-2), loss="mse")
     model.fit(np.ones((4, 3), "float32"), np.zeros((4, 2), "float32"), epochs=1, verbose=0)
     ckpt, history, states = checkpoint.Checkpoint(str(tmp_path / "run"), every_s=60.0), [], []
-    for epoch in range(8):
-        now[0] += 25.0
-        saved = ckpt.end_epoch(model, epoch, 8, {"loss": 1.0 / (epoch + 1)}, history, "run-id", force=epoch == 3)
-        states.append((saved, ckpt.state()["epoch"] if ckpt.state() else None))
+    with start_run("checkpoint", {"out": str(tmp_path / "run")}) as run:  # (log_metrics outside a run opens one)
+        for epoch in range(8):
+            now[0] += 25.0
+            saved = ckpt.end_epoch(model, epoch, 8, {"loss": 1.0 / (epoch + 1)}, history, run.info.run_id,
+                                   force=epoch == 3)
+            states.append((saved, ckpt.state()["epoch"] if ckpt.state() else None))
     assert states == [(False, None), (False, None), (True, 2), (True, 3), (False, 3), (False, 3), (True, 6),
                       (True, 7)]
     assert [h["epoch"] for h in ckpt.state()["history"]] == list(range(8))
