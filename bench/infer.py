@@ -43,124 +43,160 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--demo", help="a demo's --workdir: compare the runtimes on its models and test photos")
     a = p.parse_args(argv)
 
-    import numpy as np
-    import pandas as pd
-    import tensorflow as tf
-
-    from pipeline import local, rerank
     from pipeline.final import identifying_embedder
-    from pipeline.identify import InferConfig, embed_chunk, identify, load, run
-    from pipeline.search import search
-    from runtime import atomic
-    from runtime.checkpoint import save_model
-    from stage1_detect.cropping import choose_boxes
-    from stage1_detect.model import DetectorConfig, build_detector, save_config, top_box_fn, top_boxes
-    from stage2_embed.forward import forward_fn
-    from stage2_embed.model import EmbedderConfig, build_models
-    from tfrecords.builder import build
-    from tfrecords.plan import BuildConfig
-    from tfrecords.reader import grow, parsed_records
-    from tfrecords.synthetic.world import SynthConfig, synthesize
+    from pipeline.identify import InferConfig, load, run
 
     os.environ.setdefault("MLFLOW_TRACKING_URI", "sqlite:///" + os.path.join(tempfile.gettempdir(), "bench.db"))
     with tempfile.TemporaryDirectory() as tmp:
-        data, rec, det, emb = (os.path.join(tmp, d) for d in ("data", "rec", "det", "emb"))
-        synthesize(SynthConfig(seed=4, individuals=60, train_images=120, test_images=a.images, max_side=640),
-                   data, progress=False)
-        build(BuildConfig(data=data, out=rec, max_side=640, shards=1), progress=False)
-        dcfg = DetectorConfig(image_size=a.det_size)
-        detector = build_detector(dcfg)
-        os.makedirs(det)
-        save_model(detector, os.path.join(det, "detector.keras"))
-        save_config(dcfg, det)
-        ecfg = EmbedderConfig(num_classes=a.catalog // 4, image_size=a.emb_size)
-        embedder = build_models(ecfg)[1]
-        os.makedirs(emb)
-        save_model(embedder, os.path.join(emb, "embedder.keras"))
-        atomic.write_json(os.path.join(emb, "embedder_config.json"), {**ecfg.__dict__})
-        rng = np.random.default_rng(0)  # a catalog of random unit vectors: search cost is what counts
-        cat = rng.normal(size=(a.catalog, 256)).astype(np.float32)
-        cat /= np.linalg.norm(cat, axis=1, keepdims=True)
-        ids = np.array([f"id{i % (a.catalog // 4)}" for i in range(a.catalog)])
-        from pipeline.catalog import Catalog, save_npz
-
-        save_npz(Catalog(cat, np.array([f"c{i}.jpg" for i in range(a.catalog)]), ids, np.full(a.catalog, "s"),
-                         json.dumps({**ecfg.__dict__}, sort_keys=True)), os.path.join(tmp, "cat.npz"))
-
-        cfg = InferConfig(detector=det, embedder=emb, catalog=os.path.join(tmp, "cat.npz"), records=rec,
-                          out=os.path.join(tmp, "sub"), threshold=0.5, zoom=1, mirror=False,
-                          slices=1)  # one view, as the loop's
+        cfg, cat, ids, encoded = untrained_setup(a, tmp)
         run(cfg, progress=False)  # the whole command works; models are loaded once below, as the loop's are
         models = load(cfg)
-        encoded = [e["image/encoded"].numpy() for e in parsed_records(rec, "test")]
-        names = [f"q{i}.jpg" for i in range(len(encoded))]
-        identify(models, [(names[:8], encoded[:8])], cfg)  # warm-up: tracing
-        t = time.perf_counter()
-        identify(models, [(names[i:i + cfg.chunk], encoded[i:i + cfg.chunk]) for i in range(0, len(names), cfg.chunk)],
-                 cfg)
-        batched = a.images / (time.perf_counter() - t)
-        detector, embedder = models.detector, models.embedder
-
-        parsed = tf.data.Dataset.from_tensor_slices({"image/encoded": tf.constant(encoded)})
-        t = time.perf_counter()
-        choose_boxes(parsed, detector, a.det_size, zoom=cfg.zoom, mirror=cfg.mirror, slices=cfg.slices)
-        t_detect = time.perf_counter() - t
-        t = time.perf_counter()
-        q, _, _ = embed_chunk(encoded, None, 0, embedder, {"image_size": a.emb_size}, cfg)
-        t_embed = time.perf_counter() - t
-        t = time.perf_counter()
-        cands = search(q, cat, ids, np.full(a.catalog, "s"))
-        t_search = time.perf_counter() - t
-        # local-feature re-ranking at K = 10: the queries' keypoints, then matching against the
-        # candidates' catalog photos (real keypoints: the query photos' own, dealt round the catalog)
-        t = time.perf_counter()
-        q_local = local.of_crops(encoded)
-        t_keypoints = time.perf_counter() - t
-        cat_local = local.from_list([q_local.of(i % len(encoded)) for i in range(a.catalog)])
-        t = time.perf_counter()
-        rerank.inlier_matrix(cands, q, q_local, cat, ids, cat_local, k=10)
-        t_rerank = t_keypoints + time.perf_counter() - t
-        deep = search(q, cat, ids, np.full(a.catalog, "s"), k=max(rerank.DEPTHS))  # the deepest validation may choose
-        t = time.perf_counter()
-        rerank.inlier_matrix(deep, q, q_local, cat, ids, cat_local, k=max(rerank.DEPTHS))
-        t_deep = t_keypoints + time.perf_counter() - t
-
-        detect, forward = top_box_fn(detector, a.det_size), forward_fn(embedder)
-
-        def one(enc: bytes) -> list[str]:
-            img = tf.cast(tf.io.decode_jpeg(enc, channels=3), tf.float32)
-            box, _, _ = top_boxes(detect(tf.image.resize(img, (a.det_size,) * 2)[None]), a.det_size)
-            crop = tf.image.crop_and_resize(img[None], grow(box, 0.1), [0], (a.emb_size, a.emb_size))
-            sims = cat @ np.asarray(forward(crop))[0]
-            best = pd.Series(sims).groupby(ids).max()  # best score per individual
-            return best.nlargest(5).index.tolist()
-
-        one(encoded[0])  # warm-up: tracing
-        t = time.perf_counter()
-        for enc in encoded:
-            one(enc)
-        loop = a.images / (time.perf_counter() - t)
+        batched = batched_speed(models, cfg, encoded)
+        times = stage_times(models, cfg, cat, ids, encoded, a.det_size, a.emb_size)
+        loop = loop_speed(models, cat, ids, encoded, a.det_size, a.emb_size)
         if a.demo:
             demo = Path(a.demo)
             cfg = InferConfig(detector=str(demo / "detector"), embedder=identifying_embedder(str(demo)),
                               catalog=str(demo / "catalog.npz"), images=str(demo / "data" / "test_images"),
                               out=os.path.join(tmp, "demo"))
         onnx = compare_runtimes(cfg)
-    total = t_detect + t_embed + t_search
-    shares = {"detect": t_detect / total, "crop_embed": t_embed / total, "search": t_search / total}
+    print(json.dumps(report(a, batched, loop, times, onnx)))
+    return 0
+
+
+def untrained_setup(a, tmp: str) -> tuple:
+    """Generated photos (records), untrained models saved as run folders, and a catalog of ``a.catalog``
+    random unit vectors (search cost is what counts): the infer config over them (one view, as the
+    per-image loop's), the catalog's vectors and ids, and the test photos' JPEG bytes."""
+    import numpy as np
+
+    from pipeline.catalog import Catalog, save_npz
+    from pipeline.identify import InferConfig
+    from runtime import atomic
+    from runtime.checkpoint import save_model
+    from stage1_detect.model import DetectorConfig, build_detector, save_config
+    from stage2_embed.model import EmbedderConfig, build_models
+    from tfrecords.builder import build
+    from tfrecords.plan import BuildConfig
+    from tfrecords.reader import parsed_records
+    from tfrecords.synthetic.world import SynthConfig, synthesize
+
+    data, rec, det, emb = (os.path.join(tmp, d) for d in ("data", "rec", "det", "emb"))
+    synthesize(SynthConfig(seed=4, individuals=60, train_images=120, test_images=a.images, max_side=640),
+               data, progress=False)
+    build(BuildConfig(data=data, out=rec, max_side=640, shards=1), progress=False)
+    dcfg = DetectorConfig(image_size=a.det_size)
+    os.makedirs(det)
+    save_model(build_detector(dcfg), os.path.join(det, "detector.keras"))
+    save_config(dcfg, det)
+    ecfg = EmbedderConfig(num_classes=a.catalog // 4, image_size=a.emb_size)
+    os.makedirs(emb)
+    save_model(build_models(ecfg)[1], os.path.join(emb, "embedder.keras"))
+    atomic.write_json(os.path.join(emb, "embedder_config.json"), {**ecfg.__dict__})
+    rng = np.random.default_rng(0)
+    cat = rng.normal(size=(a.catalog, 256)).astype(np.float32)
+    cat /= np.linalg.norm(cat, axis=1, keepdims=True)
+    ids = np.array([f"id{i % (a.catalog // 4)}" for i in range(a.catalog)])
+    save_npz(Catalog(cat, np.array([f"c{i}.jpg" for i in range(a.catalog)]), ids, np.full(a.catalog, "s"),
+                     json.dumps({**ecfg.__dict__}, sort_keys=True)), os.path.join(tmp, "cat.npz"))
+    cfg = InferConfig(detector=det, embedder=emb, catalog=os.path.join(tmp, "cat.npz"), records=rec,
+                      out=os.path.join(tmp, "sub"), threshold=0.5, zoom=1, mirror=False, slices=1)
+    encoded = [e["image/encoded"].numpy() for e in parsed_records(rec, "test")]
+    return cfg, cat, ids, encoded
+
+
+def batched_speed(models, cfg, encoded: list[bytes]) -> float:
+    """Images/s of ``identify`` over ``cfg.chunk``-photo chunks, after a traced warm-up."""
+    from pipeline.identify import identify
+
+    names = [f"q{i}.jpg" for i in range(len(encoded))]
+    identify(models, [(names[:8], encoded[:8])], cfg)  # warm-up: tracing
+    t = time.perf_counter()
+    identify(models, [(names[i:i + cfg.chunk], encoded[i:i + cfg.chunk]) for i in range(0, len(names), cfg.chunk)],
+             cfg)
+    return len(encoded) / (time.perf_counter() - t)
+
+
+def stage_times(models, cfg, cat, ids, encoded: list[bytes], det_size: int, emb_size: int) -> dict:
+    """Seconds of each stage of the batched path (detect, crop + embed, search) and of the
+    local-feature re-ranking at K = 10 and at the deepest K validation may choose (real keypoints:
+    the query photos' own, dealt round the catalog)."""
+    import numpy as np
+    import tensorflow as tf
+
+    from pipeline import local, rerank
+    from pipeline.identify import embed_chunk
+    from pipeline.search import search
+    from stage1_detect.cropping import choose_boxes
+
+    species = np.full(len(cat), "s")
+    parsed = tf.data.Dataset.from_tensor_slices({"image/encoded": tf.constant(encoded)})
+    t = time.perf_counter()
+    choose_boxes(parsed, models.detector, det_size, zoom=cfg.zoom, mirror=cfg.mirror, slices=cfg.slices)
+    out = {"detect": time.perf_counter() - t}
+    t = time.perf_counter()
+    q, _, _ = embed_chunk(encoded, None, 0, models.embedder, {"image_size": emb_size}, cfg)
+    out["crop_embed"] = time.perf_counter() - t
+    t = time.perf_counter()
+    cands = search(q, cat, ids, species)
+    out["search"] = time.perf_counter() - t
+    t = time.perf_counter()
+    q_local = local.of_crops(encoded)
+    keypoints = time.perf_counter() - t
+    cat_local = local.from_list([q_local.of(i % len(encoded)) for i in range(len(cat))])
+    for key, k, c in (("rerank", 10, cands), ("rerank_k30", max(rerank.DEPTHS),
+                                              search(q, cat, ids, species, k=max(rerank.DEPTHS)))):
+        t = time.perf_counter()
+        rerank.inlier_matrix(c, q, q_local, cat, ids, cat_local, k=k)
+        out[key] = keypoints + time.perf_counter() - t
+    return out
+
+
+def loop_speed(models, cat, ids, encoded: list[bytes], det_size: int, emb_size: int) -> float:
+    """Images/s of a per-image loop as a careful user would write it: decode, the detector's traced
+    call on one image, crop, the embedder's traced call on one crop, one matrix product over the
+    catalog, the best score per individual."""
+    import numpy as np
+    import pandas as pd
+    import tensorflow as tf
+
+    from stage1_detect.model import top_box_fn, top_boxes
+    from stage2_embed.forward import forward_fn
+    from tfrecords.reader import grow
+
+    detect, forward = top_box_fn(models.detector, det_size), forward_fn(models.embedder)
+
+    def one(enc: bytes) -> list[str]:
+        img = tf.cast(tf.io.decode_jpeg(enc, channels=3), tf.float32)
+        box, _, _ = top_boxes(detect(tf.image.resize(img, (det_size,) * 2)[None]), det_size)
+        crop = tf.image.crop_and_resize(img[None], grow(box, 0.1), [0], (emb_size, emb_size))
+        sims = cat @ np.asarray(forward(crop))[0]
+        return pd.Series(sims).groupby(ids).max().nlargest(5).index.tolist()
+
+    one(encoded[0])  # warm-up: tracing
+    t = time.perf_counter()
+    for enc in encoded:
+        one(enc)
+    return len(encoded) / (time.perf_counter() - t)
+
+
+def report(a, batched: float, loop: float, times: dict, onnx: dict) -> dict:
+    """The printed summary lines, and the JSON line's keys."""
+    total = times["detect"] + times["crop_embed"] + times["search"]
+    shares = {k: times[k] / total for k in ("detect", "crop_embed", "search")}
+    per_query = 1000 * times["rerank"] / a.images
     print(f"batched {batched:.1f} img/s, per-image loop {loop:.1f} img/s; time per stage: "
           + ", ".join(f"{k} {v:.0%}" for k, v in shares.items()))
-    print(f"re-ranking (K = 10): {1000 * t_rerank / a.images:.1f} ms per query, "
-          f"{t_rerank / t_embed:.2f}x the crop + embedding path")
-    print(json.dumps({"images": a.images, "catalog": a.catalog, "batched_img_s": round(batched, 1),
-                      "rerank_ms_per_query": round(1000 * t_rerank / a.images, 1),
-                      "rerank_vs_embedding": round(t_rerank / t_embed, 2),
-                      "rerank_vs_identify": round(t_rerank * batched / a.images, 2),
-                      "rerank_ms_per_query_k30": round(1000 * t_deep / a.images, 1),
-                      "rerank_vs_embedding_k30": round(t_deep / t_embed, 2),
-                      "per_image_loop_img_s": round(loop, 1), "speedup": round(batched / loop, 2),
-                      **{f"share_{k}": round(v, 3) for k, v in shares.items()}, **onnx}))
-    return 0
+    print(f"re-ranking (K = 10): {per_query:.1f} ms per query, "
+          f"{times['rerank'] / times['crop_embed']:.2f}x the crop + embedding path")
+    return {"images": a.images, "catalog": a.catalog, "batched_img_s": round(batched, 1),
+            "rerank_ms_per_query": round(per_query, 1),
+            "rerank_vs_embedding": round(times["rerank"] / times["crop_embed"], 2),
+            "rerank_vs_identify": round(times["rerank"] * batched / a.images, 2),
+            "rerank_ms_per_query_k30": round(1000 * times["rerank_k30"] / a.images, 1),
+            "rerank_vs_embedding_k30": round(times["rerank_k30"] / times["crop_embed"], 2),
+            "per_image_loop_img_s": round(loop, 1), "speedup": round(batched / loop, 2),
+            **{f"share_{k}": round(v, 3) for k, v in shares.items()}, **onnx}
 
 
 def compare_runtimes(cfg, reps: int = 3) -> dict:

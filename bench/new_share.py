@@ -47,6 +47,33 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--draws", type=int, default=20, help="query sets drawn per share")
     a = p.parse_args(argv)
 
+    from pipeline import threshold as thr
+    from pipeline.search import single_catalog_photo, top1
+    from pipeline.share import estimate_weights
+
+    w = a.workdir
+    os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{os.path.abspath(w)}/mlflow.db")
+    cands, truths, is_new, catalog_ids, model, emb = identified(w)
+    if estimate_weights(thr.best_scores(cands), thr.group(cands, catalog_ids), model) is None:
+        raise SystemExit(f"{emb}/threshold.json: too few validation queries of a kind for an estimate")
+    df = draws(cands, truths, is_new, catalog_ids, model, a.draws)
+    out = summary(df, a.draws)
+    # how often the best candidate is right for single-catalog-photo queries: the fold's own, the
+    # single kind's (evaluate.py's source), and the test photos': the single kind should look like the last
+    ev = json.loads(open(os.path.join(w, "embedder", "evaluation", "evaluation.json")).read())  # the CV run
+    single_test = ~is_new & single_catalog_photo(truths, catalog_ids)
+    out.update({"val_single_source": ev["single_photo_source"], "val_single_queries": ev["single_photo_queries"],
+                "val_single_top1_kind": round(ev["single_photo_top1"], 4),
+                "val_single_top1_fold": round(ev["single_photo_top1_fold"], 4),
+                "test_single_top1": round(top1(cands, truths, single_test), 4)})
+    print(json.dumps(out))
+    return 0
+
+
+def identified(w: str) -> tuple:
+    """The demo's test photos identified once against its catalog (its embedders evaluated again
+    first unless ``REEVALUATE=0``): their candidates, true ids, which are new, the catalog's ids, the
+    threshold model and the identifying embedder's run folder."""
     import numpy as np
     import pandas as pd
 
@@ -54,39 +81,44 @@ def main(argv: list[str] | None = None) -> int:
     from pipeline.final import identifying_embedder
     from pipeline.identify import InferConfig, identify, load
     from pipeline.photos import inputs
-    from pipeline.search import NEW, Candidates, map_at_5, predict, single_catalog_photo, top1
-    from pipeline.share import estimate_weights
+    from pipeline.search import NEW
     from pipeline.validation import EvalConfig, evaluate
 
-    w = a.workdir
     cv, crops, records = (os.path.join(w, d) for d in ("embedder", "crops", "records"))
     emb = identifying_embedder(w)
-    os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{os.path.abspath(w)}/mlflow.db")
     if os.environ.get("REEVALUATE", "1") == "1":  # the curves of this code's evaluate (the final model: carried over)
         for e in dict.fromkeys([cv, emb]):
             evaluate(EvalConfig(embedder=e, records=crops, out=os.path.join(e, "evaluation")), progress=False)
-    model = thr.load(emb)[1]
     cfg = InferConfig(detector=os.path.join(w, "detector"), embedder=emb, catalog=os.path.join(w, "catalog.npz"),
                       records=records, out=os.path.join(w, "bench_share"), new_share=0.2)
     m = load(cfg)
     names, _, _, _, cands, _, _ = identify(m, [tuple(zip(*inputs(cfg, {}), strict=True))], cfg)
     truth = pd.read_csv(os.path.join(w, "data", "test_truth.csv"), dtype=str).set_index("image")["individual_id"]
     truths = np.array([truth[n] for n in names], dtype=object)
-    is_new = truths == NEW
-    best, groups = thr.best_scores(cands), thr.group(cands, m.catalog.individual_ids)
-    if estimate_weights(best, groups, model) is None:
-        raise SystemExit(f"{emb}/threshold.json: too few validation queries of a kind for an estimate")
+    return cands, truths, truths == NEW, m.catalog.individual_ids, thr.load(emb)[1], emb
+
+
+def draws(cands, truths, is_new, catalog_ids, model, n: int):
+    """MAP@5 of ``n`` query sets drawn per share in ``SHARES``: at the threshold for the true share
+    and for the estimated one, and with one threshold per group (infer's default) at each."""
+    import numpy as np
+    import pandas as pd
+
+    from pipeline import threshold as thr
+    from pipeline.search import Candidates, map_at_5, predict
+    from pipeline.share import estimate_weights
+
+    best, groups = thr.best_scores(cands), thr.group(cands, catalog_ids)
     rng = np.random.default_rng(0)
     rows = []
     for share in SHARES:
-        for _ in range(a.draws):
+        for _ in range(n):
             idx = draw(rng, is_new, share)
             sub = Candidates(cands.ids[idx], cands.species[idx], cands.scores[idx], cands.query_species[idx])
             weights = estimate_weights(best[idx], groups[idx], model)
             est = weights["new"]
             scores = {k: map_at_5(predict(sub, model.best(s)[0]), list(truths[idx]))
                       for k, s in (("true", share), ("estimated", est))}
-            # one threshold per group (infer's default), at the estimated mix and at the true share
             for k, w in (("group_true", thr.given_share(weights, share)), ("group_estimated", weights)):
                 th = thr.per_query(0.0, {"thresholds_by_group": thr.by_group_thresholds(model, w)}, groups[idx])
                 scores[k] = map_at_5(predict(sub, th), list(truths[idx]))
@@ -94,31 +126,26 @@ def main(argv: list[str] | None = None) -> int:
     df = pd.DataFrame(rows)
     df["loss"] = df["true"] - df["estimated"]
     df["group_loss"] = df["group_true"] - df["group_estimated"]
+    return df
+
+
+def summary(df, n: int) -> dict:
+    """The per-share table (printed) and the JSON line's keys."""
     g = df.groupby("share").agg(estimate=("estimate", "mean"), estimate_sd=("estimate", "std"),
                                 map5_true=("true", "mean"), map5_estimated=("estimated", "mean"),
                                 loss=("loss", "mean"), map5_group=("group_estimated", "mean"),
                                 group_loss=("group_loss", "mean"), queries=("queries", "mean"))
     print(g.round(4).to_string())
-    out = {"draws": a.draws, "shares": list(SHARES), "estimate_mean": g["estimate"].round(4).tolist(),
-           "estimate_sd": g["estimate_sd"].round(4).tolist(), "loss_mean": g["loss"].round(4).tolist(),
-           "map5_true_share": g["map5_true"].round(4).tolist(),
-           "map5_estimated_share": g["map5_estimated"].round(4).tolist(),
-           "loss_at_0.1": round(float(g.loc[0.1, "loss"]), 4), "loss_at_0.4": round(float(g.loc[0.4, "loss"]), 4),
-           "max_abs_error": round(float((df["estimate"] - df["share"]).abs().max()), 4),
-           "map5_group_thresholds": g["map5_group"].round(4).tolist(),
-           "group_loss_mean": g["group_loss"].round(4).tolist(),
-           "group_loss_at_0.1": round(float(g.loc[0.1, "group_loss"]), 4),
-           "group_loss_at_0.4": round(float(g.loc[0.4, "group_loss"]), 4)}
-    # how often the best candidate is right for single-catalog-photo queries: the fold's own, the
-    # single kind's (evaluate.py's source), and the test photos': the single kind should look like the last
-    ev = json.loads(open(os.path.join(cv, "evaluation", "evaluation.json")).read())  # validation: the CV run
-    single_test = ~is_new & single_catalog_photo(truths, m.catalog.individual_ids)
-    out.update({"val_single_source": ev["single_photo_source"], "val_single_queries": ev["single_photo_queries"],
-                "val_single_top1_kind": round(ev["single_photo_top1"], 4),
-                "val_single_top1_fold": round(ev["single_photo_top1_fold"], 4),
-                "test_single_top1": round(top1(cands, truths, single_test), 4)})
-    print(json.dumps(out))
-    return 0
+    return {"draws": n, "shares": list(SHARES), "estimate_mean": g["estimate"].round(4).tolist(),
+            "estimate_sd": g["estimate_sd"].round(4).tolist(), "loss_mean": g["loss"].round(4).tolist(),
+            "map5_true_share": g["map5_true"].round(4).tolist(),
+            "map5_estimated_share": g["map5_estimated"].round(4).tolist(),
+            "loss_at_0.1": round(float(g.loc[0.1, "loss"]), 4), "loss_at_0.4": round(float(g.loc[0.4, "loss"]), 4),
+            "max_abs_error": round(float((df["estimate"] - df["share"]).abs().max()), 4),
+            "map5_group_thresholds": g["map5_group"].round(4).tolist(),
+            "group_loss_mean": g["group_loss"].round(4).tolist(),
+            "group_loss_at_0.1": round(float(g.loc[0.1, "group_loss"]), 4),
+            "group_loss_at_0.4": round(float(g.loc[0.4, "group_loss"]), 4)}
 
 
 if __name__ == "__main__":

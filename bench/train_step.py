@@ -16,6 +16,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 if __package__ in (None, ""):
     sys.path[0] = str(Path(__file__).resolve().parents[1])
@@ -49,6 +50,16 @@ def forward_flops(model, image_size: int) -> float:
     return float(tf.compat.v1.profiler.profile(frozen.graph, options=opts).total_float_ops)
 
 
+class Setup(NamedTuple):
+    """What every timed path trains on: the same batches, configs and number of timed steps."""
+
+    ds: object  # tf.data.Dataset of (inputs, targets) batches, repeated
+    cfg: object  # stage2_embed.training.TrainConfig
+    ecfg: object  # stage2_embed.model.EmbedderConfig
+    steps: int
+    images: int  # images in the timed steps
+
+
 def main(argv: list[str] | None = None) -> int:
     p = flags.parser(__doc__)
     p.add_argument("--backbone", default="b0", help="EfficientNet size")
@@ -59,11 +70,37 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
 
     import keras
+
+    from stage2_embed.training import compiled_models
+
+    setup = random_setup(a)
+    ceiling = matmul_gflops()
+    keras.utils.set_random_seed(0)
+    _, embed_model = compiled_models(setup.cfg, setup.ecfg, a.steps)
+    train_flops = 3 * forward_flops(embed_model, a.image_size)
+    rates = {"fit": fit_rate(setup, False), "gradient_tape": tape_rate(setup), "step_loop": step_loop_rate(setup),
+             "fit_jit": fit_rate(setup, True)}
+    for name, r in rates.items():
+        gf = r * train_flops / 1e9
+        print(f"{name:14s} {r:7.1f} img/s  {gf:6.1f} GFLOP/s  {gf / ceiling:6.1%} of the matmul ceiling")
+    print(json.dumps({
+        "backbone": a.backbone, "image_size": a.image_size, "batch_size": a.batch_size,
+        "train_gflop_per_image": train_flops / 1e9,
+        "matmul_ceiling_gflops": round(ceiling, 1), **{f"{k}_img_s": round(v, 2) for k, v in rates.items()},
+        "tape_vs_fit": round(rates["gradient_tape"] / rates["fit"], 3),
+        "step_loop_vs_fit": round(rates["step_loop"] / rates["fit"], 3),
+        "jit_vs_fit": round(rates["fit_jit"] / rates["fit"], 3),
+        "fit_utilisation": round(rates["fit"] * train_flops / 1e9 / ceiling, 4)}))
+    return 0
+
+
+def random_setup(a) -> Setup:
+    """Random images and labels in memory, batched and repeated, and the configs to train on them."""
     import numpy as np
     import tensorflow as tf
 
     from stage2_embed.model import EmbedderConfig
-    from stage2_embed.training import TrainConfig, compiled_models
+    from stage2_embed.training import TrainConfig
 
     n, s, b = a.batch_size * a.steps, a.image_size, a.batch_size
     rng = np.random.default_rng(0)
@@ -73,69 +110,68 @@ def main(argv: list[str] | None = None) -> int:
     ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(b, drop_remainder=True).repeat()
     cfg = TrainConfig(records="", out="", backbone=a.backbone, image_size=s, batch_size=b, epochs=1)
     ecfg = EmbedderConfig(num_classes=a.classes, num_species=8, backbone=a.backbone, image_size=s)
+    return Setup(ds, cfg, ecfg, a.steps, n)
 
-    def fit_rate(jit: bool) -> float:
-        keras.utils.set_random_seed(0)
-        model, _ = compiled_models(cfg, ecfg, a.steps)
-        model.jit_compile = jit
-        model.fit(ds, steps_per_epoch=2, epochs=1, verbose=0)  # trace / compile
-        t = time.perf_counter()
-        model.fit(ds, steps_per_epoch=a.steps, epochs=1, verbose=0)
-        return n / (time.perf_counter() - t)
 
-    def tape_rate() -> float:
-        keras.utils.set_random_seed(0)
-        model, _ = compiled_models(cfg, ecfg, a.steps)
-        opt, ce = model.optimizer, keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+def _model(setup: Setup):
+    import keras
 
-        @tf.function
-        def step(xb, yb):
-            with tf.GradientTape() as tape:
-                out = model(xb, training=True)
-                loss = ce(yb["individual"], out["individual"]) + 0.1 * ce(yb["species"], out["species"])
-            grads = tape.gradient(loss, model.trainable_variables)
-            opt.apply_gradients(zip(grads, model.trainable_variables, strict=True))
-            return loss
+    from stage2_embed.training import compiled_models
 
-        it = iter(ds)
-        for _ in range(2):
-            step(*next(it)).numpy()
-        t = time.perf_counter()
-        for _ in range(a.steps):
-            loss = step(*next(it))
-        loss.numpy()
-        return n / (time.perf_counter() - t)
-
-    def step_loop_rate() -> float:
-        """Keras' own ``train_step`` (losses, metrics, optimizer) in a ``tf.function`` loop with no
-        per-step sync: ``runtime.strategy.fit_epoch``'s loop."""
-        from runtime.strategy import fit_epoch
-
-        keras.utils.set_random_seed(0)
-        model, _ = compiled_models(cfg, ecfg, a.steps)
-        strategy = tf.distribute.get_strategy()
-        fit_epoch(model, ds, 2, strategy, progress=False, loop=True)  # trace
-        t = time.perf_counter()
-        fit_epoch(model, ds, a.steps, strategy, progress=False, loop=True)
-        return n / (time.perf_counter() - t)
-
-    ceiling = matmul_gflops()
     keras.utils.set_random_seed(0)
-    _, embed_model = compiled_models(cfg, ecfg, a.steps)
-    train_flops = 3 * forward_flops(embed_model, s)
-    rates = {"fit": fit_rate(False), "gradient_tape": tape_rate(), "step_loop": step_loop_rate(),
-             "fit_jit": fit_rate(True)}
-    for name, r in rates.items():
-        gf = r * train_flops / 1e9
-        print(f"{name:14s} {r:7.1f} img/s  {gf:6.1f} GFLOP/s  {gf / ceiling:6.1%} of the matmul ceiling")
-    print(json.dumps({
-        "backbone": a.backbone, "image_size": s, "batch_size": b, "train_gflop_per_image": train_flops / 1e9,
-        "matmul_ceiling_gflops": round(ceiling, 1), **{f"{k}_img_s": round(v, 2) for k, v in rates.items()},
-        "tape_vs_fit": round(rates["gradient_tape"] / rates["fit"], 3),
-        "step_loop_vs_fit": round(rates["step_loop"] / rates["fit"], 3),
-        "jit_vs_fit": round(rates["fit_jit"] / rates["fit"], 3),
-        "fit_utilisation": round(rates["fit"] * train_flops / 1e9 / ceiling, 4)}))
-    return 0
+    return compiled_models(setup.cfg, setup.ecfg, setup.steps)[0]
+
+
+def fit_rate(setup: Setup, jit: bool) -> float:
+    """Images/s of Keras ``fit`` (``jit``: XLA-compiled), after a traced warm-up of two steps."""
+    model = _model(setup)
+    model.jit_compile = jit
+    model.fit(setup.ds, steps_per_epoch=2, epochs=1, verbose=0)  # trace / compile
+    t = time.perf_counter()
+    model.fit(setup.ds, steps_per_epoch=setup.steps, epochs=1, verbose=0)
+    return setup.images / (time.perf_counter() - t)
+
+
+def tape_rate(setup: Setup) -> float:
+    """Images/s of a plain ``tf.GradientTape`` step in a ``tf.function`` (the two heads' losses)."""
+    import keras
+    import tensorflow as tf
+
+    model = _model(setup)
+    opt, ce = model.optimizer, keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+    @tf.function
+    def step(xb, yb):
+        with tf.GradientTape() as tape:
+            out = model(xb, training=True)
+            loss = ce(yb["individual"], out["individual"]) + 0.1 * ce(yb["species"], out["species"])
+        grads = tape.gradient(loss, model.trainable_variables)
+        opt.apply_gradients(zip(grads, model.trainable_variables, strict=True))
+        return loss
+
+    it = iter(setup.ds)
+    for _ in range(2):
+        step(*next(it)).numpy()
+    t = time.perf_counter()
+    for _ in range(setup.steps):
+        loss = step(*next(it))
+    loss.numpy()
+    return setup.images / (time.perf_counter() - t)
+
+
+def step_loop_rate(setup: Setup) -> float:
+    """Keras' own ``train_step`` (losses, metrics, optimizer) in a ``tf.function`` loop with no
+    per-step sync: ``runtime.strategy.fit_epoch``'s loop."""
+    import tensorflow as tf
+
+    from runtime.strategy import fit_epoch
+
+    model = _model(setup)
+    strategy = tf.distribute.get_strategy()
+    fit_epoch(model, setup.ds, 2, strategy, progress=False, loop=True)  # trace
+    t = time.perf_counter()
+    fit_epoch(model, setup.ds, setup.steps, strategy, progress=False, loop=True)
+    return setup.images / (time.perf_counter() - t)
 
 
 if __name__ == "__main__":

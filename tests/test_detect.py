@@ -273,7 +273,8 @@ def test_a_detector_trains_from_a_locally_saved_pretrained_preset(tiny_records, 
 
 
 def test_training_photos_with_close_ups_come_at_the_input_size_with_their_animal_filling_the_frame(tiny_records):
-    from stage1_detect.data import CLOSE_UP_FILL, train_dataset
+    from stage1_detect.data import train_dataset
+    from stage1_detect.framing import CLOSE_UP_FILL
 
     sides = {}
     for rate in (0.0, 1.0):

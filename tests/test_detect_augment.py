@@ -76,7 +76,7 @@ def _four_photos() -> dict:
 
 
 def test_tiles_shrink_four_photos_into_one_grid_and_move_every_box_with_its_photo():
-    from stage1_detect.data import tiles
+    from stage1_detect.framing import tiles
 
     photos = _four_photos()
     eager = tiles(2)(photos)
@@ -93,7 +93,7 @@ def test_tiles_shrink_four_photos_into_one_grid_and_move_every_box_with_its_phot
 
 
 def test_mosaic_replaces_its_share_of_photos_by_grids_of_four_different_ones():
-    from stage1_detect.data import mosaic
+    from stage1_detect.framing import mosaic
 
     photos = {**_four_photos(), "seed": tf.constant([3, 0], tf.int64)}
     kept = mosaic(0.0)(photos)
@@ -126,7 +126,7 @@ def _boxed_photo() -> dict:
 
 
 def test_close_ups_frame_the_first_animal_as_a_close_up_and_keeps_its_pixels_boxed():
-    from stage1_detect.data import CLOSE_UP_FILL, close_ups, keyed
+    from stage1_detect.framing import CLOSE_UP_FILL, close_ups, keyed
 
     photo = {**_boxed_photo(), "seed": tf.constant([2, 0], tf.int64)}
     whole = close_ups(0.0, 160)(photo)  # off: the photo resized, every box with it
@@ -147,7 +147,7 @@ def test_close_ups_frame_the_first_animal_as_a_close_up_and_keeps_its_pixels_box
 def test_empty_windows_cut_water_away_from_every_box_and_leave_it_unboxed():
     """Water alone: a window touching neither animal, scaled to the photo's size, with no box; off, or
     where no free window exists, the photo as it was."""
-    from stage1_detect.data import EMPTY_SIDE, empty_windows, keyed
+    from stage1_detect.framing import EMPTY_SIDE, empty_windows, keyed
 
     photo = {**_boxed_photo(), "seed": tf.constant([2, 0], tf.int64)}
     ramp = np.linspace(0.0, 100.0, 320, dtype=np.float32)[None, :, None]  # water that differs from place to place
@@ -187,7 +187,7 @@ def test_training_batches_with_empty_windows_hold_photos_without_boxes(tiny_reco
 def test_far_views_shrink_the_photo_onto_its_own_water_with_every_box_on_its_animal():
     """Seen from afar: the photo at 0.2-0.5 of its side somewhere on a canvas of its water, each box
     moved onto its shrunk animal; close-ups then leave such a photo whole; off, the photo as it was."""
-    from stage1_detect.data import FAR_SIDE, close_ups, far_views, keyed
+    from stage1_detect.framing import FAR_SIDE, close_ups, far_views, keyed
 
     photo = {**_boxed_photo(), "seed": tf.constant([2, 0], tf.int64)}
     photo["images"] = tf.maximum(photo["images"], 40.0)  # water of 40, the animals 255
@@ -230,7 +230,7 @@ def test_training_batches_with_far_views_hold_small_animals(tiny_records):
 
 
 def test_far_views_on_sea_water_take_the_canvas_from_the_bank():
-    from stage1_detect.data import far_views, keyed, sea_water
+    from stage1_detect.framing import far_views, keyed, sea_water
 
     photo = {**_boxed_photo(), "seed": tf.constant([2, 0], tf.int64)}
     photo["images"] = tf.maximum(photo["images"], 40.0)
