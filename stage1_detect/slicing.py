@@ -11,9 +11,11 @@ Two rules keep the tiles' boxes from costing the photos where the animal is larg
 - a box that touches a tile's edge inside the photo is cut by the slice, and is left to the views
   that see the whole animal (SAHI keeps and merges them; here they outranked whole fins);
 - where the whole-photo views' most confident box covers more than ``CLOSE_UP`` of the photo, the
-  photo is a close-up and the tiles' boxes are dropped: each tile sees a part of the animal, which a
-  synthetic-trained detector boxes as if whole (2 x 2 slices without this rule cost the committed
-  close-ups 0.04-0.05 mAP@0.5; with it, 0.01-0.02).
+  photo is a close-up: each tile sees a part of the animal, which a synthetic-trained detector boxes
+  as if whole (2 x 2 slices without this rule cost the committed close-ups 0.04-0.05 mAP@0.5; with
+  it, 0.01-0.02). The crops then never take a tile's box, and the boxes scored keep the tiles' at
+  ``DEMOTE`` of their confidence, ranked below the whole photo's: where the wide box is wrong (open
+  water at sea) a fin the tiles found still counts.
 
 Boxes are ``BOX_FORMAT`` (xyxy in pixels) of the decoded photo, ``k`` times the model's input.
 """
@@ -27,6 +29,10 @@ SLICES_HELP = ("also look at K x K overlapping tiles of each photo decoded at K 
                "(stage1_detect/slicing.py: fins a few per cent of the frame, as at sea); 1: no tiles")
 TILE_OVERLAP = 1 / 3  # of a tile's side: 2 x 2 tiles are 0.6 of the photo's side, overlapping by 0.2
 CLOSE_UP = 0.1  # share of the photo: a most confident box above it makes the photo a close-up
+# the tiles' boxes in a close-up, scored (COCO): kept at this share of their confidence, so that they rank
+# below the whole photo's boxes (a right close-up loses nothing) and a fin the tiles found beside a wrong
+# wide box still counts (photos at sea); crops never take them (docs/history.md, "Demoted, not dropped")
+DEMOTE = 0.01
 EDGE = 2.0  # pixels of the model's input: a box this near a tile's inner edge is cut by it
 
 
@@ -136,18 +142,18 @@ def _wide_only(images, close, fn, fills: tuple) -> tuple:
 
 
 def with_slices(whole: dict, look: Callable, images, model_size: int, k: int) -> tuple:
-    """The whole photos' dense predictions (``whole``, at the model's input) and their tiles' (for the
-    photos that are not close-ups) in ``images``' pixels: (boxes, confidence, classes) to merge."""
+    """The whole photos' dense predictions (``whole``, at the model's input) and their tiles' in
+    ``images``' pixels: (boxes, confidence, classes) to merge. In a close-up the tiles' boxes are
+    kept at ``DEMOTE`` times their confidence, after the whole photo's confident boxes."""
     import tensorflow as tf
 
     size = int(images.shape[1])
     wc = tf.cast(whole["confidence"], tf.float32)
     wb = tf.where((wc > 0)[..., None], tf.cast(whole["boxes"], tf.float32) * (size / model_size), -1.0)
     wk = tf.cast(whole["classes"], tf.float32)
-    tiles = _wide_only(images, close_up(wb, wc, size), lambda x: slice_boxes(look, x, model_size, k), (-1, -1, -1))
-    if tiles is None:
-        return wb, wc, wk
-    return tuple(tf.concat([w, t], 1) for w, t in zip((wb, wc, wk), tiles, strict=True))
+    tb, tc, tk = slice_boxes(look, images, model_size, k)
+    tc = tf.where(close_up(wb, wc, size)[:, None] & (tc > 0), tc * DEMOTE, tc)
+    return tuple(tf.concat([w, t], 1) for w, t in zip((wb, wc, wk), (tb, tc, tk), strict=True))
 
 
 def top_with_slices(whole: tuple, top: Callable, images, model_size: int, k: int) -> tuple:

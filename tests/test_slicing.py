@@ -1,13 +1,13 @@
 """Test-time slices (stage1_detect/slicing.py) with hand-made photos and a fake detector whose answers
 are known: it boxes every bright square of at least ``SEEN`` pixels at the model's input, so a square
-too small for the whole photo is found in a tile; boxes cut by a tile's inner edge and the tiles' boxes
-in close-ups are left out; boxes come back in the photo's pixels."""
+too small for the whole photo is found in a tile; boxes cut by a tile's inner edge are left out, and in
+close-ups the tiles' boxes rank last; boxes come back in the photo's pixels."""
 
 import cv2
 import numpy as np
 import tensorflow as tf
 
-from stage1_detect.slicing import close_up, tile_grid
+from stage1_detect.slicing import DEMOTE, close_up, tile_grid
 from stage1_detect.views import detect_views, top_views
 
 S = 32  # the model's input; photos are decoded at 2 x S for 2 x 2 slices
@@ -72,13 +72,16 @@ def test_a_box_cut_by_a_tiles_inner_edge_is_left_to_the_tile_that_holds_it_whole
     assert found.shape == (1, 4) and np.allclose(found[0], [28, 28, 44, 44], atol=1.5)
 
 
-def test_in_a_close_up_the_tiles_boxes_are_dropped():
+def test_in_a_close_up_the_tiles_boxes_rank_last_and_the_crop_never_takes_one():
     small = (48, 48, 58, 58)  # found only in a tile, as above
-    wide = boxes_of(detect_views(detect, photo(small), zoom=1, slices=2))
-    assert len(wide) == 1
+    alone = detect_views(detect, photo(small), zoom=1, slices=2)
+    assert len(boxes_of(alone)) == 1 and float(alone["confidence"][0, 0]) == np.float32(0.95)
     x = photo((2, 2, 40, 40), small)  # the whole photo's best box covers 35 % of it: a close-up
-    found = boxes_of(detect_views(detect, x, zoom=1, slices=2))
-    assert found.shape == (1, 4) and np.allclose(found[0], [2, 2, 40, 40], atol=1.5)
+    d = detect_views(detect, x, zoom=1, slices=2)
+    found, conf = boxes_of(d), np.asarray(d["confidence"])[0]
+    assert found.shape == (2, 4) and np.allclose(found[0], [2, 2, 40, 40], atol=1.5)
+    assert np.allclose(found[1], small, atol=1.5)  # the tile's box, kept at DEMOTE of its 0.9
+    assert conf[0] == np.float32(0.95) and conf[1] == np.float32(0.9 * DEMOTE)
     b, _, _ = top_views(top, x, zoom=1, slices=2)
     assert np.allclose(np.asarray(b)[0], [2, 2, 40, 40], atol=1.5)
 
