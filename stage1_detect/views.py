@@ -156,17 +156,19 @@ def top_mirrored(top: Callable, images) -> tuple:
     return boxes.astype(np.float32), np.maximum(c1, c2).astype(np.float32), np.where(first, k1, k2)
 
 
-def _merge(boxes, conf, classes) -> dict:
+def _merge(boxes, conf, classes, limit: int = 0) -> dict:
     """Boxes of several views ([B, N, 4] xyxy px, -1 padded) merged by class-agnostic non-max
-    suppression as the detector's own decoder merges one view (``NMS_IOU``, ``MAX_DETECTIONS``)."""
+    suppression as the detector's own decoder merges one view (``NMS_IOU``; ``limit`` boxes a photo,
+    0: ``MAX_DETECTIONS``)."""
     import tensorflow as tf
 
     from stage1_detect.model import MAX_DETECTIONS, NMS_IOU
 
+    limit = limit or MAX_DETECTIONS
     yxyx = tf.gather(boxes, [1, 0, 3, 2], axis=-1)
-    keep, count = tf.image.non_max_suppression_padded(yxyx, conf, MAX_DETECTIONS, NMS_IOU, score_threshold=0.0,
+    keep, count = tf.image.non_max_suppression_padded(yxyx, conf, limit, NMS_IOU, score_threshold=0.0,
                                                       pad_to_max_output_size=True)
-    valid = tf.range(MAX_DETECTIONS)[None] < count[:, None]
+    valid = tf.range(limit)[None] < count[:, None]
     pick = lambda t: tf.where(valid if t.shape.rank == 2 else valid[..., None],  # noqa: E731
                               tf.gather(t, keep, batch_dims=1), -1.0)
     return {"boxes": pick(boxes), "confidence": pick(conf), "classes": pick(classes),
@@ -181,13 +183,14 @@ def detect_views(detect: Callable, images, zoom: int = ZOOM, mirror: bool = Fals
     and the boxes of their k x k tiles join (``stage1_detect.slicing``); boxes in ``images``' pixels."""
     import tensorflow as tf
 
+    from stage1_detect import slicing
     from stage1_detect.slicing import with_slices
 
     look = (lambda x: detect_mirrored(detect, x)) if mirror else detect
     if slices > 1:
         s = int(images.shape[1]) // slices
         whole = detect_views(detect, tf.image.resize(images, (s, s), antialias=True), zoom, mirror)
-        return _merge(*with_slices(whole, look, images, s, slices))
+        return _merge(*with_slices(whole, look, images, s, slices), limit=slicing.SCORED_LIMIT)
     first = look(images)
     if zoom <= 1:
         return first

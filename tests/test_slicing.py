@@ -90,3 +90,12 @@ def test_a_close_up_is_a_confident_box_over_a_tenth_of_the_photo():
     boxes = tf.constant([[[0, 0, 30, 30], [0, 0, 90, 90]], [[0, 0, 90, 90], [0, 0, 10, 10]]], tf.float32)
     conf = tf.constant([[0.9, 0.2], [-1.0, 0.5]])  # the first photo's best box covers 11 %, the second's 1 %
     assert close_up(boxes, conf, 90).numpy().tolist() == [True, False]
+
+
+def test_a_photo_of_many_small_animals_keeps_more_boxes_than_one_view_does(monkeypatch):
+    import stage1_detect.model
+
+    monkeypatch.setattr(stage1_detect.model, "MAX_DETECTIONS", 3)  # one view's decoder keeps 3
+    corners = [(5, 5, 15, 15), (49, 5, 59, 15), (5, 49, 15, 59), (49, 49, 59, 59)]  # one in each tile
+    found = boxes_of(detect_views(detect, photo(*corners), zoom=1, slices=2))
+    assert sorted(map(tuple, found.round().astype(int).tolist())) == sorted(corners)
