@@ -144,8 +144,8 @@ def stage_times(models, cfg, cat, ids, encoded: list[bytes], det_size: int, emb_
     q_local = local.of_crops(encoded)
     keypoints = time.perf_counter() - t
     cat_local = local.from_list([q_local.of(i % len(encoded)) for i in range(len(cat))])
-    for key, k, c in (("rerank", 10, cands), ("rerank_k30", max(rerank.DEPTHS),
-                                              search(q, cat, ids, species, k=max(rerank.DEPTHS)))):
+    deep = search(q, cat, ids, species, k=max(rerank.DEPTHS))  # the deepest validation may choose
+    for key, k, c in (("rerank", 10, cands), ("rerank_k30", max(rerank.DEPTHS), deep)):
         t = time.perf_counter()
         rerank.inlier_matrix(c, q, q_local, cat, ids, cat_local, k=k)
         out[key] = keypoints + time.perf_counter() - t

@@ -183,14 +183,13 @@ def detect_views(detect: Callable, images, zoom: int = ZOOM, mirror: bool = Fals
     and the boxes of their k x k tiles join (``stage1_detect.slicing``); boxes in ``images``' pixels."""
     import tensorflow as tf
 
-    from stage1_detect import slicing
-    from stage1_detect.slicing import with_slices
+    from stage1_detect.slicing import SCORED_LIMIT, with_slices
 
     look = (lambda x: detect_mirrored(detect, x)) if mirror else detect
     if slices > 1:
         s = int(images.shape[1]) // slices
         whole = detect_views(detect, tf.image.resize(images, (s, s), antialias=True), zoom, mirror)
-        return _merge(*with_slices(whole, look, images, s, slices), limit=slicing.SCORED_LIMIT)
+        return _merge(*with_slices(whole, look, images, s, slices), limit=SCORED_LIMIT)
     first = look(images)
     if zoom <= 1:
         return first
