@@ -54,9 +54,10 @@ def main(argv: list[str] | None = None) -> int:
     w = a.workdir
     os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{os.path.abspath(w)}/mlflow.db")
     cands, truths, is_new, catalog_ids, model, emb = identified(w)
-    if estimate_weights(thr.best_scores(cands), thr.group(cands, catalog_ids), model) is None:
+    best, groups = thr.best_scores(cands), thr.group(cands, catalog_ids)
+    if estimate_weights(best, groups, model) is None:
         raise SystemExit(f"{emb}/threshold.json: too few validation queries of a kind for an estimate")
-    df = draws(cands, truths, is_new, catalog_ids, model, a.draws)
+    df = draws(cands, best, groups, truths, is_new, model, a.draws)
     out = summary(df, a.draws)
     # how often the best candidate is right for single-catalog-photo queries: the fold's own, the
     # single kind's (evaluate.py's source), and the test photos': the single kind should look like the last
@@ -98,9 +99,10 @@ def identified(w: str) -> tuple:
     return cands, truths, truths == NEW, m.catalog.individual_ids, thr.load(emb)[1], emb
 
 
-def draws(cands, truths, is_new, catalog_ids, model, n: int):
+def draws(cands, best, groups, truths, is_new, model, n: int):
     """MAP@5 of ``n`` query sets drawn per share in ``SHARES``: at the threshold for the true share
-    and for the estimated one, and with one threshold per group (infer's default) at each."""
+    and for the estimated one, and with one threshold per group (infer's default) at each; ``best``
+    and ``groups``: ``pipeline.threshold``'s best scores and groups of ``cands``."""
     import numpy as np
     import pandas as pd
 
@@ -108,7 +110,6 @@ def draws(cands, truths, is_new, catalog_ids, model, n: int):
     from pipeline.search import Candidates, map_at_5, predict
     from pipeline.share import estimate_weights
 
-    best, groups = thr.best_scores(cands), thr.group(cands, catalog_ids)
     rng = np.random.default_rng(0)
     rows = []
     for share in SHARES:

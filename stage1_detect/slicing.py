@@ -33,7 +33,7 @@ CLOSE_UP = 0.1  # share of the photo: a most confident box above it makes the ph
 # below the whole photo's boxes (a right close-up loses nothing) and a fin the tiles found beside a wrong
 # wide box still counts (photos at sea); crops never take them (docs/history.md, "Demoted, not dropped")
 DEMOTE = 0.01
-# boxes a photo keeps, scored, once its tiles' join (COCO's own limit): one view keeps MAX_DETECTIONS (20),
+# boxes a photo keeps, scored, once its tiles join (COCO's own limit): one view keeps MAX_DETECTIONS (20),
 # and a photo of many small animals has more; with 20, 6x6 grids of the real fins lost 0.06-0.09 mAP@0.5
 SCORED_LIMIT = 100
 EDGE = 2.0  # pixels of the model's input: a box this near a tile's inner edge is cut by it
