@@ -45,6 +45,10 @@ def test_the_real_set_is_consistent():
     assert (src.loc[train["image"], "fin_id"].values == train["individual_id"].values).all()
     boxes = pd.read_csv(REAL / "boxes.csv")
     assert boxes["image"].is_unique and len(boxes) == 111 and set(boxes["label"]) == {"fin"}
+    views = pd.read_csv(REAL / "views.csv", dtype=str)  # where each photo was taken from, by eye
+    assert sorted(views["image"]) == sorted(images) and views["view"].value_counts().to_dict() == {
+        "surface": 59, "underwater": 56}
+    assert set(views.loc[views["view"] == "surface", "image"]) <= set(boxes["image"])  # every one boxed
     for b in boxes.itertuples():
         h, w = cv2.imread(str(images[b.image])).shape[:2]
         assert 0 <= b.x_min < b.x_max <= w and 0 <= b.y_min < b.y_max <= h, b.image
