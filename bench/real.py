@@ -24,7 +24,9 @@ and prints one JSON line:
   often the box the crops take there covers over half the frame (water boxed as an animal); the same
   three ending ``_at_sea_real`` with each frame's water mirrored out of a box-free band of another of
   the folder's photos (real water, foam and rock instead of the synthetic sea); a given detector only
-  (one trained here saw these photos);
+  (one trained here saw these photos); with a ``views.csv`` (image,view: ``surface`` or ``underwater``)
+  in the folder, the six again ending ``_surface``: the photos taken from the surface alone, each in
+  the frame it has among all (photos at sea are taken from a boat);
 - ``known_map5``: MAP@5 of the test photos of known individuals, ranking the catalog's individuals
   only (closed set: what a researcher scrolling the candidates sees);
 - ``open_set_map5``: Kaggle's MAP@5 of ``submission.csv`` against ``test_truth.csv``;
@@ -57,16 +59,29 @@ from stage2_embed.fusion import METRIC_MODES
 
 def at_sea(data: str, det: str, w: str, water: str = "sea", input_size: int = 0) -> dict:
     """The detector on the boxed photos shrunk into a synthetic sea, or with ``water="real"`` into the
-    folder's own water (``tfrecords.synthetic.at_sea``); keys end ``_at_sea`` or ``_at_sea_real``."""
+    folder's own water (``tfrecords.synthetic.at_sea``); keys end ``_at_sea`` or ``_at_sea_real``, and
+    where the folder has a ``views.csv``, the same for its surface photos alone (``..._surface``)."""
+    from tfrecords.synthetic.at_sea import surface_photos
+
+    name = "at_sea" if water == "sea" else "at_sea_real"
+    out = _scored_at_sea(data, det, w, name, water, input_size)
+    surface = surface_photos(data)
+    if surface:
+        out.update(_scored_at_sea(data, det, w, f"{name}_surface", water, input_size, surface))
+    return out
+
+
+def _scored_at_sea(data: str, det: str, w: str, name: str, water: str, input_size: int,
+                   only: set[str] | None = None) -> dict:
+    """Paste (once), build and score one at-sea proxy: its three keys ending ``name``."""
     from stage1_detect.scoring import evaluate
     from tfrecords.builder import build
     from tfrecords.plan import BuildConfig
     from tfrecords.synthetic.at_sea import paste_at_sea
 
-    name = "at_sea" if water == "sea" else "at_sea_real"
     folder, records = os.path.join(w, name), os.path.join(w, f"{name}_records")
     if not os.path.exists(os.path.join(folder, "boxes.csv")):
-        paste_at_sea(data, folder, seed=0, water=water)
+        paste_at_sea(data, folder, seed=0, water=water, only=only)
     build(BuildConfig(data=folder, out=records, folds=2), progress=False)
     r = evaluate(det, records, out=os.path.join(w, f"detector_eval_{name}"), every=True, input_size=input_size)
     return {f"detector_map50_{name}": r["map50"], f"detector_iou50_share_{name}": r["iou50_share"],

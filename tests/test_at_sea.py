@@ -4,6 +4,7 @@ the result must be a folder the builder reads."""
 
 import numpy as np
 import pandas as pd
+import pytest
 from PIL import Image
 
 from tfrecords.synthetic.at_sea import AREA, FRAME, paste_at_sea, paste_one
@@ -87,3 +88,34 @@ def test_a_folder_at_real_sea_takes_each_frames_water_from_another_photo(tmp_pat
         assert int(np.argmax(corner)) != int(np.argmax(c))  # another photo's water
         inner = frame[int(b.y_min) + 2:int(b.y_max) - 2, int(b.x_min) + 2:int(b.x_max) - 2]
         assert inner.min() > 200  # the box still holds the animal
+
+
+def test_only_some_photos_go_to_sea_each_in_the_frame_it_has_among_all(tmp_path):
+    """``only`` (the surface photos of a folder's views.csv) writes a subset whose frames are those the
+    same seed gives with every photo, so the two proxies differ in their photos alone."""
+    from runtime.cli import DataError
+    from tfrecords.synthetic.at_sea import surface_photos
+
+    src = tmp_path / "src"
+    (src / "train_images").mkdir(parents=True)
+    names = [f"p{i}.jpg" for i in range(3)]
+    for i, n in enumerate(names):
+        Image.fromarray(np.full((64, 96, 3), 60 * i + 20, np.uint8)).save(src / "train_images" / n)
+    pd.DataFrame({"image": names, "species": "s", "individual_id": ["a", "b", "c"]}).to_csv(src / "train.csv",
+                                                                                           index=False)
+    pd.DataFrame({"image": names, "x_min": 10, "y_min": 5, "x_max": 50, "y_max": 60}).to_csv(src / "boxes.csv",
+                                                                                             index=False)
+    assert surface_photos(str(src)) is None  # no views.csv: no subset
+    pd.DataFrame({"image": names, "view": ["surface", "underwater", "surface"]}).to_csv(src / "views.csv",
+                                                                                         index=False)
+    only = surface_photos(str(src))
+    assert only == {"p0.jpg", "p2.jpg"}
+    assert paste_at_sea(str(src), str(tmp_path / "all"), seed=5, part="fin") == 3
+    assert paste_at_sea(str(src), str(tmp_path / "some"), seed=5, part="fin", only=only) == 2
+    every, some = (pd.read_csv(tmp_path / d / "boxes.csv") for d in ("all", "some"))
+    pd.testing.assert_frame_equal(some, every[every["image"] != "p1.jpg"].reset_index(drop=True))
+    assert sorted(p.name for p in (tmp_path / "some" / "train_images").iterdir()) == ["p0.jpg", "p2.jpg"]
+    assert list(pd.read_csv(tmp_path / "some" / "train.csv")["image"]) == ["p0.jpg", "p2.jpg"]
+    pd.DataFrame({"image": names, "view": ["surface", "aerial", "surface"]}).to_csv(src / "views.csv", index=False)
+    with pytest.raises(DataError, match="view 'aerial' is not one of surface, underwater"):
+        surface_photos(str(src))

@@ -17,6 +17,7 @@ one here, as it would at sea. Deterministic per ``seed``.
 from __future__ import annotations
 
 import os
+from collections.abc import Collection
 
 import numpy as np
 import pandas as pd
@@ -42,6 +43,25 @@ FADE = 0.1  # the pasted photo's edges blend into the sea over this share of its
 STRIP_SHARE = 0.2
 STRIP_SIDE = 64
 STRIP_TRIM = 4  # px cut from each edge of a band: a few of the photos have a thin border
+# optional in a folder: where each photo was taken from (image,view; view surface or underwater). Photos
+# at sea are taken from the surface; a fin shot from an underwater cage, pasted into surface water, is a
+# translucent patch no such photo shows (docs/history.md, "the fins above the water alone")
+VIEWS_CSV = "views.csv"
+VIEWS = ("surface", "underwater")
+
+
+def surface_photos(data: str) -> set[str] | None:
+    """The photos of ``data`` taken from the surface (its ``VIEWS_CSV``), or None without that file."""
+    from runtime.cli import DataError
+
+    path = os.path.join(data, VIEWS_CSV)
+    if not os.path.exists(path):
+        return None
+    views = read_csv(path, ("image", "view"), VIEWS_CSV)
+    bad = sorted(set(views["view"]) - set(VIEWS))
+    if bad:
+        raise DataError(f"{path}: view {bad[0]!r} is not one of {', '.join(VIEWS)}")
+    return set(views.loc[views["view"] == "surface", "image"])
 
 
 def _fade(h: int, w: int) -> np.ndarray:
@@ -97,12 +117,14 @@ def paste_one(rgb: np.ndarray, boxes: list, rng: np.random.Generator, water: np.
     return sea.astype(np.uint8), moved
 
 
-def paste_at_sea(data: str, out: str, seed: int = 0, part: str = "animal", water: str = "sea") -> int:
+def paste_at_sea(data: str, out: str, seed: int = 0, part: str = "animal", water: str = "sea",
+                 only: Collection[str] | None = None) -> int:
     """Every boxed photo of the Kaggle-layout folder ``data`` (train and test, ``boxes.csv``) into the
     sea, written to ``out`` as training photos with their individuals and a ``boxes.csv``; returns
     how many. Photos without a box are left out (there is nothing to find in them). ``water``: sea
     (the synthetic sea) or real (the folder's own water: each frame a ``real_sea`` of the
-    ``water_strip`` of another of its photos, drawn at random)."""
+    ``water_strip`` of another of its photos, drawn at random). ``only``: write these photos alone,
+    each in the frame it has among all of them (the same sea, place and size)."""
     if water not in ("sea", "real"):
         raise ValueError(f"water {water!r}: choose sea or real")
     boxes, _ = load_boxes(os.path.join(data, BOXES_CSV), part)
@@ -126,9 +148,13 @@ def paste_at_sea(data: str, out: str, seed: int = 0, part: str = "animal", water
         if water == "real":
             others = [s for name, s in strips if name != row.image]
             sea = real_sea(others[int(rng.integers(len(others)))])
-        frame, moved = paste_one(rgb, boxes[row.image], rng, sea)
+        frame, moved = paste_one(rgb, boxes[row.image], rng, sea)  # drawn for every photo: the same frames
+        if only is not None and row.image not in only:
+            continue
         Image.fromarray(frame).save(os.path.join(out, TRAIN_DIR, row.image), quality=92)
         kept += [(row.image, *b) for b in moved]
+    if only is not None:
+        rows = rows[rows["image"].isin(only)]
     rows[[c for c in TRAIN_COLUMNS if c in rows.columns]].to_csv(os.path.join(out, TRAIN_CSV), index=False)
     pd.DataFrame(kept, columns=list(BOX_COLUMNS)).to_csv(os.path.join(out, BOXES_CSV), index=False,
                                                          float_format="%.1f")
