@@ -46,7 +46,8 @@ def entries(w: str) -> dict[str, tuple[str, list[str]]]:
                         "CDLA-Permissive-1.0) through the demo's detector and an embedder trained on its crops "
                         "(3 seeds), beside the whole-frame and training-free references; the detector also on "
                         "grids of the photos and on the photos shrunk into a synthetic sea (`_at_sea`) or into "
-                        "the set's own water (`_at_sea_real`)",
+                        "the set's own water (`_at_sea_real`), each also for the photos taken from the surface "
+                        "alone (`_surface`: the set's views.csv)",
                         ["bench/real.py", "--data", REAL_SET, "--detector", os.path.join(demo, "detector"),
                          "--embedder", "train", "--repeats", "3", "--workdir", os.path.join(w, "real_sharks")]),
         "real_sharks_boxes": ("the same real set cropped by its hand-drawn boxes (no detector): stage 2 alone",
