@@ -83,7 +83,7 @@ def choose_boxes(parsed, model=None, image_size: int = 0, source: str = "detecto
     """Per image of ``parsed`` (parsed records): (rel-yxyx box before the margin, score, source).
     The identified animal's box is the detector's most confident one (``top_box_fn``): Kaggle's
     photos are framed on the animal the id belongs to, so the most confident box is the subject;
-    with ``source="boxes"`` it is the union of the record's own boxes. ``zoom`` > 1: the more confident
+    with ``source="boxes"`` it is the record's own first box (``subject_box``). ``zoom`` > 1: the more confident
     box of the photo and of its zoomed-out view; ``mirror``: each view's box fused with its mirror
     image's (``stage1_detect.views``); ``slices``: the tiles' box where more confident, unless a close-up
     (``stage1_detect.slicing``). ``model`` is the Keras
@@ -92,7 +92,7 @@ def choose_boxes(parsed, model=None, image_size: int = 0, source: str = "detecto
     import tensorflow as tf
 
     from stage1_detect.model import most_confident
-    from tfrecords.reader import box_union, decode_image
+    from tfrecords.reader import decode_image, subject_box
 
     if next(iter(parsed.take(1)), None) is None:  # an empty shard (e.g. a split with no images)
         return np.zeros((0, 4), np.float32), np.zeros(0, np.float32), []
@@ -100,7 +100,7 @@ def choose_boxes(parsed, model=None, image_size: int = 0, source: str = "detecto
         boxes, sources = [], []
         for ex in parsed:
             has = int(tf.shape(ex["image/object/bbox"])[0]) > 0
-            boxes.append(box_union(ex).numpy())
+            boxes.append(subject_box(ex).numpy())
             sources.append("boxes" if has else "full")
         return np.array(boxes).reshape(-1, 4), np.where(np.array(sources) == "boxes", 1.0, -1.0), sources
     ds = parsed.map(lambda e: decode_image(e["image/encoded"], image_size * slices, antialias=False),

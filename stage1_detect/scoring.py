@@ -88,7 +88,7 @@ def evaluate(run_dir: str, records: str, val_fold: int | None = None, out: str |
     would (``frame_iou50_share``). With ``tile`` k > 1, only COCO mAP, on k x k grids of the photos."""
     from stage1_detect.data import boxed_records, class_map_for, eval_dataset
     from stage1_detect.model import load_detector, most_confident
-    from tfrecords.reader import box_union, decode_image
+    from tfrecords.reader import decode_image, subject_box
 
     model, cfg = load_detector(run_dir, input_size=input_size)
     if val_fold is None and not every:
@@ -113,16 +113,29 @@ def evaluate(run_dir: str, records: str, val_fold: int | None = None, out: str |
     # the reference a detector must beat: no detector, the crop is the whole photo (boxes are
     # normalised, so the photo is [0, 0, 1, 1]); close-up photo-ID shots make it a strong one
     frame = np.array([iou(np.tile([0.0, 0.0, 1.0, 1.0], (len(t), 1)), t).max() for t in truths])
+    subject = first_box_iou(pred_boxes, truths)
     result.update({"images": int(len(ious)), "mean_iou": float(ious.mean()),
-                   "iou50_share": float((ious >= 0.5).mean()), "found_share": float((scores > 0).mean()),
+                   "iou50_share": float((ious >= 0.5).mean()), "subject_iou50_share": float((subject >= 0.5).mean()),
+                   "found_share": float((scores > 0).mean()),
                    "wide_share": wide_share(pred_boxes, scores > 0),
                    "frame_iou50_share": float((frame >= 0.5).mean())})
     if out:
         os.makedirs(out, exist_ok=True)
-        truth = np.stack([box_union(e).numpy() for e in val.take(grid)])
+        truth = np.stack([subject_box(e).numpy() for e in val.take(grid)])
         result["grid"] = draw_grid(list(val.take(grid)), pred_boxes[:grid], scores[:grid], truth,
                                    os.path.join(out, "predictions.png"))
     return result
+
+
+def first_box_iou(pred: np.ndarray, truths: list[np.ndarray]) -> np.ndarray:
+    """IoU of each photo's chosen box (rel-yxyx [N, 4]) with the photo's first true box, the identified
+    animal's (0 where it has none): with several animals a photo, how often the crop is the one the id
+    belongs to, not merely an animal (with one box a photo, the IoU with the nearest true box).
+
+    >>> first_box_iou(np.array([[0.5, 0.5, 1.0, 1.0]]), [np.array([[0.0, 0.0, 0.5, 0.5], [0.5, 0.5, 1.0, 1.0]])])
+    array([0.])
+    """
+    return np.array([iou(p[None], t[:1])[0] if len(t) else 0.0 for p, t in zip(pred, truths, strict=True)])
 
 
 def draw_grid(examples, pred, scores, truth, path: str) -> str:

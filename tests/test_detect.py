@@ -105,6 +105,18 @@ def test_evaluate_all_scores_every_boxed_record_of_both_splits(tiny_run, tiny_re
     assert tiled["tile"] == 2 and tiled["grids"] == every["images"] // 4 and "iou50_share" not in tiled
 
 
+def test_the_subject_share_counts_the_first_box_alone():
+    from stage1_detect.scoring import first_box_iou, iou
+
+    pod = np.array([[0.0, 0.0, 0.5, 0.5], [0.5, 0.5, 1.0, 1.0]])  # the identified animal first, a companion
+    chosen = np.array([[0.0, 0.0, 0.5, 0.5], [0.5, 0.5, 1.0, 1.0], [0.0, 0.0, 0.5, 0.4]])
+    truths = [pod, pod, pod[:1]]
+    np.testing.assert_allclose(first_box_iou(chosen, truths), [1.0, 0.0, 0.8])
+    nearest = [iou(np.repeat(c[None], len(t), 0), t).max() for c, t in zip(chosen, truths, strict=True)]
+    np.testing.assert_allclose(nearest, [1.0, 1.0, 0.8])  # the companion's box is an animal, not the subject
+    assert first_box_iou(chosen[:1], [np.zeros((0, 4))])[0] == 0.0
+
+
 def test_detector_crops_fall_back_to_the_full_image(tiny_run, tiny_records, tmp_path):
     out, _, _ = tiny_run
     m = crop_records(CropConfig(records=str(tiny_records), out=str(tmp_path / "c"), detector=str(out),

@@ -3,7 +3,7 @@ import pytest
 import tensorflow as tf
 
 from runtime.cli import DataError
-from tfrecords.reader import box_union, crop_to_box, decode, list_shards, make_dataset, read_manifest
+from tfrecords.reader import crop_to_box, decode, list_shards, make_dataset, read_manifest, subject_box
 from tfrecords.schema import parse_example
 
 
@@ -12,13 +12,14 @@ def one_example(records):
     return parse_example(raw)
 
 
-def test_box_union_margin_and_clamp():
-    ex = {"image/object/bbox": tf.constant([[0.2, 0.1, 0.4, 0.3], [0.3, 0.2, 0.6, 0.5]])}
-    np.testing.assert_allclose(box_union(ex).numpy(), [0.2, 0.1, 0.6, 0.5], atol=1e-6)
-    # margin 0.5 of the union's size (0.4 x 0.4) on each side, clamped to the frame
-    np.testing.assert_allclose(box_union(ex, 0.5).numpy(), [0.0, 0.0, 0.8, 0.7], atol=1e-6)
+def test_subject_box_is_the_first_with_margin_and_clamp():
+    ex = {"image/object/bbox": tf.constant([[0.1, 0.1, 0.5, 0.5], [0.6, 0.6, 0.7, 0.7]])}
+    # the identified animal's box is the first; another animal's box is not cut with it
+    np.testing.assert_allclose(subject_box(ex).numpy(), [0.1, 0.1, 0.5, 0.5], atol=1e-6)
+    # margin 0.5 of the box's size (0.4 x 0.4) on each side, clamped to the frame
+    np.testing.assert_allclose(subject_box(ex, 0.5).numpy(), [0.0, 0.0, 0.7, 0.7], atol=1e-6)
     empty = {"image/object/bbox": tf.zeros((0, 4))}
-    np.testing.assert_allclose(box_union(empty, 0.2).numpy(), [0, 0, 1, 1])
+    np.testing.assert_allclose(subject_box(empty, 0.2).numpy(), [0, 0, 1, 1])
 
 
 def test_ops_are_the_same_eagerly_and_inside_map(tiny_records):

@@ -49,7 +49,7 @@ def test_sea_scene_boxes_the_visible_part_inside_the_frame():
         rng = np.random.default_rng(i)
         ind = make_individual(rng, "x", ("bottlenose_dolphin", "humpback_whale", "beluga")[i % 3])
         area = float(np.exp(rng.uniform(np.log(0.07), np.log(0.9))))
-        img, (x0, y0, x1, y1) = compose_sea(ind, rng, 120, 160, area)
+        img, [(x0, y0, x1, y1)] = compose_sea(ind, rng, 120, 160, area)
         assert img.shape == (120, 160, 3) and img.dtype == np.uint8
         assert 0 <= x0 < x1 <= 160 and 0 <= y0 < y1 <= 120
         shares.append((x1 - x0) * (y1 - y0) / (120 * 160))

@@ -1,4 +1,5 @@
 import filecmp
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -67,7 +68,7 @@ def test_close_ups_fill_the_frame_and_may_be_cut_by_its_edge():
     for i in range(12):
         rng = np.random.default_rng(i)
         ind = make_individual(rng, "x", ("bottlenose_dolphin", "humpback_whale", "beluga")[i % 3])
-        _, (x0, y0, x1, y1) = compose(ind, rng, 240, 320, 0.9)
+        _, [(x0, y0, x1, y1)] = compose(ind, rng, 240, 320, 0.9)
         shares.append((x1 - x0) * (y1 - y0) / (240 * 320))
         cut += x0 == 0 or y0 == 0 or x1 == 320 or y1 == 240
     assert np.median(shares) > 0.5 and cut >= 3, (shares, cut)
@@ -119,3 +120,31 @@ def test_cli_help_both_ways():
 def test_tiny_fixture_matches_its_config(tiny_data):
     train = pd.read_csv(tiny_data / "train.csv")
     assert len(train) == TINY["train_images"] and train["individual_id"].nunique() == TINY["individuals"]
+
+
+def test_companions_are_smaller_boxed_apart_and_leave_the_world_alone(tmp_path):
+    """--companions: 1-3 smaller animals of the species, each boxed after the photographed one's box,
+    none overlapping another; at 0, one box a photo."""
+    cfg = SynthConfig(seed=3, individuals=8, train_images=16, test_images=4, species=3, max_side=256, companions=1.0)
+    synthesize(cfg, str(tmp_path / "pod"), workers=1, progress=False)
+    boxes = pd.read_csv(tmp_path / "pod" / "boxes.csv")
+    per = boxes.groupby("image", sort=False)
+    assert per.ngroups == 20 and per.size().between(1, 4).all() and (per.size() > 1).mean() > 0.7
+    for _, b in per:
+        areas = ((b.x_max - b.x_min) * (b.y_max - b.y_min)).to_numpy()
+        assert (areas[1:] <= 0.5 * areas[0] + 1).all(), areas  # the photographed animal's box first, the largest
+        assert b["label"].nunique() == 1  # one species: one part
+        xy = b[["x_min", "y_min", "x_max", "y_max"]].to_numpy()
+        for i in range(len(xy)):
+            for j in range(i + 1, len(xy)):
+                a, c = xy[i], xy[j]
+                assert not (a[0] < c[2] and c[0] < a[2] and a[1] < c[3] and c[1] < a[3])
+    plain = replace(cfg, companions=0.0)
+    synthesize(plain, str(tmp_path / "none"), workers=1, progress=False)
+    names = [p.name for p in (tmp_path / "none" / "train_images").iterdir()]
+    match, mismatch, _ = filecmp.cmpfiles(tmp_path / "none" / "train_images", tmp_path / "pod" / "train_images", names,
+                                          shallow=False)
+    assert len(mismatch) > len(names) // 2  # the pods are drawn
+    assert len(pd.read_csv(tmp_path / "none" / "boxes.csv")) == 20
+    with pytest.raises(ValueError, match="plain scene only"):
+        SynthConfig(scene="sea", companions=0.5)

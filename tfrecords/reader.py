@@ -7,8 +7,8 @@ Every op is a dict -> dict function, usable eagerly and inside ``Dataset.map``:
     for batch in ds: batch["image"]  # float32 [B, 256, 256, 3] in 0..255
 
 ``decode`` adds ``image`` (float32, 0..255, at the stored size or resized); ``crop_to_box`` cuts the
-union of the image's boxes (plus a margin) and resizes it in one ``crop_and_resize``; images
-without a box keep the whole frame.
+image's first box, the photographed individual's (plus a margin), and resizes it; images without a
+box keep the whole frame.
 """
 
 from __future__ import annotations
@@ -133,17 +133,19 @@ def crop_square(img: tf.Tensor, box: tf.Tensor, image_size: int) -> tf.Tensor:
                             0.0, 255.0)
 
 
-def box_union(ex: dict[str, tf.Tensor], margin: float = 0.0) -> tf.Tensor:
-    """The union of the image's boxes (ymin, xmin, ymax, xmax; normalised), grown by ``margin`` of
-    its size on each side and clamped to the frame; the whole frame when there is no box."""
+def subject_box(ex: dict[str, tf.Tensor], margin: float = 0.0) -> tf.Tensor:
+    """The image's first box (ymin, xmin, ymax, xmax; normalised), grown by ``margin`` of its size on
+    each side and clamped to the frame; the whole frame when there is no box. The first, not the union:
+    a photo may show several animals, each boxed, the identified one's box first (``boxes.csv``, as
+    ``tfrecords/synthesize.py --companions`` writes it); with one box a photo the two are the same."""
     b = ex["image/object/bbox"]
     safe = tf.cond(tf.shape(b)[0] > 0, lambda: b, lambda: tf.constant([[0.0, 0.0, 1.0, 1.0]]))
-    return grow(tf.concat([tf.reduce_min(safe[:, :2], 0), tf.reduce_max(safe[:, 2:], 0)], 0), margin)
+    return grow(safe[0], margin)
 
 
 def crop_to_box(ex: dict[str, tf.Tensor], image_size: int, margin: float = CROP_MARGIN) -> dict[str, tf.Tensor]:
-    """Add ``image``: the boxed part (see ``box_union``), resized to ``image_size`` squared."""
-    box = box_union(ex, margin)
+    """Add ``image``: the identified animal's part (see ``subject_box``), resized to ``image_size`` squared."""
+    box = subject_box(ex, margin)
     return {**ex, "image": crop_square(tf.io.decode_jpeg(ex["image/encoded"], channels=3), box, image_size),
             "crop/box": box}
 

@@ -188,13 +188,25 @@ def background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
 
 
 def compose(
-    ind: Individual, rng: np.random.Generator, h: int, w: int, area: float
-) -> tuple[np.ndarray, tuple[int, int, int, int]]:
-    """One photo: uint8 HxWx3 RGB and the part's box (x_min, y_min, x_max, y_max) in pixels.
+    ind: Individual, rng: np.random.Generator, h: int, w: int, area: float, companions: float = 0.0
+) -> tuple[np.ndarray, list[tuple[int, int, int, int]]]:
+    """One photo: uint8 HxWx3 RGB and its boxes (x_min, y_min, x_max, y_max) in pixels, the
+    individual's part first.
 
     ``area`` is the fraction of the frame the part's box covers (above 0.3 the part may overhang
-    the frame; the box is the visible part)."""
+    the frame; the box is the visible part). ``companions``: the chance that 1-3 smaller animals of
+    its species share the photo, each boxed (``add_companions``)."""
     img = background(rng, h, w)
+    img, alpha = _paste(img, ind, rng, area)
+    boxes = [visible_box(alpha)]
+    if companions > 0 and rng.random() < companions:  # no draw at 0: the photos stay as they were
+        img, boxes = add_companions(img, ind, rng, boxes)
+    return degrade(img, rng), boxes
+
+
+def _paste(img: np.ndarray, ind: Individual, rng: np.random.Generator, area: float) -> tuple[np.ndarray, np.ndarray]:
+    """``img`` with ``ind``'s part posed over it at ~``area`` of the frame, and the part's alpha."""
+    h, w = img.shape[:2]
     skin, alpha = render_sprite(ind, rng)
     m, k, rbh, oy = pose(alpha, rng, h, w, area)
     warped_a = cv2.warpAffine(alpha, m, (w, h), flags=cv2.INTER_LINEAR)
@@ -203,8 +215,40 @@ def compose(
         cut = oy + k * rbh * rng.uniform(0.32, 0.45)
         warped_a[int(min(h, max(0, cut))):] *= 0.0
     tint = np.array([1.0, 1.0, 1.0], np.float32) + rng.normal(0, 0.03, 3).astype(np.float32)
-    img = img * (1 - warped_a[:, :, None]) + (warped_s[:, :, None] * tint) * warped_a[:, :, None]
-    return degrade(img, rng), visible_box(warped_a)
+    return img * (1 - warped_a[:, :, None]) + (warped_s[:, :, None] * tint) * warped_a[:, :, None], warped_a
+
+
+# companions: animals of the photographed one's species farther off, as a pod is photographed at sea; each
+# COMPANION_AREA of the frame (log-uniform) and at most half the main part's box, none overlapping another
+COMPANION_AREA = (0.01, 0.05)
+COMPANION_TRIES = 8
+
+
+def add_companions(img: np.ndarray, ind: Individual, rng: np.random.Generator, boxes: list
+                   ) -> tuple[np.ndarray, list[tuple[int, int, int, int]]]:
+    """``img`` with 1-3 smaller unknown animals of ``ind``'s species (each a new individual, so that
+    no identity repeats), posed where no box in ``boxes`` lies; ``boxes`` with theirs appended."""
+    h, w = img.shape[:2]
+    x0, y0, x1, y1 = boxes[0]
+    ceiling = min(COMPANION_AREA[1], 0.5 * (x1 - x0) * (y1 - y0) / (h * w))
+    boxes = list(boxes)
+    for _ in range(int(rng.integers(1, 4))):
+        other = make_individual(rng, "", ind.species)
+        a = float(np.exp(rng.uniform(np.log(COMPANION_AREA[0]), np.log(max(ceiling, COMPANION_AREA[0])))))
+        for _ in range(COMPANION_TRIES):
+            placed, alpha = _paste(img, other, rng, a)
+            if not (alpha > 0.5).any():
+                continue
+            box = visible_box(alpha)
+            if not any(_overlap(box, b) for b in boxes):
+                img = placed
+                boxes.append(box)
+                break
+    return img, boxes
+
+
+def _overlap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
 
 
 def visible_box(alpha: np.ndarray) -> tuple[int, int, int, int]:

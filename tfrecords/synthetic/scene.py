@@ -21,8 +21,8 @@ UNDERWATER = 0.3  # share of fin photos taken under the surface (cage and pole c
 
 def compose_sea(
     ind: Individual, rng: np.random.Generator, h: int, w: int, area: float
-) -> tuple[np.ndarray, tuple[int, int, int, int]]:
-    """One photo: uint8 HxWx3 RGB and the part's box (x_min, y_min, x_max, y_max) in pixels, as
+) -> tuple[np.ndarray, list[tuple[int, int, int, int]]]:
+    """One photo: uint8 HxWx3 RGB and its one box (x_min, y_min, x_max, y_max) in pixels, as
     ``render.compose``, in the sea scene."""
     below = ind.part == "fin" and rng.random() < UNDERWATER
     img, water = underwater(rng, h, w) if below else (surface(rng, h, w), None)
@@ -56,7 +56,7 @@ def compose_sea(
         cols = np.nonzero((warped_a > 0.5).any(0))[0]
         foam = foam_line(rng, h, w, water_y, (float(cols.min()), float(cols.max())) if cols.size else (0.0, w))
         img = img * (1 - foam[:, :, None]) + rng.uniform(0.8, 1.0) * foam[:, :, None]
-    return degrade(img, rng), visible_box(warped_a)
+    return degrade(img, rng), [visible_box(warped_a)]
 
 
 def base(ind: Individual, m: np.ndarray) -> np.ndarray:

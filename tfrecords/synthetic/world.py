@@ -54,6 +54,10 @@ class SynthConfig:
                                       "sea: widely randomised water and light (foam at the water line, whitecaps, "
                                       "glint, haze, underwater shots, lit skin), for training a detector for real "
                                       "photos (tfrecords/synthetic/scene.py)", choices=("plain", "sea"))
+    companions: float = option(0.0, help="share of photos in which 1-3 smaller animals of the species share the "
+                                         "frame (1-5 %% of it each, every one boxed after the photographed "
+                                         "one's box): a pod at sea, for the detector (plain scene only)",
+                               lo=0.0, hi=1.0)
     misspell_rate: float = option(0.25, help="share of species names written as Kaggle's misspellings", lo=0.0,
                                   hi=1.0)
     size: tuple[int, int] | None = option(None, help="(width, height) of every photo; None: varied", cli=False)
@@ -62,6 +66,8 @@ class SynthConfig:
         check(self)
         if self.train_images < self.individuals:
             raise ValueError("--train-images must be >= --individuals (each has at least one image)")
+        if self.companions and self.scene != "plain":
+            raise ValueError("--companions draws on the plain scene only; use --scene plain or --companions 0")
 
 
 SMOKE = SynthConfig(individuals=24, train_images=72, test_images=24, species=4, max_side=192)
@@ -79,6 +85,7 @@ class Shot:
     width: int
     area: float
     scene: str = "plain"
+    companions: float = 0.0
 
 
 def _hex_ids(rng: np.random.Generator, n: int, chars: int, taken: set[str]) -> list[str]:
@@ -139,7 +146,7 @@ def plan(cfg: SynthConfig) -> tuple[list[Shot], pd.DataFrame, pd.DataFrame]:
             if cfg.size:
                 wd, ht = cfg.size
             area = float(np.exp(rng.uniform(np.log(0.07), np.log(cfg.max_area))))  # box/frame, before the sea cut
-            shots.append(Shot(split, i, f"{name}.jpg", ind, ht, wd, area, cfg.scene))
+            shots.append(Shot(split, i, f"{name}.jpg", ind, ht, wd, area, cfg.scene, cfg.companions))
 
     def written_species(s: str) -> str:
         return MISSPELLINGS[s] if s in MISSPELLINGS and rng.random() < cfg.misspell_rate else s
@@ -154,16 +161,18 @@ def plan(cfg: SynthConfig) -> tuple[list[Shot], pd.DataFrame, pd.DataFrame]:
     return shots, train, truth
 
 
-def draw(args: tuple[int, Shot, str]) -> tuple[str, str, tuple[int, int, int, int], str]:
-    """Render and write one photo (worker). Returns split, image, box, part label."""
+def draw(args: tuple[int, Shot, str]) -> tuple[str, str, list[tuple[int, int, int, int]], str]:
+    """Render and write one photo (worker). Returns split, image, boxes (the individual's first), part label."""
     seed, shot, folder = args
     rng = np.random.default_rng([seed, 1 if shot.split == "train" else 2, shot.index])
-    rgb, box = (compose_sea if shot.scene == "sea" else compose)(shot.individual, rng, shot.height, shot.width,
-                                                                 shot.area)
+    if shot.scene == "sea":
+        rgb, boxes = compose_sea(shot.individual, rng, shot.height, shot.width, shot.area)
+    else:
+        rgb, boxes = compose(shot.individual, rng, shot.height, shot.width, shot.area, shot.companions)
     quality = int(rng.integers(45, 96))
     ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
     atomic.write_bytes(join(folder, shot.image), buf.tobytes())
-    return shot.split, shot.image, box, shot.individual.part
+    return shot.split, shot.image, boxes, shot.individual.part
 
 
 class _Serial:
@@ -190,7 +199,7 @@ def synthesize(cfg: SynthConfig, out: str, workers: int = 0, progress: bool = Tr
     with mp.get_context("fork").Pool(workers) if workers > 1 else _Serial() as pool:
         it = pool.imap(draw, jobs, chunksize=8)
         results = list(tqdm(it, total=len(jobs), desc="synthesize", unit="img", disable=not progress))
-    boxes = pd.DataFrame([(im, *box, part) for _, im, box, part in results],
+    boxes = pd.DataFrame([(im, *box, part) for _, im, bs, part in results for box in bs],
                          columns=["image", "x_min", "y_min", "x_max", "y_max", "label"])
     top = train["individual_id"].value_counts().index[:4].tolist()
     sample = pd.DataFrame({"image": truth["image"], "predictions": " ".join([*top, NEW_INDIVIDUAL])})
