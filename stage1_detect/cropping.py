@@ -28,7 +28,8 @@ MANIFEST_KEYS = ("species", "individuals", "parts", "folds", "holdout_individual
 class CropConfig:
     records: str = option(help="image records folder (tfrecords/build.py output)")
     out: str = option(help="crop records folder to write")
-    source: str = option("detector", help="where boxes come from: the detector, or the records' own boxes",
+    source: str = option("detector", help="where boxes come from: the detector, or the records' own boxes "
+                                          "(each photo's first, the identified animal's)",
                          choices=("detector", "boxes"))
     detector: str | None = option(None, help="detector run folder (stage1_detect/train.py --out); "
                                              "needed with --source detector")

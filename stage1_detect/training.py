@@ -34,6 +34,9 @@ class TrainConfig:
     photometric: str = option("mild", help="colour jitter with --augment: mild (saturation, brightness) or wide "
                                            "(any hue, hazy to hard contrast, blur, grey: domain randomisation for "
                                            "detectors trained on synthetic photos)", choices=("mild", "wide"))
+    grey: float = option(0.0, help="share of training photos turned grey with --augment, after the colour jitter "
+                                   "(the synthetic sea is always coloured and its animals grey; an overcast sea "
+                                   "is grey too; 0: off)", lo=0.0, hi=1.0)
     mosaic: float = option(0.5, help="share of training photos replaced by 2x2 grids of four with --augment "
                                      "(animals at a quarter of their area, four to a frame: the framing of "
                                      "photos at sea; 0: off)", lo=0.0, hi=1.0)
@@ -88,7 +91,7 @@ def _stage(cfg: TrainConfig, strategy):
     global_batch = cfg.batch_size * strategy.num_replicas_in_sync
     train_ds = train_dataset(cfg.records, cfg.image_size, global_batch, cfg.val_fold, cfg.seed, cfg.augment,
                              cfg.photometric, cfg.mosaic, cfg.close_ups, cfg.empty, cfg.far,
-                             cfg.far_water)
+                             cfg.far_water, cfg.grey)
     train_ds = shard_by_file(train_ds, len(list_shards(cfg.records, "train")), strategy)
     val_ds = eval_dataset(cfg.records, cfg.image_size, cfg.batch_size, cfg.val_fold).cache()
     steps = count_with_boxes(cfg.records, cfg.val_fold) // global_batch

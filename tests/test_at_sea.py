@@ -24,6 +24,24 @@ def test_the_box_follows_the_animal_into_a_frame_where_it_is_small():
         assert frame.mean() < 200  # and the rest is sea, not the photo
 
 
+def test_the_photo_is_blended_in_no_rectangle_of_other_water_marks_the_fin():
+    """A fin (dark square) on its own bright water, pasted into darker sea: the fin keeps its contrast
+    and its place, the photo's water takes the sea's level, so nothing but the fin stands out."""
+    from tfrecords.synthetic.at_sea import blend
+
+    patch = np.full((60, 80, 3), 200, np.uint8)
+    patch[20:40, 30:50] = 120  # the fin: 80 darker than its water
+    sea = np.full((300, 400, 3), 90, np.uint8)
+    out = blend(patch, sea, 150, 100).astype(float)
+    water = out[100 + 5:100 + 15, 150 + 5:150 + 75]  # the photo's own water, above the fin
+    assert abs(water.mean() - 90) < 6  # the sea's level, not the photo's 200: no rectangle
+    fin = out[100 + 22:100 + 38, 150 + 32:150 + 48]
+    assert water.mean() - fin.mean() > 60  # the fin still stands out
+    ys, xs = np.nonzero(out.mean(axis=-1) < water.mean() - 40)
+    assert (ys.min(), ys.max(), xs.min(), xs.max()) == (120, 139, 180, 199)  # where paste_one's box says
+    assert (out[:90] == 90).all() and (out[:, :140] == 90).all()  # the sea away from the photo untouched
+
+
 def test_a_folder_goes_to_sea_with_its_boxes_and_individuals(tmp_path):
     src = tmp_path / "src"
     for d in ("train_images", "test_images"):
@@ -87,7 +105,8 @@ def test_a_folder_at_real_sea_takes_each_frames_water_from_another_photo(tmp_pat
             corner = frame[-40:, -40:].reshape(-1, 3).mean(0)
         assert int(np.argmax(corner)) != int(np.argmax(c))  # another photo's water
         inner = frame[int(b.y_min) + 2:int(b.y_max) - 2, int(b.x_min) + 2:int(b.x_max) - 2]
-        assert inner.min() > 200  # the box still holds the animal
+        # the box still holds the animal: blended, it keeps its contrast with the water, not its colour
+        assert inner.mean(axis=-1).min() > corner.mean() + 80
 
 
 def test_only_some_photos_go_to_sea_each_in_the_frame_it_has_among_all(tmp_path):

@@ -248,3 +248,19 @@ def test_far_views_on_sea_water_take_the_canvas_from_the_bank():
     sea = sea_water(2, 64, seed=0)
     assert sea.shape == (2, 64, 64, 3) and sea.dtype == np.uint8 and sea[0].std() > 1
     np.testing.assert_array_equal(sea, sea_water(2, 64, seed=0))  # the run's seed decides the water
+
+
+def test_grey_turns_about_its_share_of_the_photos_grey_and_nothing_at_zero():
+    photos = _fin_photos(64)
+
+    def greyed(share: float) -> np.ndarray:
+        x = tf.constant(photos)
+        for layer in photometric_layers("mild", seed=3, grey=share):
+            x = layer(x, training=True)
+        x = x.numpy()
+        return np.abs(x - x.mean(axis=-1, keepdims=True)).max(axis=(1, 2, 3)) < 1.0  # no colour left
+
+    assert len(photometric_layers("mild", seed=3, grey=0.0)) == len(photometric_layers("mild", seed=3))
+    assert not greyed(0.0).any()  # mild jitter leaves the sea blue
+    assert greyed(1.0).all()
+    assert 0.15 < greyed(0.4).mean() < 0.65, greyed(0.4).mean()

@@ -8,10 +8,13 @@ photo taken from a boat, where a fin is 1-5 % of the frame and the rest is water
 of the photos (``stage1_detect/evaluate.py --tile K``) shrink the fins but fill the frame with other
 fins. Here each boxed photo is shrunk to ``AREA`` of a ``FRAME`` and laid on the synthetic sea of
 ``tfrecords.synthetic.sea`` (chop, foam, glint, sometimes a horizon with sky and land: the ``sea``
-scene, not the ``plain`` world the demo's detector trains on), its edges faded into the sea over a
-tenth of its side so that no pasted rectangle marks it. The fin and its own water are real; what
-lies around them is not, so a detector that draws boxes over open water, sky or foam pays for each
-one here, as it would at sea. Deterministic per ``seed``.
+scene, not the ``plain`` world the demo's detector trains on), Poisson-blended into it (OpenCV's
+``seamlessClone``: the photo keeps its gradients, the fin's outline among them, and takes the sea's
+colours at its border), so that no rectangle of other water marks where the fin is. Faded in
+instead (until 2026-12-04), the rectangle showed, and the detectors boxed it: the same detectors
+found half as many fins once it was gone (docs/history.md, "The pasted rectangle"). The fin and its
+own water are real; what lies around them is not, so a detector that draws boxes over open water,
+sky or foam pays for each one here, as it would at sea. Deterministic per ``seed``.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from __future__ import annotations
 import os
 from collections.abc import Collection
 
+import cv2
 import numpy as np
 import pandas as pd
 from PIL import Image, ImageOps
@@ -38,7 +42,7 @@ from tfrecords.synthetic.sea import surface
 
 AREA = (0.015, 0.06)  # the pasted photo's share of the frame: its fin a few per cent of it
 FRAME = (1536, 1024)  # width, height: 3:2 as a camera's; records keep 1024 px anyway
-FADE = 0.1  # the pasted photo's edges blend into the sea over this share of its side
+BORDER = 2  # px of the pasted photo's edge left out of the blend: its gradients there meet the sea's
 # ``water="real"``: a photo lends its water when a box-free band holds this share of it, this many px each way
 STRIP_SHARE = 0.2
 STRIP_SIDE = 64
@@ -62,13 +66,6 @@ def surface_photos(data: str) -> set[str] | None:
     if bad:
         raise DataError(f"{path}: view {bad[0]!r} is not one of {', '.join(VIEWS)}")
     return set(views.loc[views["view"] == "surface", "image"])
-
-
-def _fade(h: int, w: int) -> np.ndarray:
-    """[h, w, 1] weights: 1 inside, falling to 0 at the edges over ``FADE`` of each side."""
-    ys = np.minimum(np.arange(h), np.arange(h)[::-1])[:, None] / max(FADE * h, 1.0)
-    xs = np.minimum(np.arange(w), np.arange(w)[::-1])[None, :] / max(FADE * w, 1.0)
-    return np.clip(np.minimum(ys, xs), 0.0, 1.0)[:, :, None].astype(np.float32)
 
 
 def water_strip(rgb: np.ndarray, boxes: list) -> np.ndarray | None:
@@ -110,11 +107,24 @@ def paste_one(rgb: np.ndarray, boxes: list, rng: np.random.Generator, water: np.
     s = float(np.sqrt(rng.uniform(*AREA) * width * height / (h * w)))
     ph, pw = max(1, min(height, round(h * s))), max(1, min(width, round(w * s)))
     y0, x0 = int(rng.integers(0, height - ph + 1)), int(rng.integers(0, width - pw + 1))
-    patch = np.asarray(Image.fromarray(rgb).resize((pw, ph), Image.Resampling.BICUBIC), np.float32)
-    a = _fade(ph, pw)
-    sea[y0:y0 + ph, x0:x0 + pw] = a * patch + (1.0 - a) * sea[y0:y0 + ph, x0:x0 + pw]
+    patch = np.asarray(Image.fromarray(rgb).resize((pw, ph), Image.Resampling.BICUBIC), np.uint8)
+    x0, y0 = min(max(x0, 1), width - pw - 1), min(max(y0, 1), height - ph - 1)  # the blend needs a pixel of sea
+    frame = blend(patch, np.clip(sea, 0.0, 255.0).astype(np.uint8), x0, y0)
     moved = [(x0 + b[0] * pw / w, y0 + b[1] * ph / h, x0 + b[2] * pw / w, y0 + b[3] * ph / h, b[4]) for b in boxes]
-    return sea.astype(np.uint8), moved
+    return frame, moved
+
+
+def blend(patch: np.ndarray, sea: np.ndarray, x0: int, y0: int) -> np.ndarray:
+    """``patch`` (uint8 hxwx3) Poisson-blended into ``sea`` (uint8 HxWx3) with its top-left corner at
+    (x0, y0): inside, the patch's gradients; at its border, the sea's colours (OpenCV NORMAL_CLONE)."""
+    ph, pw = patch.shape[:2]
+    mask = np.zeros((ph, pw), np.uint8)
+    mask[BORDER:ph - BORDER, BORDER:pw - BORDER] = 255
+    # OpenCV centres the mask's bounding box on ``centre``: this centre puts the patch's pixel (0, 0) at (x0, y0)
+    centre = (x0 + pw // 2, y0 + ph // 2)
+    out = cv2.seamlessClone(np.ascontiguousarray(patch[..., ::-1]), np.ascontiguousarray(sea[..., ::-1]), mask,
+                            centre, cv2.NORMAL_CLONE)
+    return np.ascontiguousarray(out[..., ::-1])
 
 
 def paste_at_sea(data: str, out: str, seed: int = 0, part: str = "animal", water: str = "sea",
