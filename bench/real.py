@@ -77,10 +77,10 @@ def _scored_at_sea(data: str, det: str, w: str, name: str, water: str, input_siz
     from stage1_detect.scoring import evaluate
     from tfrecords.builder import build
     from tfrecords.plan import BuildConfig
-    from tfrecords.synthetic.at_sea import paste_at_sea
+    from tfrecords.synthetic.at_sea import paste_at_sea, pasted
 
     folder, records = os.path.join(w, name), os.path.join(w, f"{name}_records")
-    if not os.path.exists(os.path.join(folder, "boxes.csv")):
+    if not pasted(folder, 0, water):  # once; again where an earlier paste differs (at_sea.PASTE)
         paste_at_sea(data, folder, seed=0, water=water, only=only)
     build(BuildConfig(data=folder, out=records, folds=2), progress=False)
     r = evaluate(det, records, out=os.path.join(w, f"detector_eval_{name}"), every=True, input_size=input_size)

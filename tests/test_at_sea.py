@@ -62,6 +62,13 @@ def test_a_folder_goes_to_sea_with_its_boxes_and_individuals(tmp_path):
     assert list(boxes["label"]) == ["fin", "fin"] and (boxes["x_max"] <= FRAME[0]).all()
     pd.testing.assert_frame_equal(boxes, pd.read_csv(tmp_path / "b" / "boxes.csv"))  # the seed decides all
     assert (Image.open(tmp_path / "a" / "train_images" / "p0.jpg").size == FRAME)
+    # a pasted folder is known as such, for its seed and water, and one pasted another way is not
+    from tfrecords.synthetic.at_sea import MARKER, pasted
+
+    assert pasted(str(tmp_path / "a"), 3, "sea") and not pasted(str(tmp_path / "a"), 4, "sea")
+    assert not pasted(str(tmp_path / "a"), 3, "real") and not pasted(str(tmp_path / "src"), 3, "sea")
+    (tmp_path / "a" / MARKER).write_text('{"paste": "fade", "seed": 3, "water": "sea"}')  # before 2026-12-04
+    assert not pasted(str(tmp_path / "a"), 3, "sea")
 
 
 def test_real_water_is_the_box_free_band_of_another_photo_mirrored_to_the_frame():

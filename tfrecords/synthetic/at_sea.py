@@ -19,6 +19,7 @@ sky or foam pays for each one here, as it would at sea. Deterministic per ``seed
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Collection
 
@@ -43,6 +44,10 @@ from tfrecords.synthetic.sea import surface
 AREA = (0.015, 0.06)  # the pasted photo's share of the frame: its fin a few per cent of it
 FRAME = (1536, 1024)  # width, height: 3:2 as a camera's; records keep 1024 px anyway
 BORDER = 2  # px of the pasted photo's edge left out of the blend: its gradients there meet the sea's
+# how the photos enter the frame, written beside each pasted folder (MARKER): a folder pasted another way
+# (the faded rectangles before 2026-12-04), or with another seed or water, is pasted again (``pasted``)
+PASTE = "blend"
+MARKER = "at_sea.json"
 # ``water="real"``: a photo lends its water when a box-free band holds this share of it, this many px each way
 STRIP_SHARE = 0.2
 STRIP_SIDE = 64
@@ -52,6 +57,15 @@ STRIP_TRIM = 4  # px cut from each edge of a band: a few of the photos have a th
 # translucent patch no such photo shows (docs/history.md, "the fins above the water alone")
 VIEWS_CSV = "views.csv"
 VIEWS = ("surface", "underwater")
+
+
+def pasted(out: str, seed: int, water: str) -> bool:
+    """Whether ``out`` holds a whole ``paste_at_sea`` folder of this seed and water, pasted as today."""
+    path = os.path.join(out, MARKER)
+    if not (os.path.exists(path) and os.path.exists(os.path.join(out, BOXES_CSV))):
+        return False
+    with open(path) as f:
+        return json.load(f) == {"paste": PASTE, "seed": seed, "water": water}
 
 
 def surface_photos(data: str) -> set[str] | None:
@@ -168,6 +182,8 @@ def paste_at_sea(data: str, out: str, seed: int = 0, part: str = "animal", water
     rows[[c for c in TRAIN_COLUMNS if c in rows.columns]].to_csv(os.path.join(out, TRAIN_CSV), index=False)
     pd.DataFrame(kept, columns=list(BOX_COLUMNS)).to_csv(os.path.join(out, BOXES_CSV), index=False,
                                                          float_format="%.1f")
+    with open(os.path.join(out, MARKER), "w") as f:  # last: a folder with it is whole
+        json.dump({"paste": PASTE, "seed": seed, "water": water}, f)
     return len(rows)
 
 
