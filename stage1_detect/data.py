@@ -83,16 +83,17 @@ def photometric_layers(kind: str, seed: int = 0, grey: float = 0.0) -> list:
     s = layer_seeds(seed + 1, 8)  # seed + 1: apart from the geometric layers' (``augmenter``)
     layers = [seeded(keras_cv.layers.RandomColorDegeneration(0.3, seed=s[0]), s[0]),
               seeded(keras_cv.layers.RandomBrightness(0.15, seed=s[1]), s[1])]
-    greyed = [keras_cv.layers.RandomApply(keras_cv.layers.Grayscale(output_channels=3), rate=grey, seed=s[7] + 1)]
+    greyed = ([keras_cv.layers.RandomApply(keras_cv.layers.Grayscale(output_channels=3), rate=grey, seed=s[7] + 1)]
+              if grey > 0 else [])  # none built at 0: the default pipeline stays as it was
     if kind == "mild":
-        return layers + (greyed if grey > 0 else [])
+        return layers + greyed
     hue = seeded(keras_cv.layers.RandomHue(0.5, (0, 255), seed=s[2]), s[2])
     saturation = seeded(keras_cv.layers.RandomSaturation((0.2, 0.8), seed=s[3]), s[3])
     contrast = seeded(keras_cv.layers.RandomContrast((0, 255), 0.6, seed=s[4]), s[4])
     blur = seeded(keras_cv.layers.RandomGaussianBlur(5, (0.3, 2.0), seed=s[5]), s[5])
     grey_15 = keras_cv.layers.Grayscale(output_channels=3)
     return layers + [hue, saturation, contrast, keras_cv.layers.RandomApply(blur, rate=0.5, seed=s[6]),
-                     keras_cv.layers.RandomApply(grey_15, rate=0.15, seed=s[7])] + (greyed if grey > 0 else [])
+                     keras_cv.layers.RandomApply(grey_15, rate=0.15, seed=s[7])] + greyed
 
 
 
