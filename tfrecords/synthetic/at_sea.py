@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageOps
 
+from runtime import atomic
 from tfrecords.boxes import load_boxes
 from tfrecords.layout import (
     BOX_COLUMNS,
@@ -65,7 +66,11 @@ def pasted(out: str, seed: int, water: str) -> bool:
     if not (os.path.exists(path) and os.path.exists(os.path.join(out, BOXES_CSV))):
         return False
     with open(path) as f:
-        return json.load(f) == {"paste": PASTE, "seed": seed, "water": water}
+        return json.load(f) == _marker(seed, water)
+
+
+def _marker(seed: int, water: str) -> dict:
+    return {"paste": PASTE, "seed": seed, "water": water}
 
 
 def surface_photos(data: str) -> set[str] | None:
@@ -182,8 +187,7 @@ def paste_at_sea(data: str, out: str, seed: int = 0, part: str = "animal", water
     rows[[c for c in TRAIN_COLUMNS if c in rows.columns]].to_csv(os.path.join(out, TRAIN_CSV), index=False)
     pd.DataFrame(kept, columns=list(BOX_COLUMNS)).to_csv(os.path.join(out, BOXES_CSV), index=False,
                                                          float_format="%.1f")
-    with open(os.path.join(out, MARKER), "w") as f:  # last: a folder with it is whole
-        json.dump({"paste": PASTE, "seed": seed, "water": water}, f)
+    atomic.write_text(os.path.join(out, MARKER), json.dumps(_marker(seed, water)))  # last: a folder with it is whole
     return len(rows)
 
 
