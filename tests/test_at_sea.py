@@ -116,6 +116,20 @@ def test_a_folder_at_real_sea_takes_each_frames_water_from_another_photo(tmp_pat
         assert inner.mean(axis=-1).min() > corner.mean() + 80
 
 
+def test_the_water_chosen_is_of_the_photos_own_colour_among_the_nearest():
+    from tfrecords.synthetic.at_sea import NEAREST, nearest_water, rim_colour
+
+    photo = np.full((100, 120, 3), (40, 90, 150), np.uint8)  # blue water
+    photo[30:70, 40:80] = (20, 20, 20)  # a dark fin in the middle: not the water's colour
+    assert np.allclose(rim_colour(photo), (40, 90, 150))
+    greys = [np.full((50, 60, 3), g, np.uint8) for g in (0, 60, 120, 180, 240)]
+    blues = [np.full((50, 60, 3), (40 + d, 90 + d, 150 + d), np.uint8) for d in range(-2 * NEAREST, 0, 2)]
+    strips = greys[:2] + blues + greys[2:]
+    rng = np.random.default_rng(0)
+    chosen = {id(nearest_water(photo, strips, rng)) for _ in range(60)}
+    assert chosen == {id(b) for b in blues}  # every one of the nearest drawn, never a grey one
+
+
 def test_only_some_photos_go_to_sea_each_in_the_frame_it_has_among_all(tmp_path):
     """``only`` (the surface photos of a folder's views.csv) writes a subset whose frames are those the
     same seed gives with every photo, so the two proxies differ in their photos alone."""

@@ -47,11 +47,16 @@ FRAME = (1536, 1024)  # width, height: 3:2 as a camera's; records keep 1024 px a
 BORDER = 2  # px of the pasted photo's edge left out of the blend: its gradients there meet the sea's
 # how the photos enter the frame, written beside each pasted folder (MARKER): a folder pasted another way
 # (the faded rectangles before 2026-12-04), or with another seed or water, is pasted again (``pasted``)
-PASTE = "blend"
+PASTE = "blend-matched"
 MARKER = "at_sea.json"
 # ``water="real"``: a photo lends its water when a box-free band holds this share of it, this many px each way
 STRIP_SHARE = 0.2
 STRIP_SIDE = 64
+# the water a photo is pasted into: one of the NEAREST strips by mean colour to the photo's outer RIM
+# (its own water): blended into water of another colour, a fin took that colour's offset (purple, pink:
+# 40 grey levels of 255 on average), which no fin at sea has (docs/history.md, "Water of the fin's colour")
+NEAREST = 3
+RIM = 0.08
 STRIP_TRIM = 4  # px cut from each edge of a band: a few of the photos have a thin border
 # optional in a folder: where each photo was taken from (image,view; view surface or underwater). Photos
 # at sea are taken from the surface; a fin shot from an underwater cage, pasted into surface water, is a
@@ -152,8 +157,9 @@ def paste_at_sea(data: str, out: str, seed: int = 0, part: str = "animal", water
     sea, written to ``out`` as training photos with their individuals and a ``boxes.csv``; returns
     how many. Photos without a box are left out (there is nothing to find in them). ``water``: sea
     (the synthetic sea) or real (the folder's own water: each frame a ``real_sea`` of the
-    ``water_strip`` of another of its photos, drawn at random). ``only``: write these photos alone,
-    each in the frame it has among all of them (the same sea, place and size)."""
+    ``water_strip`` of another of its photos, drawn from the ``NEAREST`` to the photo's own water in
+    colour). ``only``: write these photos alone, each in the frame it has among all of them (the same
+    sea, place and size)."""
     if water not in ("sea", "real"):
         raise ValueError(f"water {water!r}: choose sea or real")
     boxes, _ = load_boxes(os.path.join(data, BOXES_CSV), part)
@@ -176,7 +182,7 @@ def paste_at_sea(data: str, out: str, seed: int = 0, part: str = "animal", water
         rgb, sea = _read(os.path.join(data, row.folder, row.image)), None
         if water == "real":
             others = [s for name, s in strips if name != row.image]
-            sea = real_sea(others[int(rng.integers(len(others)))])
+            sea = real_sea(nearest_water(rgb, others, rng))
         frame, moved = paste_one(rgb, boxes[row.image], rng, sea)  # drawn for every photo: the same frames
         if only is not None and row.image not in only:
             continue
@@ -189,6 +195,23 @@ def paste_at_sea(data: str, out: str, seed: int = 0, part: str = "animal", water
                                                          float_format="%.1f")
     atomic.write_text(os.path.join(out, MARKER), json.dumps(_marker(seed, water)))  # last: a folder with it is whole
     return len(rows)
+
+
+def rim_colour(rgb: np.ndarray) -> np.ndarray:
+    """The mean colour of a photo's outer ``RIM`` (its water, in photos of a fin): float32 RGB."""
+    h, w = rgb.shape[:2]
+    r = max(1, round(RIM * min(h, w)))
+    inner = np.zeros((h, w), bool)
+    inner[r:h - r, r:w - r] = True
+    return rgb[~inner].reshape(-1, 3).astype(np.float32).mean(axis=0)
+
+
+def nearest_water(rgb: np.ndarray, strips: list[np.ndarray], rng: np.random.Generator) -> np.ndarray:
+    """One of the ``NEAREST`` strips whose mean colour is nearest the photo's rim (drawn at random)."""
+    rim = rim_colour(rgb)
+    far = [float(np.abs(s.reshape(-1, 3).astype(np.float32).mean(axis=0) - rim).sum()) for s in strips]
+    order = np.argsort(far, kind="stable")[:NEAREST]
+    return strips[int(order[int(rng.integers(len(order)))])]
 
 
 def _fit(band: np.ndarray) -> np.ndarray:
