@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from tfrecords.synthetic.distractors import add_distractors
 from tfrecords.synthetic.sea import gradient, skin_light
 
 SPRITE = 256  # canonical sprite side, px
@@ -188,19 +189,23 @@ def background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
 
 
 def compose(
-    ind: Individual, rng: np.random.Generator, h: int, w: int, area: float, companions: float = 0.0
+    ind: Individual, rng: np.random.Generator, h: int, w: int, area: float, companions: float = 0.0,
+    distractors: float = 0.0,
 ) -> tuple[np.ndarray, list[tuple[int, int, int, int]]]:
     """One photo: uint8 HxWx3 RGB and its boxes (x_min, y_min, x_max, y_max) in pixels, the
     individual's part first.
 
     ``area`` is the fraction of the frame the part's box covers (above 0.3 the part may overhang
     the frame; the box is the visible part). ``companions``: the chance that 1-3 smaller animals of
-    its species share the photo, each boxed (``add_companions``)."""
+    its species share the photo, each boxed (``add_companions``). ``distractors``: the chance that
+    1-3 birds, buoys, boats or splashes share it, unboxed (``distractors.add_distractors``)."""
     img = background(rng, h, w)
     img, alpha = _paste(img, ind, rng, area)
     boxes = [visible_box(alpha)]
     if companions > 0 and rng.random() < companions:  # no draw at 0: the photos stay as they were
         img, boxes = add_companions(img, ind, rng, boxes)
+    if distractors > 0 and rng.random() < distractors:  # no draw at 0, as for companions
+        img = add_distractors(img, rng, boxes)
     return degrade(img, rng), boxes
 
 

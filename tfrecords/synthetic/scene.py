@@ -13,6 +13,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from tfrecords.synthetic.distractors import add_distractors
 from tfrecords.synthetic.render import SPRITE, Individual, degrade, outline, pose, render_sprite, visible_box
 from tfrecords.synthetic.sea import foam_line, noise, surface, underwater
 
@@ -20,10 +21,10 @@ UNDERWATER = 0.3  # share of fin photos taken under the surface (cage and pole c
 
 
 def compose_sea(
-    ind: Individual, rng: np.random.Generator, h: int, w: int, area: float
+    ind: Individual, rng: np.random.Generator, h: int, w: int, area: float, distractors: float = 0.0
 ) -> tuple[np.ndarray, list[tuple[int, int, int, int]]]:
     """One photo: uint8 HxWx3 RGB and its one box (x_min, y_min, x_max, y_max) in pixels, as
-    ``render.compose``, in the sea scene."""
+    ``render.compose``, in the sea scene (``distractors`` as there)."""
     below = ind.part == "fin" and rng.random() < UNDERWATER
     img, water = underwater(rng, h, w) if below else (surface(rng, h, w), None)
     skin, alpha = render_sprite(ind, rng, lit=True)
@@ -56,7 +57,10 @@ def compose_sea(
         cols = np.nonzero((warped_a > 0.5).any(0))[0]
         foam = foam_line(rng, h, w, water_y, (float(cols.min()), float(cols.max())) if cols.size else (0.0, w))
         img = img * (1 - foam[:, :, None]) + rng.uniform(0.8, 1.0) * foam[:, :, None]
-    return degrade(img, rng), [visible_box(warped_a)]
+    box = visible_box(warped_a)
+    if distractors > 0 and rng.random() < distractors:
+        img = add_distractors(img, rng, [box])
+    return degrade(img, rng), [box]
 
 
 def base(ind: Individual, m: np.ndarray) -> np.ndarray:

@@ -58,6 +58,9 @@ class SynthConfig:
                                          "frame (1-5 %% of it each, every one boxed after the photographed "
                                          "one's box): a pod at sea, for the detector (plain scene only)",
                                lo=0.0, hi=1.0)
+    distractors: float = option(0.0, help="share of photos with 1-3 birds, buoys, boats or splashes in them, "
+                                          "unboxed, clear of the animals (tfrecords/synthetic/distractors.py): "
+                                          "what a detector at sea must learn not to box", lo=0.0, hi=1.0)
     misspell_rate: float = option(0.25, help="share of species names written as Kaggle's misspellings", lo=0.0,
                                   hi=1.0)
     size: tuple[int, int] | None = option(None, help="(width, height) of every photo; None: varied", cli=False)
@@ -86,6 +89,7 @@ class Shot:
     area: float
     scene: str = "plain"
     companions: float = 0.0
+    distractors: float = 0.0
 
 
 def _hex_ids(rng: np.random.Generator, n: int, chars: int, taken: set[str]) -> list[str]:
@@ -146,7 +150,8 @@ def plan(cfg: SynthConfig) -> tuple[list[Shot], pd.DataFrame, pd.DataFrame]:
             if cfg.size:
                 wd, ht = cfg.size
             area = float(np.exp(rng.uniform(np.log(0.07), np.log(cfg.max_area))))  # box/frame, before the sea cut
-            shots.append(Shot(split, i, f"{name}.jpg", ind, ht, wd, area, cfg.scene, cfg.companions))
+            shots.append(Shot(split, i, f"{name}.jpg", ind, ht, wd, area, cfg.scene, cfg.companions,
+                              cfg.distractors))
 
     def written_species(s: str) -> str:
         return MISSPELLINGS[s] if s in MISSPELLINGS and rng.random() < cfg.misspell_rate else s
@@ -166,9 +171,10 @@ def draw(args: tuple[int, Shot, str]) -> tuple[str, str, list[tuple[int, int, in
     seed, shot, folder = args
     rng = np.random.default_rng([seed, 1 if shot.split == "train" else 2, shot.index])
     if shot.scene == "sea":
-        rgb, boxes = compose_sea(shot.individual, rng, shot.height, shot.width, shot.area)
+        rgb, boxes = compose_sea(shot.individual, rng, shot.height, shot.width, shot.area, shot.distractors)
     else:
-        rgb, boxes = compose(shot.individual, rng, shot.height, shot.width, shot.area, shot.companions)
+        rgb, boxes = compose(shot.individual, rng, shot.height, shot.width, shot.area, shot.companions,
+                             shot.distractors)
     quality = int(rng.integers(45, 96))
     ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
     atomic.write_bytes(join(folder, shot.image), buf.tobytes())
