@@ -21,11 +21,13 @@ and prints one JSON line:
   photo's tiles (``--slices 1``), with ``tile6_slices_ratio`` of the two (``stage1_detect/slicing.py``);
   ``detector_map50_at_sea``, ``detector_iou50_share_at_sea``: on the boxed photos shrunk to 1.5-6 % of
   a synthetic sea frame (``tfrecords/synthetic/at_sea.py``), and ``detector_wide_share_at_sea``: how
-  often the box the crops take there covers over half the frame (water boxed as an animal); the same
-  three ending ``_at_sea_real`` with each frame's water mirrored out of a box-free band of another of
+  often the box the crops take there covers over half the frame (water boxed as an animal), and
+  ``detector_boxed_share_at_sea``: the share of fins that any box of any confidence covers (IoU >= 0.5):
+  the most any ranking of the boxes could find (also without ``_at_sea``, on the photos); the same
+  four ending ``_at_sea_real`` with each frame's water mirrored out of a box-free band of another of
   the folder's photos (real water, foam and rock instead of the synthetic sea); a given detector only
   (one trained here saw these photos); with a ``views.csv`` (image,view: ``surface`` or ``underwater``)
-  in the folder, the six again ending ``_surface``: the photos taken from the surface alone, each in
+  in the folder, the eight again ending ``_surface``: the photos taken from the surface alone, each in
   the frame it has among all (photos at sea are taken from a boat);
 - ``known_map5``: MAP@5 of the test photos of known individuals, ranking the catalog's individuals
   only (closed set: what a researcher scrolling the candidates sees);
@@ -73,7 +75,7 @@ def at_sea(data: str, det: str, w: str, water: str = "sea", input_size: int = 0)
 
 def _scored_at_sea(data: str, det: str, w: str, name: str, water: str, input_size: int,
                    only: set[str] | None = None) -> dict:
-    """Paste (once), build and score one at-sea proxy: its three keys ending ``name``."""
+    """Paste (once), build and score one at-sea proxy: its four keys ending ``name``."""
     from stage1_detect.scoring import evaluate
     from tfrecords.builder import build
     from tfrecords.plan import BuildConfig
@@ -85,7 +87,7 @@ def _scored_at_sea(data: str, det: str, w: str, name: str, water: str, input_siz
     build(BuildConfig(data=folder, out=records, folds=2), progress=False)
     r = evaluate(det, records, out=os.path.join(w, f"detector_eval_{name}"), every=True, input_size=input_size)
     return {f"detector_map50_{name}": r["map50"], f"detector_iou50_share_{name}": r["iou50_share"],
-            f"detector_wide_share_{name}": r["wide_share"]}
+            f"detector_wide_share_{name}": r["wide_share"], f"detector_boxed_share_{name}": r["boxed_share"]}
 
 
 def stage1(a, records: str, w: str) -> tuple[str, dict]:
@@ -112,7 +114,8 @@ def stage1(a, records: str, w: str) -> tuple[str, dict]:
             # fins at ~2 % of the frame, as at sea, with the photo's tiles and without (the reference)
             whole = evaluate(det, records, out=None, every=every, tile=6, slices=1, input_size=n)["map50"]
             figures = {"detector_map50": r["map50"], "detector_iou50_share": r["iou50_share"],
-                       "frame_iou50_share": r["frame_iou50_share"], "detector_map50_tile3": small[3],
+                       "detector_boxed_share": r["boxed_share"], "frame_iou50_share": r["frame_iou50_share"],
+                       "detector_map50_tile3": small[3],
                        "detector_map50_tile6": small[6], "detector_map50_tile6_unsliced": whole,
                        "tile6_slices_ratio": round(small[6] / max(whole, 1e-9), 3)}
             if every:  # a detector trained here saw most of these photos: at sea they would flatter it

@@ -4,9 +4,11 @@
         [--zoom Z] [--[no-]mirror] [--slices K] [--input-size PX] [--out REPORT_DIR]
 
 COCO mAP@0.5 and mAP@0.5:0.95 (pycocotools through keras-cv), the mean IoU of the chosen crop box
-(best box per image) with the nearest true box, the share of images where that IoU >= 0.5, and a PNG grid of
-predictions (red, with score) over the truth (green). ``--tile K`` scores K x K grids of the photos
-instead (COCO mAP only): the same animals small and several to a frame. The last stdout line is JSON.
+(best box per image) with the nearest true box, the share of images where that IoU >= 0.5, the share
+of true boxes that any box of any confidence covers (``boxed_share``: what no ranking of the boxes can
+exceed), and a PNG grid of predictions (red, with score) over the truth (green). ``--tile K`` scores
+K x K grids of the photos instead (COCO mAP only): the same animals small and several to a frame. The
+last stdout line is JSON.
 """
 
 from __future__ import annotations

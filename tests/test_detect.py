@@ -101,8 +101,25 @@ def test_evaluate_all_scores_every_boxed_record_of_both_splits(tiny_run, tiny_re
     assert every["images"] > (index["split"] == "test").sum() and one["images"] < every["images"]
     assert every["val_fold"] == "all"
     assert 0.0 <= every["iou50_share"] <= 1.0 and one["val_fold"] == 0
+    assert {"boxed_share"} <= set(every) & set(one)  # its counting: test_a_true_box_counts_as_boxed_...
     tiled = evaluate(str(out), str(tiny_records), every=True, tile=2)  # 2x2 grids: the photos left over are left out
     assert tiled["tile"] == 2 and tiled["grids"] == every["images"] // 4 and "iou50_share" not in tiled
+    assert "boxed_share" in tiled
+
+
+def test_a_true_box_counts_as_boxed_when_any_kept_box_covers_it():
+    from stage1_detect.scoring import covered
+
+    truth = np.array([[10, 10, 50, 50], [100, 100, 140, 160], [60, 0, 90, 30], [-1, -1, -1, -1]], np.float32)
+    boxes = np.array([[12, 8, 52, 50],  # on the first: IoU 0.9
+                      [100, 100, 140, 120],  # a third of the second: IoU 0.33, not covered
+                      [60, 0, 90, 30],  # exactly the third, but suppressed (confidence 0)
+                      [0, 0, 200, 200]], np.float32)  # the whole frame covers none
+    conf = np.array([0.9, 0.8, 0.0, 0.7])
+    assert covered(boxes, conf, truth).tolist() == [True, False, False]  # padding left out
+    conf[2] = 0.01  # kept at any confidence: no ranking could find more than these
+    assert covered(boxes, conf, truth).tolist() == [True, False, True]
+    assert covered(np.zeros((0, 4)), np.zeros(0), truth).tolist() == [False, False, False]
 
 
 def test_the_subject_share_counts_the_first_box_alone():

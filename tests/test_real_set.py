@@ -122,3 +122,6 @@ def test_bench_real_scores_a_given_detector_against_the_whole_frame(tmp_path):
     # apart (the demo's detector: 0.2 of them hit, 0.18 of all)
     assert out["detector_iou50_share_at_sea_real_surface"] > 0.1
     assert out["detector_map50_at_sea_real_surface"] != out["detector_map50_at_sea_real"]
+    # one class (fin): no ranking of the boxes scores above the share of fins some box covers
+    for name in ("", "_at_sea", "_at_sea_real"):
+        assert out[f"detector_map50{name}"] <= out[f"detector_boxed_share{name}"] + 1e-6
