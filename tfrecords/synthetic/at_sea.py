@@ -53,8 +53,8 @@ MARKER = "at_sea.json"
 STRIP_SHARE = 0.2
 STRIP_SIDE = 64
 # the water a photo is pasted into: one of the NEAREST strips by mean colour to the photo's outer RIM
-# (its own water): blended into water of another colour, a fin took that colour's offset (purple, pink:
-# 40 grey levels of 255 on average), which no fin at sea has (docs/history.md, "Water of the fin's colour")
+# (its own water): blended into water of another colour, a fin took that colour's offset (purple, pink;
+# its box's mean colour moved 38 grey levels of 255 on average, 21 matched): no fin at sea looks so (docs/history.md)
 NEAREST = 3
 RIM = 0.08
 STRIP_TRIM = 4  # px cut from each edge of a band: a few of the photos have a thin border
