@@ -20,12 +20,12 @@ and prints one JSON line:
   ``detector_map50_tile6``: on 6x6 grids (fins at ~2 % of the frame), and ``_unsliced`` without the
   photo's tiles (``--slices 1``), with ``tile6_slices_ratio`` of the two (``stage1_detect/slicing.py``);
   ``detector_map50_at_sea``, ``detector_iou50_share_at_sea``: on the boxed photos shrunk to 1.5-6 % of
-  a synthetic sea frame (``tfrecords/synthetic/at_sea.py``), and ``detector_wide_share_at_sea``: how
+  a synthetic sea frame, their animals cut out along their outlines (``tfrecords/synthetic/at_sea.py``), and ``detector_wide_share_at_sea``: how
   often the box the crops take there covers over half the frame (water boxed as an animal), and
   ``detector_boxed_share_at_sea``: the share of fins that any box of any confidence covers (IoU >= 0.5):
   the most any ranking of the boxes could find (also without ``_at_sea``, on the photos); the same
-  four ending ``_at_sea_real`` with each frame's water mirrored out of a box-free band of another of
-  the folder's photos (real water, foam and rock instead of the synthetic sea); a given detector only
+  four ending ``_at_sea_real`` with each frame's water tiled out of the band above the boxes of another
+  of the folder's surface photos (real water instead of the synthetic sea); a given detector only
   (one trained here saw these photos); with a ``views.csv`` (image,view: ``surface`` or ``underwater``)
   in the folder, the eight again ending ``_surface``: the photos taken from the surface alone, each in
   the frame it has among all (photos at sea are taken from a boat);

@@ -2,6 +2,7 @@
 sea. The boxes must follow the animal's pixels into the frame, the photo must be small in it, and
 the result must be a folder the builder reads."""
 
+import cv2
 import numpy as np
 import pandas as pd
 import pytest
@@ -71,21 +72,56 @@ def test_a_folder_goes_to_sea_with_its_boxes_and_individuals(tmp_path):
     assert not pasted(str(tmp_path / "a"), 3, "sea")
 
 
-def test_real_water_is_the_box_free_band_of_another_photo_mirrored_to_the_frame():
-    from tfrecords.synthetic.at_sea import STRIP_TRIM, real_sea, water_strip
+def test_real_water_is_the_band_above_the_boxes_tiled_to_the_frame_not_mirrored():
+    from tfrecords.synthetic.at_sea import STRIP_TRIM, TIP_MARGIN, real_sea, water_strip
 
     rgb = np.zeros((240, 300, 3), np.uint8)
-    rgb[:, :, 2] = np.linspace(0, 250, 300).astype(np.uint8)[None, :]  # water that differs across the photo
+    rgb[:, :, 2] = np.tile(np.linspace(0, 250, 100), 3).astype(np.uint8)[None, :]  # water that differs across it
     rgb[150:240, 60:300] = 255  # the animal, at the bottom
     strip = water_strip(rgb, [(60.0, 150.0, 300.0, 240.0, "fin")])
-    t = STRIP_TRIM
-    assert strip.shape == (150 - 2 * t, 300 - 2 * t, 3) and strip.max() < 255  # the band above: no animal in it
-    assert water_strip(rgb, [(0.0, 10.0, 300.0, 230.0, "fin")]) is None  # nothing but thin bands left
-    sea = real_sea(strip)
+    t, top = STRIP_TRIM, int(150 - TIP_MARGIN * 90)  # the fin's tip may rise a little above its box
+    assert strip.shape == (top - 2 * t, 300 - 2 * t, 3) and strip.max() < 255  # above: no animal in it
+    # beside and below a box lie the fin's base, the back, the reflection: never taken, however wide
+    assert water_strip(rgb, [(0.0, 10.0, 60.0, 60.0, "fin")]) is None
+    sky = rgb.copy()
+    sky[:150] = 255
+    assert water_strip(sky, [(60.0, 150.0, 300.0, 240.0, "fin")]) is None  # a white sky is not water
+    # tiled, not mirrored: away from the seams the frame holds the band itself, translated (a mirror
+    # would hold it reversed: every slope meeting its mirror image in a fin-shaped peak)
+    rng = np.random.default_rng(0)
+    band = cv2.GaussianBlur(rng.uniform(0, 255, (80, 60, 3)).astype(np.float32), (0, 0), 3)
+    band = cv2.normalize(band, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
+    sea = real_sea(band)  # a frame of 120 x 80 at the band's scale: copies at x = 0, 45, 90 (overlap 15)
     assert sea.shape == (FRAME[1], FRAME[0], 3)
-    # mirrored, not stretched: the band's left-to-right ramp spans the frame's width once
-    row = sea[FRAME[1] // 2, :, 2]
-    assert row[:20].mean() < 20 and row[-20:].mean() > 170 and np.all(np.diff(row[50:-50]) >= -2)
+    small = cv2.resize(sea, (120, 80), interpolation=cv2.INTER_AREA)
+    middle = small[10:70, 62:88].ravel()  # the second copy alone: the band's columns 17-42
+    same = np.corrcoef(middle, band[10:70, 17:43].astype(np.float32).ravel())[0, 1]
+    mirrored = np.corrcoef(middle, band[10:70, 42:16:-1].astype(np.float32).ravel())[0, 1]
+    assert same > 0.9 and same > mirrored + 0.3, (same, mirrored)
+
+
+def test_a_fin_is_cut_out_along_its_outline_no_ghost_and_no_rectangle():
+    """A dark triangle (a fin) filling most of its box, cut by the photo's bottom edge as close-ups
+    are, on its own bright water: laid into darker sea it keeps its own darkness to the frame's edge
+    (the Poisson blend turned such fins into pale ghosts), its water stays behind, and the box is
+    drawn around what was laid in."""
+    from tfrecords.synthetic.at_sea import paste_one
+
+    rgb = np.full((200, 300, 3), 210, np.uint8)
+    pts = np.array([[90, 199], [150, 40], [220, 199]], np.int32)
+    cv2.fillPoly(rgb, [pts], (30, 30, 30))
+    sea = np.full((FRAME[1], FRAME[0], 3), 90.0, np.float32)
+    frame, [(x0, y0, x1, y1, label)] = paste_one(rgb, [(80.0, 30.0, 230.0, 200.0, "fin")], np.random.default_rng(1),
+                                                 sea)
+    x0, y0, x1, y1 = int(x0), int(y0), int(x1), int(y1)
+    inside = frame[y0:y1, x0:x1].mean(axis=-1)
+    assert inside.min() < 40  # the fin's own darkness, not lifted towards the sea's 90
+    assert (inside[-3:] < 60).any()  # down to where its photo cut it
+    out = frame.mean(axis=-1)
+    out[y0 - 2:y1 + 2, x0 - 2:x1 + 2] = 90  # the cut edge is softened by a pixel or two
+    assert np.abs(out - 90).max() < 3  # no rectangle of the photo's bright water anywhere
+    ys, xs = np.nonzero(frame.mean(axis=-1) < 60)
+    assert abs(xs.min() - x0) <= 2 and abs(xs.max() + 1 - x1) <= 2 and abs(ys.min() - y0) <= 2  # box on the fin
 
 
 def test_a_folder_at_real_sea_takes_each_frames_water_from_another_photo(tmp_path):
@@ -112,8 +148,15 @@ def test_a_folder_at_real_sea_takes_each_frames_water_from_another_photo(tmp_pat
             corner = frame[-40:, -40:].reshape(-1, 3).mean(0)
         assert int(np.argmax(corner)) != int(np.argmax(c))  # another photo's water
         inner = frame[int(b.y_min) + 2:int(b.y_max) - 2, int(b.x_min) + 2:int(b.x_max) - 2]
-        # the box still holds the animal: blended, it keeps its contrast with the water, not its colour
+        # the box still holds the animal, cut out with its own colour
         assert inner.mean(axis=-1).min() > corner.mean() + 80
+    # water seen from below is not the sea's surface: a photo from an underwater cage lends none
+    pd.DataFrame({"image": ["p0.jpg", "p1.jpg", "p2.jpg"], "view": ["underwater", "surface", "surface"]}).to_csv(
+        src / "views.csv", index=False)
+    assert paste_at_sea(str(src), str(tmp_path / "out2"), seed=1, part="fin", water="real") == 3
+    for i in range(3):
+        frame = np.asarray(Image.open(tmp_path / "out2" / "train_images" / f"p{i}.jpg"), np.float32)
+        assert frame[..., 0].mean() < 100  # no frame of p0's red water (the photo itself is small in it)
 
 
 def test_the_water_chosen_is_of_the_photos_own_colour_among_the_nearest():

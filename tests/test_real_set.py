@@ -112,15 +112,17 @@ def test_bench_real_scores_a_given_detector_against_the_whole_frame(tmp_path):
     assert {"detector_map50", "detector_iou50_share", "detector_map50_tile3", "detector_map50_tile6",
             "detector_map50_tile6_unsliced", "tile6_slices_ratio"} <= set(out)
     # at sea the fins are a few per cent of the frame: the whole frame hits none; on the synthetic sea the
-    # detector's box hits more often than it covers the frame (the demo's: 0.39 against 0.32)
+    # detector's box hits more often than it covers the frame (the demo's: 0.50 against 0.33)
     assert out["detector_iou50_share_at_sea"] > max(0.3, out["detector_wide_share_at_sea"])
-    # on real water (each frame mirrored out of another photo's box-free band, the fin blended in) it hits
-    # some (the demo's: 0.18) and covers the frame as often: README, "Where it does not work yet"
-    assert out["detector_iou50_share_at_sea_real"] > 0.1
-    assert out["detector_map50_at_sea_real"] < out["detector_map50_at_sea"] < out["detector_map50"]
+    # on real water (another surface photo's water above its fin, tiled; the fin cut out along its outline)
+    # it hits more than half (the demo's: 0.58) and finds them, as on the synthetic sea, less well than
+    # the close-ups: README, "Photos at sea"
+    assert out["detector_iou50_share_at_sea_real"] > max(0.3, out["detector_wide_share_at_sea_real"])
+    assert max(out["detector_map50_at_sea_real"], out["detector_map50_at_sea"]) < out["detector_map50"]
+    assert min(out["detector_map50_at_sea_real"], out["detector_map50_at_sea"]) > 0.3
     # the set's views.csv: the fins shot from the surface (a boat's view) alone, in the same frames, scored
-    # apart (the demo's detector: 0.2 of them hit, 0.18 of all)
-    assert out["detector_iou50_share_at_sea_real_surface"] > 0.1
+    # apart
+    assert out["detector_iou50_share_at_sea_real_surface"] > 0.3
     assert out["detector_map50_at_sea_real_surface"] != out["detector_map50_at_sea_real"]
     # one class (fin): no ranking of the boxes scores above the share of fins some box covers
     for name in ("", "_at_sea", "_at_sea_real"):

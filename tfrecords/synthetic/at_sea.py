@@ -6,15 +6,17 @@
 Photo-ID close-ups (the committed real fins fill a median 69 % of their frame) say little about a
 photo taken from a boat, where a fin is 1-5 % of the frame and the rest is water, sky and foam. Grids
 of the photos (``stage1_detect/evaluate.py --tile K``) shrink the fins but fill the frame with other
-fins. Here each boxed photo is shrunk to ``AREA`` of a ``FRAME`` and laid on the synthetic sea of
-``tfrecords.synthetic.sea`` (chop, foam, glint, sometimes a horizon with sky and land: the ``sea``
-scene, not the ``plain`` world the demo's detector trains on), Poisson-blended into it (OpenCV's
-``seamlessClone``: the photo keeps its gradients, the fin's outline among them, and takes the sea's
-colours at its border), so that no rectangle of other water marks where the fin is. Faded in
-instead (until 2026-12-04), the rectangle showed, and the detectors boxed it: the same detectors
-found half as many fins once it was gone (docs/history.md, "The pasted rectangle"). The fin and its
-own water are real; what lies around them is not, so a detector that draws boxes over open water,
-sky or foam pays for each one here, as it would at sea. Deterministic per ``seed``.
+fins. Here each boxed photo is shrunk to ``AREA`` of a ``FRAME`` and its animal laid on the synthetic
+sea of ``tfrecords.synthetic.sea`` (chop, foam, glint, sometimes a horizon with sky and land: the
+``sea`` scene, not the ``plain`` world the demo's detector trains on) or on real water (another
+photo's box-free band), cut out along its outline (``cutout``: GrabCut from the box), so that nothing
+of its own photo marks where it is. Faded in (until 2026-12-04, 00:00), the photo's rectangle showed
+and the detectors boxed it (docs/history.md, "The pasted rectangle"); Poisson-blended (until
+2026-12-04, 05:00), fins cut by their photo's frame came out pale ghosts, and the real water,
+mirrored out to the frame, held fin-shaped peaks the detectors boxed first: the same detectors found
+twice as many fins once both were gone (docs/history.md, "Ghosts and kaleidoscopes"). The fin is
+real; what lies around it is not, so a detector that draws boxes over open water, sky or foam pays
+for each one here, as it would at sea. Deterministic per ``seed``.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from tfrecords.layout import (
     TRAIN_DIR,
     read_csv,
 )
+from tfrecords.synthetic.cutout import cut_out, extent, lay_in
 from tfrecords.synthetic.sea import surface
 
 AREA = (0.015, 0.06)  # the pasted photo's share of the frame: its fin a few per cent of it
@@ -47,17 +50,19 @@ FRAME = (1536, 1024)  # width, height: 3:2 as a camera's; records keep 1024 px a
 BORDER = 2  # px of the pasted photo's edge left out of the blend: its gradients there meet the sea's
 # how the photos enter the frame, written beside each pasted folder (MARKER): a folder pasted another way
 # (the faded rectangles before 2026-12-04), or with another seed or water, is pasted again (``pasted``)
-PASTE = "blend-matched"
+PASTE = "cut-tiled"
 MARKER = "at_sea.json"
-# ``water="real"``: a photo lends its water when a box-free band holds this share of it, this many px each way
-STRIP_SHARE = 0.2
-STRIP_SIDE = 64
+# ``water="real"``: a photo lends its water when the band above its boxes is this many px tall (and wide)
+STRIP_SIDE = 16
+TIP_MARGIN = 0.05
+CLIPPED = 250  # a band mostly this bright in every channel is an overexposed sky, not water
 # the water a photo is pasted into: one of the NEAREST strips by mean colour to the photo's outer RIM
 # (its own water): blended into water of another colour, a fin took that colour's offset (purple, pink;
 # its box's mean colour moved 38 grey levels of 255 on average, 21 matched): no fin at sea looks so (docs/history.md)
 NEAREST = 3
 RIM = 0.08
 STRIP_TRIM = 4  # px cut from each edge of a band: a few of the photos have a thin border
+TILE_OVERLAP = 0.25  # the share of a band's side by which its copies overlap when tiled out to a frame
 # optional in a folder: where each photo was taken from (image,view; view surface or underwater). Photos
 # at sea are taken from the surface; a fin shot from an underwater cage, pasted into surface water, is a
 # translucent patch no such photo shows (docs/history.md, "the fins above the water alone")
@@ -93,38 +98,53 @@ def surface_photos(data: str) -> set[str] | None:
 
 
 def water_strip(rgb: np.ndarray, boxes: list) -> np.ndarray | None:
-    """The largest band of ``rgb`` that no box touches (above, below, left or right of every box), when
-    it holds at least ``STRIP_SHARE`` of the photo and ``STRIP_SIDE`` px each way; else None."""
-    h, w = rgb.shape[:2]
+    """The band of ``rgb`` above every box (and ``TIP_MARGIN`` of the tallest box's height), when it is
+    ``STRIP_SIDE`` px tall and wide once trimmed and not mostly ``CLIPPED``; else None. Above, because
+    a box bounds the part photographed, not the animal: beside and below it lie the base of the fin,
+    the back and the reflection, which the largest box-free band (the rule until 2026-12-04) brought
+    into the water as unboxed fins (docs/history.md, "Ghosts and kaleidoscopes")."""
     if not boxes:
         return None
-    x0, y0 = min(b[0] for b in boxes), min(b[1] for b in boxes)
-    x1, y1 = max(b[2] for b in boxes), max(b[3] for b in boxes)
-    bands = [rgb[:int(y0)], rgb[int(np.ceil(y1)):], rgb[:, :int(x0)], rgb[:, int(np.ceil(x1)):]]
+    top = min(b[1] for b in boxes)
+    # a box drawn a little low leaves the fin's tip above it: TIP_MARGIN of the box's height more is left out
+    top = int(top - TIP_MARGIN * max(b[3] - b[1] for b in boxes))
     t = STRIP_TRIM  # some photos have a thin border of another colour
-    best = max(bands, key=lambda b: b.shape[0] * b.shape[1])[t:-t, t:-t]
-    ok = best.shape[0] * best.shape[1] >= STRIP_SHARE * h * w and min(best.shape[:2]) >= STRIP_SIDE
-    return best if ok else None
+    band = rgb[t:max(t, top - t), t:rgb.shape[1] - t]
+    if min(band.shape[:2]) < STRIP_SIDE or (band.min(axis=-1) >= CLIPPED).mean() > 0.5:
+        return None  # too thin, or a white sky over the sea
+    return band
 
 
 def real_sea(strip: np.ndarray) -> np.ndarray:
-    """A ``FRAME`` of real water, float32, from a strip mirrored out to the frame's shape at the strip's
-    own scale (as wide as the strip, or as tall), then resized."""
+    """A ``FRAME`` of real water, float32, from a strip tiled out to the frame's shape at the strip's own
+    scale (as wide as the strip, or as tall), then resized. The copies overlap by ``TILE_OVERLAP`` of
+    their side and cross-fade there; mirrored instead (until 2026-12-04), every slope of a wave met its
+    mirror image in a peak, a fin-shaped triangle the detectors boxed (docs/history.md, "Ghosts and
+    kaleidoscopes")."""
     width, height = FRAME
     h, w = strip.shape[:2]
     fw = max(w, int(np.ceil(h * width / height)))
     fh = int(round(fw * height / width))
-    while strip.shape[0] < fh or strip.shape[1] < fw:  # one mirrored copy per call at most
-        grow = [(0, min(max(need - have, 0), have)) for need, have in zip((fh, fw), strip.shape[:2], strict=True)]
-        strip = np.pad(strip, [*grow, (0, 0)], mode="symmetric")
-    return np.asarray(Image.fromarray(strip[:fh, :fw]).resize(FRAME, Image.Resampling.BICUBIC), np.float32)
+    oy, ox = max(1, int(h * TILE_OVERLAP)), max(1, int(w * TILE_OVERLAP))
+    ramp = [np.minimum(1.0, np.minimum(np.arange(n) + 1, n - np.arange(n)) / (o + 1)) for n, o in ((h, oy), (w, ox))]
+    weight = (ramp[0][:, None] * ramp[1][None, :]).astype(np.float32)[..., None]
+    acc = np.zeros((fh + h, fw + w, 3), np.float32)
+    total = np.zeros((fh + h, fw + w, 1), np.float32)
+    for y in range(0, max(1, fh - oy), h - oy):  # the last copy reaches the frame's edge
+        for x in range(0, max(1, fw - ox), w - ox):
+            acc[y:y + h, x:x + w] += strip.astype(np.float32) * weight
+            total[y:y + h, x:x + w] += weight
+    water = np.clip(acc[:fh, :fw] / total[:fh, :fw] + 0.5, 0, 255).astype(np.uint8)
+    return np.asarray(Image.fromarray(water).resize(FRAME, Image.Resampling.BICUBIC), np.float32)
 
 
 def paste_one(rgb: np.ndarray, boxes: list, rng: np.random.Generator, water: np.ndarray | None = None
               ) -> tuple[np.ndarray, list]:
     """One photo (uint8 HxWx3) and its pixel boxes (x0, y0, x1, y1, label) -> the sea frame with the
-    photo shrunk into it, and the boxes moved with it. ``water``: a ``real_sea`` frame to use instead
-    of the synthetic sea."""
+    photo's animals shrunk into it, cut out along their outlines (``cutout``; the whole photo
+    Poisson-blended where an outline cannot be found), and the boxes moved with them, each drawn around
+    what its cut-out kept (a box holds nothing that was not pasted). ``water``: a ``real_sea`` frame to
+    use instead of the synthetic sea."""
     width, height = FRAME
     sea = (np.clip(surface(rng, height, width), 0.0, 1.0) * 255.0).astype(np.float32) if water is None else water.copy()
     h, w = rgb.shape[:2]
@@ -133,7 +153,14 @@ def paste_one(rgb: np.ndarray, boxes: list, rng: np.random.Generator, water: np.
     y0, x0 = int(rng.integers(0, height - ph + 1)), int(rng.integers(0, width - pw + 1))
     patch = np.asarray(Image.fromarray(rgb).resize((pw, ph), Image.Resampling.BICUBIC), np.uint8)
     x0, y0 = min(max(x0, 1), width - pw - 1), min(max(y0, 1), height - ph - 1)  # the blend needs a pixel of sea
-    frame = blend(patch, np.clip(sea, 0.0, 255.0).astype(np.uint8), x0, y0)
+    sea = np.clip(sea, 0.0, 255.0).astype(np.uint8)
+    masks = [cut_out(rgb, b) for b in boxes]
+    if masks and all(m is not None for m in masks):
+        animal = np.logical_or.reduce(masks).astype(np.float32)
+        frame = lay_in(patch, cv2.resize(animal, (pw, ph), interpolation=cv2.INTER_AREA), sea, x0, y0)
+        boxes = [(*extent(m), b[4]) for m, b in zip(masks, boxes, strict=True)]
+    else:
+        frame = blend(patch, sea, x0, y0)
     moved = [(x0 + b[0] * pw / w, y0 + b[1] * ph / h, x0 + b[2] * pw / w, y0 + b[3] * ph / h, b[4]) for b in boxes]
     return frame, moved
 
@@ -158,8 +185,9 @@ def paste_at_sea(data: str, out: str, seed: int = 0, part: str = "animal", water
     how many. Photos without a box are left out (there is nothing to find in them). ``water``: sea
     (the synthetic sea) or real (the folder's own water: each frame a ``real_sea`` of the
     ``water_strip`` of another of its photos, drawn from the ``NEAREST`` to the photo's own water in
-    colour). ``only``: write these photos alone, each in the frame it has among all of them (the same
-    sea, place and size)."""
+    colour; where the folder has a ``VIEWS_CSV``, only photos taken from the surface lend water).
+    ``only``: write these photos alone, each in the frame it has among all of them (the same sea,
+    place and size)."""
     if water not in ("sea", "real"):
         raise ValueError(f"water {water!r}: choose sea or real")
     boxes, _ = load_boxes(os.path.join(data, BOXES_CSV), part)
@@ -172,12 +200,15 @@ def paste_at_sea(data: str, out: str, seed: int = 0, part: str = "animal", water
     os.makedirs(os.path.join(out, TEST_DIR), exist_ok=True)
     rng, kept = np.random.default_rng(seed), []
     strips = []  # (image, band) read first; the photos themselves one at a time (24 MP each at sea)
+    surface_only = surface_photos(data)  # water seen from below is not the sea a photo from a boat shows
     for row in rows.itertuples(index=False) if water == "real" else ():
+        if surface_only is not None and row.image not in surface_only:
+            continue
         band = water_strip(_read(os.path.join(data, row.folder, row.image)), boxes[row.image])
         if band is not None:
             strips.append((row.image, _fit(band)))
     if water == "real" and len(strips) < 2:
-        raise ValueError(f"{data}: {len(strips)} photos with a box-free band of water; water='real' needs two")
+        raise ValueError(f"{data}: {len(strips)} photos with a band of water above their boxes; water='real' needs two")
     for row in rows.itertuples(index=False):
         rgb, sea = _read(os.path.join(data, row.folder, row.image)), None
         if water == "real":
