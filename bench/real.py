@@ -20,8 +20,9 @@ and prints one JSON line:
   ``detector_map50_tile6``: on 6x6 grids (fins at ~2 % of the frame), and ``_unsliced`` without the
   photo's tiles (``--slices 1``), with ``tile6_slices_ratio`` of the two (``stage1_detect/slicing.py``);
   ``detector_map50_at_sea``, ``detector_iou50_share_at_sea``: on the boxed photos shrunk to 1.5-6 % of
-  a synthetic sea frame, their animals cut out along their outlines (``tfrecords/synthetic/at_sea.py``), and ``detector_wide_share_at_sea``: how
-  often the box the crops take there covers over half the frame (water boxed as an animal), and
+  a synthetic sea frame, their animals cut out along their outlines (``tfrecords/synthetic/at_sea.py``),
+  and ``detector_wide_share_at_sea``: how often the box the crops take there covers over half the
+  frame (water boxed as an animal), and
   ``detector_boxed_share_at_sea``: the share of fins that any box of any confidence covers (IoU >= 0.5):
   the most any ranking of the boxes could find (also without ``_at_sea``, on the photos); the same
   four ending ``_at_sea_real`` with each frame's water tiled out of the band above the boxes of another
