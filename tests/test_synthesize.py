@@ -148,3 +148,25 @@ def test_companions_are_smaller_boxed_apart_and_leave_the_world_alone(tmp_path):
     assert len(pd.read_csv(tmp_path / "none" / "boxes.csv")) == 20
     with pytest.raises(ValueError, match="plain scene only"):
         SynthConfig(scene="sea", companions=0.5)
+
+
+def test_sea_share_draws_an_even_share_in_the_sea_scene_and_nothing_else_moves(tmp_path):
+    """--sea-share R: the share R of each split's photos, evenly spread by index, drawn by the sea scene
+    (for a detector's world); who, where and how big are those of the world without it, and at 0 the
+    photos are the same files."""
+    base = SynthConfig(seed=3, individuals=8, train_images=16, test_images=8, species=3, max_side=192)
+    half = replace(base, sea_share=0.5)
+    shots0, train0, truth0 = plan(base)
+    shots1, train1, truth1 = plan(half)
+    assert [s.scene for s in shots0] == ["plain"] * 24
+    assert [s.scene for s in shots1 if s.split == "train"] == ["plain", "sea"] * 8  # every other photo
+    assert [replace(s, scene="plain") for s in shots1] == shots0  # only the scene moved
+    pd.testing.assert_frame_equal(train0, train1)
+    pd.testing.assert_frame_equal(truth0, truth1)
+    assert sum(s.scene == "sea" for s in plan(replace(base, sea_share=0.25))[0] if s.split == "train") == 4
+    synthesize(base, str(tmp_path / "a"), workers=1, progress=False)
+    synthesize(replace(base, sea_share=0.0), str(tmp_path / "b"), workers=1, progress=False)
+    names = sorted(p.name for p in (tmp_path / "a" / "train_images").iterdir())
+    match, mismatch, errors = filecmp.cmpfiles(tmp_path / "a" / "train_images", tmp_path / "b" / "train_images",
+                                               names, shallow=False)
+    assert match == names and not mismatch and not errors

@@ -54,6 +54,10 @@ class SynthConfig:
                                       "sea: widely randomised water and light (foam at the water line, whitecaps, "
                                       "glint, haze, underwater shots, lit skin), for training a detector for real "
                                       "photos (tfrecords/synthetic/scene.py)", choices=("plain", "sea"))
+    sea_share: float = option(0.0, help="share of photos drawn by the sea scene instead, evenly spread over each "
+                                        "split by index (the rest as --scene): a world for a detector meant for "
+                                        "photos at sea (README, Stage 1, 'Photos at sea'); not for the embedder, "
+                                        "which learns the marks on the plain scene", lo=0.0, hi=1.0)
     companions: float = option(0.0, help="share of photos in which 1-3 smaller animals of the species share the "
                                          "frame (1-5 %% of it each, every one boxed after the photographed "
                                          "one's box): a pod at sea, for the detector (plain scene only)",
@@ -150,7 +154,7 @@ def plan(cfg: SynthConfig) -> tuple[list[Shot], pd.DataFrame, pd.DataFrame]:
             if cfg.size:
                 wd, ht = cfg.size
             area = float(np.exp(rng.uniform(np.log(0.07), np.log(cfg.max_area))))  # box/frame, before the sea cut
-            shots.append(Shot(split, i, f"{name}.jpg", ind, ht, wd, area, cfg.scene, cfg.companions,
+            shots.append(Shot(split, i, f"{name}.jpg", ind, ht, wd, area, _scene(cfg, i), cfg.companions,
                               cfg.distractors))
 
     def written_species(s: str) -> str:
@@ -164,6 +168,13 @@ def plan(cfg: SynthConfig) -> tuple[list[Shot], pd.DataFrame, pd.DataFrame]:
           NEW_INDIVIDUAL if s.individual.individual_id in new_ids else s.individual.individual_id)
          for s in shots if s.split == "test"], columns=["image", "species", "individual_id"])
     return shots, train, truth
+
+
+def _scene(cfg: SynthConfig, index: int) -> str:
+    """The scene of a split's ``index``-th photo: ``sea`` for an evenly spread ``sea_share`` of them (no draw
+    from the generator, so a world at 0 is the world without the option, bit for bit)."""
+    sea = int((index + 1) * cfg.sea_share) > int(index * cfg.sea_share)
+    return "sea" if sea else cfg.scene
 
 
 def draw(args: tuple[int, Shot, str]) -> tuple[str, str, list[tuple[int, int, int, int]], str]:
