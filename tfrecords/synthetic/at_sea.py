@@ -8,8 +8,8 @@ photo taken from a boat, where a fin is 1-5 % of the frame and the rest is water
 of the photos (``stage1_detect/evaluate.py --tile K``) shrink the fins but fill the frame with other
 fins. Here each boxed photo is shrunk to ``AREA`` of a ``FRAME`` and its animal laid on the synthetic
 sea of ``tfrecords.synthetic.sea`` (chop, foam, glint, sometimes a horizon with sky and land: the
-``sea`` scene, not the ``plain`` world the demo's detector trains on) or on real water (another
-photo's box-free band), cut out along its outline (``cutout``: GrabCut from the box), so that nothing
+``sea`` scene, not the ``plain`` world the demo's detector trains on) or on real water (the band
+above another surface photo's fin, tiled), cut out along its outline (``cutout``: GrabCut from the box), so that nothing
 of its own photo marks where it is. Faded in (until 2026-12-04, 00:00), the photo's rectangle showed
 and the detectors boxed it (docs/history.md, "The pasted rectangle"); Poisson-blended (until
 2026-12-04, 05:00), fins cut by their photo's frame came out pale ghosts, and the real water,
