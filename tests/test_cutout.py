@@ -5,7 +5,8 @@ and say so when it cannot."""
 import cv2
 import numpy as np
 
-from tfrecords.synthetic.cutout import cut_out, extent, lay_in
+from tfrecords.synthetic.cutout import cut_out, lay_in
+from tfrecords.synthetic.render import visible_box
 
 
 def _fin_photo(h: int = 300, w: int = 400) -> tuple[np.ndarray, np.ndarray]:
@@ -25,7 +26,7 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
 
 def test_the_outline_is_found_from_the_box_alone_the_same_every_time():
     rgb, truth = _fin_photo()
-    box = (*extent(truth), "fin")
+    box = (*visible_box(truth), "fin")
     mask = cut_out(rgb, box)
     assert mask is not None and mask.shape == truth.shape
     assert _iou(mask, truth) > 0.9  # the fin, not its box: the box's water corners are left behind
@@ -36,7 +37,7 @@ def test_the_outline_is_found_from_the_box_alone_the_same_every_time():
 
 def test_a_large_photo_is_cut_at_a_smaller_size_and_the_mask_comes_back_full_size():
     rgb, truth = _fin_photo(1500, 2000)  # above CUT_SIDE: cut on the shrunk photo
-    mask = cut_out(rgb, (*extent(truth), "fin"))
+    mask = cut_out(rgb, (*visible_box(truth), "fin"))
     assert mask.shape == truth.shape and _iou(mask, truth) > 0.9
 
 

@@ -42,7 +42,8 @@ from tfrecords.layout import (
     TRAIN_DIR,
     read_csv,
 )
-from tfrecords.synthetic.cutout import cut_out, extent, lay_in
+from tfrecords.synthetic.cutout import cut_out, lay_in
+from tfrecords.synthetic.render import visible_box
 from tfrecords.synthetic.sea import surface
 
 AREA = (0.015, 0.06)  # the pasted photo's share of the frame: its fin a few per cent of it
@@ -158,7 +159,7 @@ def paste_one(rgb: np.ndarray, boxes: list, rng: np.random.Generator, water: np.
     if masks and all(m is not None for m in masks):
         animal = np.logical_or.reduce(masks).astype(np.float32)
         frame = lay_in(patch, cv2.resize(animal, (pw, ph), interpolation=cv2.INTER_AREA), sea, x0, y0)
-        boxes = [(*extent(m), b[4]) for m, b in zip(masks, boxes, strict=True)]
+        boxes = [(*visible_box(m), b[4]) for m, b in zip(masks, boxes, strict=True)]
     else:
         frame = blend(patch, sea, x0, y0)
     moved = [(x0 + b[0] * pw / w, y0 + b[1] * ph / h, x0 + b[2] * pw / w, y0 + b[3] * ph / h, b[4]) for b in boxes]

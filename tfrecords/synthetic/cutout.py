@@ -54,12 +54,6 @@ def cut_out(rgb: np.ndarray, box: tuple) -> np.ndarray | None:
     return fg if fg[y0:y1, x0:x1].mean() >= MIN_FILL else None
 
 
-def extent(mask: np.ndarray) -> tuple[int, int, int, int]:
-    """The box (x0, y0, x1, y1) px of a non-empty bool mask's pixels."""
-    ys, xs = np.nonzero(mask)
-    return int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
-
-
 def lay_in(patch: np.ndarray, alpha: np.ndarray, water: np.ndarray, x0: int, y0: int) -> np.ndarray:
     """``patch`` (uint8 hxwx3) laid into ``water`` (uint8 HxWx3) at (x0, y0) through ``alpha`` (float
     hxw in 0..1, the cut-out shrunk with the patch), its edge softened by ``EDGE_SIGMA`` px."""
