@@ -9,9 +9,9 @@ of the photos (``stage1_detect/evaluate.py --tile K``) shrink the fins but fill 
 fins. Here each boxed photo is shrunk to ``AREA`` of a ``FRAME`` and its animal laid on the synthetic
 sea of ``tfrecords.synthetic.sea`` (chop, foam, glint, sometimes a horizon with sky and land: the
 ``sea`` scene, not the ``plain`` world the demo's detector trains on) or on real water (the band
-above another surface photo's fin, tiled), cut out along its outline (``cutout``: GrabCut from the box), so that nothing
-of its own photo marks where it is. Faded in (until 2026-12-04, 00:00), the photo's rectangle showed
-and the detectors boxed it (docs/history.md, "The pasted rectangle"); Poisson-blended (until
+above another surface photo's fin, tiled), cut out along its outline (``cutout``: GrabCut from the
+box), so that nothing of its own photo marks where it is. Faded in (until 2026-12-04, 00:00), the
+photo's rectangle showed and the detectors boxed it (docs/history.md, "The pasted rectangle"); Poisson-blended (until
 2026-12-04, 05:00), fins cut by their photo's frame came out pale ghosts, and the real water,
 mirrored out to the frame, held fin-shaped peaks the detectors boxed first: the same detectors found
 twice as many fins once both were gone (docs/history.md, "Ghosts and kaleidoscopes"). The fin is
@@ -131,9 +131,10 @@ def real_sea(strip: np.ndarray) -> np.ndarray:
     weight = (ramp[0][:, None] * ramp[1][None, :]).astype(np.float32)[..., None]
     acc = np.zeros((fh + h, fw + w, 3), np.float32)
     total = np.zeros((fh + h, fw + w, 1), np.float32)
+    copy = strip.astype(np.float32) * weight  # the same weighted copy at every place
     for y in range(0, max(1, fh - oy), h - oy):  # the last copy reaches the frame's edge
         for x in range(0, max(1, fw - ox), w - ox):
-            acc[y:y + h, x:x + w] += strip.astype(np.float32) * weight
+            acc[y:y + h, x:x + w] += copy
             total[y:y + h, x:x + w] += weight
     water = np.clip(acc[:fh, :fw] / total[:fh, :fw] + 0.5, 0, 255).astype(np.uint8)
     return np.asarray(Image.fromarray(water).resize(FRAME, Image.Resampling.BICUBIC), np.float32)
