@@ -11,10 +11,10 @@ sea of ``tfrecords.synthetic.sea`` (chop, foam, glint, sometimes a horizon with 
 ``sea`` scene, not the ``plain`` world the demo's detector trains on) or on real water (the band
 above another surface photo's fin, tiled), cut out along its outline (``cutout``: GrabCut from the
 box), so that nothing of its own photo marks where it is. Faded in (until 2026-12-04, 00:00), the
-photo's rectangle showed and the detectors boxed it (docs/history.md, "The pasted rectangle"); Poisson-blended (until
-2026-12-04, 05:00), fins cut by their photo's frame came out pale ghosts, and the real water,
-mirrored out to the frame, held fin-shaped peaks the detectors boxed first: the same detectors found
-twice as many fins once both were gone (docs/history.md, "Ghosts and kaleidoscopes"). The fin is
+photo's rectangle showed and the detectors boxed it (docs/history.md, "The pasted rectangle");
+Poisson-blended (until 2026-12-04, 05:00), fins cut by their photo's frame came out pale ghosts, and
+the real water, mirrored out to the frame, held fin-shaped peaks the detectors boxed first: the same
+detectors found twice as many fins once both were gone (docs/history.md, "Ghosts and kaleidoscopes"). The fin is
 real; what lies around it is not, so a detector that draws boxes over open water, sky or foam pays
 for each one here, as it would at sea. Deterministic per ``seed``.
 """
