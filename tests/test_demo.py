@@ -39,6 +39,24 @@ def test_small_demo_runs_end_to_end(small_demo):
     assert out["new_share_true"] == pytest.approx(5 / 24)  # the estimate: NaN, too few validation queries
 
 
+def test_the_demo_detector_trains_on_its_world_half_at_sea_and_is_scored_on_the_demos(small_demo):
+    """The detector's world is the demo's (same photos, individuals and folds) with every other photo of
+    each split drawn by the sea scene: the even ones are the same files byte for byte, the odd ones not."""
+    tmp_path, out, _ = small_demo
+    own, plain = tmp_path / "detector_world" / "data", tmp_path / "data"
+    assert (own / "train.csv").read_text() == (plain / "train.csv").read_text()
+    names = pd.read_csv(plain / "train.csv")["image"].tolist()
+    same = [(own / "train_images" / n).read_bytes() == (plain / "train_images" / n).read_bytes() for n in names]
+    assert same == [i % 2 == 0 for i in range(len(names))]
+    trained = json.loads((tmp_path / "detector" / "train_config.json").read_text())
+    assert trained["records"] == out["detector_records"] == str(tmp_path / "detector_world" / "records")
+    scores = json.loads((tmp_path / "detector" / "eval" / "scores.json").read_text())
+    own_index = pd.read_csv(Path(out["detector_records"]) / "index.csv")
+    plain_index = pd.read_csv(tmp_path / "records" / "index.csv")
+    assert own_index.drop(columns="shard").equals(plain_index.drop(columns="shard"))  # the same folds
+    assert scores["trained_on"] == out["detector_records"]
+
+
 def test_small_demo_stays_near_its_plain_baselines_and_sift_lifts_the_pixels(small_demo):
     """The baselines are computed in the same run on the same 24 test photos; one photo moves MAP@5
     by up to 0.04, and the detector trains differently run to run (mAP@0.5 0.352 and 0.184 in two
