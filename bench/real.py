@@ -46,8 +46,10 @@ and prints one JSON line:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -55,9 +57,11 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-from runtime import flags
+from runtime import atomic, flags
 from runtime.trainer import BUDGET_HELP
 from stage2_embed.fusion import METRIC_MODES
+
+CROPS_STAMP = "bench_real_crops.sha256"  # beside an embedder trained here: the crops it learned on
 
 
 def at_sea(data: str, det: str, w: str, water: str = "sea", input_size: int = 0) -> dict:
@@ -129,7 +133,9 @@ def stage1(a, records: str, w: str) -> tuple[str, dict]:
 
 
 def stage2(a, crops: str, w: str, seed: int = 0) -> tuple[str, dict]:
-    """(embedder run folder, ``embedder_train_minutes`` when it was trained here)."""
+    """(embedder run folder, ``embedder_train_minutes`` when it was trained here). An embedder trained here
+    before is kept only if it learned on the same crops (``CROPS_STAMP``): a workdir rerun with another
+    detector must not score a stale embedder on new crops."""
     from stage2_embed.pixel_embedder import KINDS, write_pixel_embedder
 
     if a.embedder in KINDS:
@@ -139,12 +145,25 @@ def stage2(a, crops: str, w: str, seed: int = 0) -> tuple[str, dict]:
     from stage2_embed.training import TrainConfig, train
 
     emb = os.path.join(w, "embedder" if seed == 0 else f"embedder_seed{seed}")
+    stamp, crops_now = os.path.join(emb, CROPS_STAMP), crops_fingerprint(crops)
     if os.path.exists(os.path.join(emb, "embedder.keras")):
-        return emb, {}
+        if os.path.exists(stamp) and open(stamp).read() == crops_now:
+            return emb, {}
+        # trained on other crops (another detector's, or before the stamp): its figures would be stale
+        print(f"{emb}: trained on other crops than {crops}'s; training it again", file=sys.stderr)
+        shutil.rmtree(emb)
     t = time.perf_counter()
     train(TrainConfig(records=crops, out=emb, epochs=a.epochs, init=a.init, seed=seed,
                       budget_minutes=a.budget_minutes, descriptor_metric=a.descriptor_metric), progress=False)
+    atomic.write_text(stamp, crops_now)
     return emb, {"embedder_train_minutes": round((time.perf_counter() - t) / 60, 2)}
+
+
+def crops_fingerprint(crops: str) -> str:
+    """The crop records' content: the SHA-256 of their shards' (``manifest.json``), which change with the
+    detector that cut them and the photos, not with a rebuild of the same crops."""
+    shards = json.loads(open(os.path.join(crops, "manifest.json")).read())["shards"]
+    return hashlib.sha256(json.dumps(sorted((s["file"], s["sha256"]) for s in shards)).encode()).hexdigest()
 
 
 def identify(det: str, emb: str, crops: str, records: str, out: str, rerank: str | None = None,

@@ -127,3 +127,41 @@ def test_bench_real_scores_a_given_detector_against_the_whole_frame(tmp_path):
     # one class (fin): no ranking of the boxes scores above the share of fins some box covers
     for name in ("", "_at_sea", "_at_sea_real"):
         assert out[f"detector_map50{name}"] <= out[f"detector_boxed_share{name}"] + 1e-6
+
+
+def test_bench_real_trains_its_embedder_again_when_the_crops_changed(tmp_path, monkeypatch):
+    """A workdir rerun with another detector cuts other crops: the embedder trained on the old ones is
+    not reused (its figures on the new crops would be neither the old run's nor the new one's)."""
+    import argparse
+    import importlib.util
+
+    import stage2_embed.training as training
+
+    spec = importlib.util.spec_from_file_location("bench_real", ROOT / "bench" / "real.py")
+    real = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(real)
+    trained = []
+
+    def fake_train(cfg, progress=False):
+        os.makedirs(cfg.out, exist_ok=True)
+        Path(cfg.out, "embedder.keras").write_text(f"run {len(trained)}")
+        trained.append(cfg.records)
+
+    monkeypatch.setattr(training, "train", fake_train)
+    crops = tmp_path / "crops"
+    crops.mkdir()
+
+    def cut(sha: str) -> None:
+        (crops / "manifest.json").write_text(json.dumps({"shards": [{"file": "train-0.tfrec", "sha256": sha}]}))
+
+    a = argparse.Namespace(embedder="train", epochs=1, init=None, budget_minutes=0.0, descriptor_metric="auto")
+    cut("a" * 64)
+    emb, info = real.stage2(a, str(crops), str(tmp_path))
+    assert len(trained) == 1 and "embedder_train_minutes" in info
+    assert real.stage2(a, str(crops), str(tmp_path)) == (emb, {}) and len(trained) == 1  # the same crops: kept
+    cut("b" * 64)  # another detector's crops
+    real.stage2(a, str(crops), str(tmp_path))
+    assert len(trained) == 2 and Path(emb, "embedder.keras").read_text() == "run 1"
+    Path(emb, real.CROPS_STAMP).unlink()  # a run from before the stamp: trained again too
+    real.stage2(a, str(crops), str(tmp_path))
+    assert len(trained) == 3
