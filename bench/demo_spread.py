@@ -9,8 +9,10 @@ world and new trainings; a finished seed's folder is reused). The last line is J
 test MAP@5 over the pixels baseline's, the closest trivial one), and every seed's figures. With
 ``--real DIR`` (a Kaggle-layout folder with ``boxes.csv``) each seed's detector, trained only on
 its synthetic world, is also scored on those real photos (``bench/real.py --embedder pixels``):
-``real_detector_map50`` and ``real_detector_iou50_share``, since one detector's real-photo score
-says little when runs of the same budget differ.
+``real_detector_map50`` and ``real_detector_iou50_share``, and at sea on the two proxies (the fins cut
+out and laid into a synthetic sea, ``real_detector_map50_at_sea``, and into the set's own water,
+``real_detector_map50_at_sea_real``), since one detector's real-photo score says little when runs of
+the same budget differ.
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ ROOT = Path(__file__).resolve().parents[1]
 KEYS = ("test_map5", "baseline_new_plus_frequent_map5", "baseline_untrained_map5", "baseline_pixels_map5",
         "baseline_pixels_sift_map5",
         "new_share_estimate", "new_share_true", "detector_map50", "minutes")
-REAL_KEYS = ("real_detector_map50", "real_detector_iou50_share")
+REAL_KEYS = ("real_detector_map50", "real_detector_iou50_share", "real_detector_map50_at_sea",
+             "real_detector_map50_at_sea_real")
 
 
 def run_seed(size: str, seed: int, workdir: str) -> dict:
@@ -56,8 +59,7 @@ def real_detector(seed_dir: str, real: str) -> dict:
         with open(done, "w") as f:
             f.write(r.stdout.strip().splitlines()[-1])
     res = json.loads(open(done).read())
-    return {"real_detector_map50": res.get("detector_map50"),
-            "real_detector_iou50_share": res.get("detector_iou50_share")}
+    return {k: res.get(k.removeprefix("real_")) for k in REAL_KEYS}  # bench/real.py's keys, prefixed
 
 
 def main(argv: list[str] | None = None) -> int:
