@@ -100,11 +100,11 @@ def _run_demo(workdir: str, size: str, seed: int | None) -> dict:
     """``seed`` (default: the size's own) seeds the synthetic world and both trainings."""
     from pipeline.baselines import true_new_share
 
-    data, records, eda, det, crops, emb, final, sub = (os.path.join(workdir, d) for d in (
-        "data", "records", "eda", "detector", "crops", "embedder", "embedder_final", "submission"))
+    data, records, eda, world, det, crops, emb, final, sub = (os.path.join(workdir, d) for d in (
+        "data", "records", "eda", "detector_world", "detector", "crops", "embedder", "embedder_final", "submission"))
     total, started = 11, time.perf_counter()
     summary = prepare_data(data, records, eda, size, seed, total)
-    history, det_eval = train_both(records, det, crops, emb, size, seed, total)
+    history, det_eval = train_both(records, world, det, crops, emb, size, seed, total)
     t = step(8, total, f"open-set evaluation and the new_individual threshold -> {emb}/evaluation/report.html")
     ev = evaluate_embedder(emb, crops)
     done(t, f"MAP@5 {ev['map5']:.3f} at threshold {ev['threshold']:.3f}; new_individual found "
@@ -179,10 +179,11 @@ def print_next_steps(workdir: str, started: float) -> None:
           f"--db {w}/review.sqlite")
 
 
-def train_both(records: str, det: str, crops: str, emb: str, size: str, seed: int | None, total: int) -> tuple:
+def train_both(records: str, world: str, det: str, crops: str, emb: str, size: str, seed: int | None,
+               total: int) -> tuple:
     """Steps 4-7: the detector and the embedder trained side by side, each in its own process with one
     intra-op thread (``runtime.side_by_side``). The detector first draws its own world (``DETECTOR_WORLD``)
-    beside ``records``. The embedder does not wait for the detector's crops: it trains on the photos cut
+    into ``world``. The embedder does not wait for the detector's crops: it trains on the photos cut
     to their own boxes, which the synthetic world draws (one per training photo, the identified
     animal's); photos without boxes are cut by the detector (stage1_detect/crop.py --detector; on Kaggle,
     public boxes: README, "Kaggle use"). The test photos are cut by the detector (the crop folder's test
@@ -192,10 +193,9 @@ def train_both(records: str, det: str, crops: str, emb: str, size: str, seed: in
     from stage1_detect.cropping import CropConfig, crop_records
 
     tracking.create_store()  # before two processes use it at once
-    world_dir = os.path.join(os.path.dirname(det), "detector_world")
-    t = step(4, total, f"draw the detector's world (half at sea) -> {world_dir}, train the fin/fluke/body "
+    t = step(4, total, f"draw the detector's world (half at sea) -> {world}, train the fin/fluke/body "
                        f"detector on it, evaluate it on {records} -> {det} (its own process)")
-    detector = side_by_side.start(detector_job, (records, world_dir, det, size, seed), "demo-detector")
+    detector = side_by_side.start(detector_job, (records, world, det, size, seed), "demo-detector")
     t5 = step(5, total, f"crop every photo to its own box for stage 2 -> {crops}")
     m = crop_records(CropConfig(records=records, out=crops, source="boxes", crop_size=256), progress=False)
     done(t5, f"by source: {m['sources']}")
