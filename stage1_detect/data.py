@@ -71,17 +71,19 @@ def layer_seeds(seed: int, n: int) -> list[int]:
     return [seed * 1009 + i + 1 for i in range(n)]
 
 
-def photometric_layers(kind: str, seed: int = 0, grey: float = 0.0) -> list:
+def photometric_layers(kind: str, seed: int = 0, grey: float = 0.0, desaturate: float = 0.3) -> list:
     """Colour jitter on images alone (boxes do not move). ``mild``: saturation and brightness.
     ``wide``: domain randomisation for synthetic-to-real transfer (Tobin et al. 2017): any hue,
     washed-out to vivid colour, contrast from hazy to hard, half the photos blurred (a synthetic
     part's crisp edges and bright marks are cues a real fin does not give) and some grey. ``grey``:
     a share of the photos turned grey after either (the synthetic sea is always coloured and its
-    parts grey, a cue no overcast sea gives: docs/history.md, "Grey seas")."""
+    parts grey, a cue no overcast sea gives: docs/history.md, "Grey seas"). ``desaturate``: the most
+    of its colour a photo loses in ``mild``'s saturation jitter (each photo drawn in [0, desaturate];
+    1.0: anything from full colour to grey, an overcast sea's washed-out tints included)."""
     if kind not in ("mild", "wide"):
         raise ValueError(f"photometric {kind!r}: choose mild or wide")
     s = layer_seeds(seed + 1, 8)  # seed + 1: apart from the geometric layers' (``augmenter``)
-    layers = [seeded(keras_cv.layers.RandomColorDegeneration(0.3, seed=s[0]), s[0]),
+    layers = [seeded(keras_cv.layers.RandomColorDegeneration(desaturate, seed=s[0]), s[0]),
               seeded(keras_cv.layers.RandomBrightness(0.15, seed=s[1]), s[1])]
     greyed = ([keras_cv.layers.RandomApply(keras_cv.layers.Grayscale(output_channels=3), rate=grey, seed=s[7] + 1)]
               if grey > 0 else [])  # none built at 0: the default pipeline stays as it was
@@ -97,15 +99,16 @@ def photometric_layers(kind: str, seed: int = 0, grey: float = 0.0) -> list:
 
 
 
-def augmenter(image_size: int, seed: int = 0, photometric: str = "mild", grey: float = 0.0) -> Callable[[dict], dict]:
-    """Box-aware flip and jittered resize, then ``photometric_layers(photometric, grey=grey)`` on the images."""
+def augmenter(image_size: int, seed: int = 0, photometric: str = "mild", grey: float = 0.0,
+              desaturate: float = 0.3) -> Callable[[dict], dict]:
+    """Box-aware flip and jittered resize, then ``photometric_layers(photometric, ...)`` on the images."""
     flip_seed, resize_seed = layer_seeds(seed, 2)
     geometric = [
         keras_cv.layers.RandomFlip(mode="horizontal", bounding_box_format=BOX_FORMAT, seed=flip_seed),
         seeded(keras_cv.layers.JitteredResize(target_size=(image_size, image_size), scale_factor=(0.7, 1.3),
                                               bounding_box_format=BOX_FORMAT, seed=resize_seed), resize_seed),
     ]
-    colour = photometric_layers(photometric, seed, grey)
+    colour = photometric_layers(photometric, seed, grey, desaturate)
 
     def apply(d: dict) -> dict:
         out = {"images": d["images"], "bounding_boxes": d["bounding_boxes"]}
@@ -133,7 +136,7 @@ def count_with_boxes(records: str, val_fold: int) -> int:
 def train_dataset(records: str, image_size: int, batch_size: int, val_fold: int, seed: int = 0,
                   augment: bool = True, photometric: str = "mild", mosaic_rate: float = 0.0,
                   close_up_rate: float = 0.0, empty_rate: float = 0.0, far_rate: float = 0.0,
-                  far_water: str = "own", grey: float = 0.0) -> tf.data.Dataset:
+                  far_water: str = "own", grey: float = 0.0, desaturate: float = 0.3) -> tf.data.Dataset:
     ds = parsed_records(records, "train", exclude_folds=[val_fold])
     ds = ds.filter(lambda e: tf.size(e["image/object/class/label"]) > 0)  # water alone comes from empty_windows
     close = augment and (close_up_rate > 0 or empty_rate > 0 or far_rate > 0)  # windows: from twice the pixels
@@ -153,7 +156,7 @@ def train_dataset(records: str, image_size: int, batch_size: int, val_fold: int,
         ds = ds.enumerate().map(keyed(2 * seed + 1), num_parallel_calls=AUTOTUNE)
         ds = ds.map(mosaic(mosaic_rate), num_parallel_calls=AUTOTUNE)
     if augment:  # one call at a time: keras-cv's layers draw from stateful generators, in call order
-        ds = ds.map(augmenter(image_size, seed, photometric, grey))
+        ds = ds.map(augmenter(image_size, seed, photometric, grey, desaturate))
     boxes = MAX_BOXES * (4 if mixed else 1)  # a 2x2 grid holds four photos' boxes
     return ds.map(lambda d: to_model_inputs(d, boxes), num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)
 

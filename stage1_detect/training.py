@@ -37,6 +37,9 @@ class TrainConfig:
     grey: float = option(0.0, help="share of training photos turned grey with --augment, after the colour jitter "
                                    "(the synthetic sea is always coloured and its animals grey; an overcast sea "
                                    "is grey too; 0: off)", lo=0.0, hi=1.0)
+    desaturate: float = option(0.3, help="the most colour a training photo loses in the colour jitter with --augment "
+                                         "(each drawn from 0 to this; 1: full colour to grey, as overcast seas go)",
+                               lo=0.0, hi=1.0)
     mosaic: float = option(0.5, help="share of training photos replaced by 2x2 grids of four with --augment "
                                      "(animals at a quarter of their area, four to a frame: the framing of "
                                      "photos at sea; 0: off)", lo=0.0, hi=1.0)
@@ -91,7 +94,7 @@ def _stage(cfg: TrainConfig, strategy):
     global_batch = cfg.batch_size * strategy.num_replicas_in_sync
     train_ds = train_dataset(cfg.records, cfg.image_size, global_batch, cfg.val_fold, cfg.seed, cfg.augment,
                              cfg.photometric, cfg.mosaic, cfg.close_ups, cfg.empty, cfg.far,
-                             cfg.far_water, cfg.grey)
+                             cfg.far_water, cfg.grey, cfg.desaturate)
     train_ds = shard_by_file(train_ds, len(list_shards(cfg.records, "train")), strategy)
     val_ds = eval_dataset(cfg.records, cfg.image_size, cfg.batch_size, cfg.val_fold).cache()
     steps = count_with_boxes(cfg.records, cfg.val_fold) // global_batch

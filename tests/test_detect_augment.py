@@ -264,3 +264,20 @@ def test_grey_turns_about_its_share_of_the_photos_grey_and_nothing_at_zero():
     assert not greyed(0.0).any()  # mild jitter leaves the sea blue
     assert greyed(1.0).all()
     assert 0.15 < greyed(0.4).mean() < 0.65, greyed(0.4).mean()
+
+
+def test_desaturate_draws_how_much_colour_each_photo_keeps_from_full_to_none():
+    photos = _fin_photos(64)
+    blue = (photos[..., 2] - photos[..., 0]).mean()  # the water's colour before the jitter
+
+    def kept(desaturate: float) -> np.ndarray:
+        x = tf.constant(photos)
+        for layer in photometric_layers("mild", seed=3, desaturate=desaturate):
+            x = layer(x, training=True)
+        x = x.numpy()
+        return (x[..., 2] - x[..., 0]).mean(axis=(1, 2)) / blue  # the share of the colour each photo keeps
+
+    default, wide = kept(0.3), kept(1.0)
+    assert default.min() > 0.65  # today's mild jitter: at most 30 % of the colour goes
+    assert wide.min() < 0.1 and wide.max() > 0.9  # anything from grey to full colour
+    assert 0.3 < np.median(wide) < 0.7, np.median(wide)  # drawn evenly between
