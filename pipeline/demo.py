@@ -41,8 +41,9 @@ SIZES = {"small": SMOKE, "default": SynthConfig(seed=1)}
 # where eight without scored 0.44-0.61 (docs/history.md, "Close-ups to train on"). Colour: every
 # training photo keeps a random share of its colour (`--desaturate 1.0`) and a fifth none (`--grey 0.2`),
 # since the synthetic sea is coloured and its animals grey, a cue an overcast sea does not give. Two
-# seeds against the demo's of 2026-12-04 07:04 on the committed fins laid into real water (mAP@0.5): in
-# colour 0.72, 0.69 against 0.61; at a quarter of their colour 0.56, 0.61 against 0.45; grey 0.30, 0.53
+# seeds against the demo's of 2026-12-04 07:04 on the committed fins laid into real water (mAP@0.5, the dev
+# proxy; RESULTS.md `real_sharks`: 0.6822 against 0.6138): in colour 0.72, 0.69 against 0.61; at a
+# quarter of their colour 0.56, 0.61 against 0.45; grey 0.30, 0.53
 # against 0.009; close-ups 0.73, 0.67 against 0.80; the demo's test MAP@5 0.822, 0.820 against 0.846
 # (docs/history.md, "Overcast seas: colour drawn from none to full")
 DETECTOR = {"image_size": 160, "epochs": 12, "desaturate": 1.0, "grey": 0.2}

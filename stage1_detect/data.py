@@ -78,7 +78,7 @@ def photometric_layers(kind: str, seed: int = 0, grey: float = 0.0, desaturate: 
     part's crisp edges and bright marks are cues a real fin does not give) and some grey. ``grey``:
     a share of the photos turned grey after either (the synthetic sea is always coloured and its
     parts grey, a cue no overcast sea gives: docs/history.md, "Grey seas"). ``desaturate``: the most
-    of its colour a photo loses in ``mild``'s saturation jitter (each photo drawn in [0, desaturate];
+    of its colour a photo loses in the saturation jitter of either kind (each drawn in [0, desaturate];
     1.0: anything from full colour to grey, an overcast sea's washed-out tints included)."""
     if kind not in ("mild", "wide"):
         raise ValueError(f"photometric {kind!r}: choose mild or wide")
