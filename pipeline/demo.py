@@ -43,9 +43,9 @@ SIZES = {"small": SMOKE, "default": SynthConfig(seed=1)}
 # since the synthetic sea is coloured and its animals grey, a cue an overcast sea does not give. Two
 # seeds against the demo's of 2026-12-04 07:04 on the committed fins laid into real water (mAP@0.5, the dev
 # proxy; RESULTS.md `real_sharks`: 0.6822 against 0.6138): in colour 0.72, 0.69 against 0.61; at a
-# quarter of their colour 0.56, 0.61 against 0.45; grey 0.30, 0.53
-# against 0.009; close-ups 0.73, 0.67 against 0.80; the demo's test MAP@5 0.822, 0.820 against 0.846
-# (docs/history.md, "Overcast seas: colour drawn from none to full")
+# quarter of their colour 0.56, 0.61 against 0.45; grey 0.30, 0.53 against 0.009; close-ups 0.73, 0.67
+# against 0.80; the demo's test MAP@5 0.822, 0.820 against 0.846 (docs/history.md, "Overcast seas:
+# colour drawn from none to full")
 DETECTOR = {"image_size": 160, "epochs": 12, "desaturate": 1.0, "grey": 0.2}
 # The detector's own world: the demo's (same seed, same photos and folds) with every other photo drawn by
 # the sea scene (`synthesize.py --sea-share 0.5`), while the embedder learns the marks on the plain one.
